@@ -1,0 +1,173 @@
+"""The leader lease: acquire-or-renew, release, read and fenced write, one round trip each."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+from typing import Any
+
+from redis import exceptions as redis_exceptions
+
+from coordinator import keys
+from coordinator.errors import (
+    BackendUnavailableError,
+    CorruptDataError,
+    InvalidArgumentError,
+    UnexpectedReplyError,
+)
+from coordinator.records import FenceResult, LeaseRecord, LeaseResult, ReleaseResult, pairs_to_dict
+from coordinator.scripts import register_scripts, run_script
+
+DEFAULT_HISTORY_MAXLEN = 10_000
+_MAX_TTL_MS = 365 * 24 * 3600 * 1000
+
+
+def new_instance_id() -> str:
+    """A random id for one process start, so a restart gets a new tenure."""
+    return secrets.token_hex(8)
+
+
+def ttl_to_ms(ttl: float) -> int:
+    """Seconds (fractions allowed) to whole milliseconds, refusing non-positive values."""
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
+        raise InvalidArgumentError(f"ttl must be a number of seconds > 0, got {ttl!r}")
+    ms = round(ttl * 1000)
+    if not 1 <= ms <= _MAX_TTL_MS:
+        raise InvalidArgumentError(f"ttl must be between 0.001 s and one year, got {ttl!r}")
+    return ms
+
+
+class Lease:
+    """One named leader lease in one namespace, as seen by one holder (one process)."""
+
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        holder_id: str,
+        ttl: float,
+        name: str = "global",
+        namespace: str = "coordinator",
+        holder_host: str | None = None,
+        instance_id: str | None = None,
+        history_maxlen: int = DEFAULT_HISTORY_MAXLEN,
+    ) -> None:
+        self.holder_id = keys.check_node_id("holder id", holder_id)
+        self.holder_host = holder_host if holder_host is not None else socket.gethostname()
+        self.name = keys.check_name("lease name", name)
+        self.namespace = keys.check_name("namespace", namespace)
+        self.ttl_ms = ttl_to_ms(ttl)
+        self.instance_id = instance_id or new_instance_id()
+        if not isinstance(history_maxlen, int) or history_maxlen < 1:
+            raise InvalidArgumentError(f"history_maxlen must be an integer >= 1, got {history_maxlen!r}")
+        self.history_maxlen = history_maxlen
+        self.key = keys.lease_key(namespace, name)
+        self.tenure_key = keys.tenure_key(namespace, name)
+        self.history_key = keys.history_key(namespace)
+        self.channel = keys.events_channel(namespace)
+        self._redis = redis
+        self._scripts = register_scripts(redis)
+
+    async def acquire(
+        self,
+        *,
+        highest_seen_term: int = 0,
+        metadata: dict[str, Any] | None = None,
+        preferred_holder_id: str | None = None,
+    ) -> LeaseResult:
+        """Acquire the lease if free, renew it if ours; otherwise report who holds it."""
+        if isinstance(highest_seen_term, bool) or not isinstance(highest_seen_term, int) or (
+            highest_seen_term < 0
+        ):
+            raise InvalidArgumentError(f"highest_seen_term must be an int >= 0, got {highest_seen_term!r}")
+        if preferred_holder_id:
+            keys.check_node_id("preferred holder id", preferred_holder_id)
+        reply = await run_script(
+            self._scripts.acquire,
+            [self.key, self.tenure_key, self.history_key],
+            [
+                self.holder_id,
+                self.holder_host,
+                self.instance_id,
+                self.ttl_ms,
+                highest_seen_term,
+                json.dumps(metadata or {}, separators=(",", ":")),
+                preferred_holder_id or "",
+                self.name,
+                self.channel,
+                self.history_maxlen,
+            ],
+        )
+        code, now = reply[0], int(reply[1])
+        if code not in ("acquire", "renew", "held"):
+            raise UnexpectedReplyError(f"acquire replied {code!r}")
+        record = LeaseRecord.from_fields(self.key, pairs_to_dict(reply[2:]))
+        if code == "held":
+            return LeaseResult(is_leader=False, operation=None, record=record, redis_now=now)
+        return LeaseResult(is_leader=True, operation=code, record=record, redis_now=now)
+
+    async def release(self, *, term: int | None = None) -> ReleaseResult:
+        """Release the lease if this process holds it (for ``term``, if given)."""
+        reply = await run_script(
+            self._scripts.release,
+            [self.key, self.history_key],
+            [
+                self.holder_id,
+                self.instance_id,
+                "" if term is None else str(int(term)),
+                self.name,
+                self.channel,
+                self.history_maxlen,
+            ],
+        )
+        code, now = reply[0], int(reply[1])
+        if code == "released":
+            return ReleaseResult(released=True, current=None, redis_now=now)
+        if code != "not_holder":
+            raise UnexpectedReplyError(f"release replied {code!r}")
+        fields = pairs_to_dict(reply[2:])
+        current = LeaseRecord.from_fields(self.key, fields) if fields else None
+        return ReleaseResult(released=False, current=current, redis_now=now)
+
+    async def get(self) -> LeaseRecord | None:
+        """The current lease record, or None when nobody holds the lease."""
+        return await read_lease(self._redis, self.namespace, self.name)
+
+    async def fenced_set(
+        self, key: str, value: str | bytes, term: int, *, px: int | None = None
+    ) -> FenceResult:
+        """SET ``key`` only if ``term`` is still the term of the live lease, atomically.
+
+        On Redis Cluster ``key`` must share the namespace's hash tag (see ``keys.fenced_key``).
+        """
+        if isinstance(term, bool) or not isinstance(term, int) or term < 1:
+            raise InvalidArgumentError(f"term must be an int >= 1, got {term!r}")
+        if not isinstance(key, str) or not key:
+            raise InvalidArgumentError("fenced_set needs a non-empty key")
+        reply = await run_script(
+            self._scripts.fence, [self.key, key], [term, value, px or 0]
+        )
+        code, now = reply[0], int(reply[1])
+        current = int(reply[2]) if reply[2] not in ("", None) else None
+        if code not in ("ok", "stale"):
+            raise UnexpectedReplyError(f"fence replied {code!r}")
+        return FenceResult(accepted=code == "ok", term=term, current_term=current, redis_now=now)
+
+
+async def read_lease(redis: Any, namespace: str, name: str) -> LeaseRecord | None:
+    """Read the current lease of ``namespace``/``name`` without holding it."""
+    key = keys.lease_key(namespace, name)
+    try:
+        raw = await redis.hgetall(key)
+    except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError) as e:
+        raise BackendUnavailableError(f"Redis unavailable: {type(e).__name__}") from e
+    except redis_exceptions.ResponseError as e:
+        raise CorruptDataError(key, f"cannot be read as a lease ({e})") from e
+    if not raw:
+        return None
+    fields = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in raw.items()
+    }
+    return LeaseRecord.from_fields(key, fields)

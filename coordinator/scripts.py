@@ -1,0 +1,82 @@
+"""Finds the Lua scripts (installed wheel or source checkout) and registers them per client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from redis import exceptions as redis_exceptions
+from redis.commands.core import AsyncScript
+
+from coordinator.errors import (
+    BackendUnavailableError,
+    CoordinatorError,
+    CorruptDataError,
+    UnexpectedReplyError,
+)
+
+SCRIPT_NAMES = ("acquire", "release", "fence", "heartbeat", "set_mode")
+
+
+def lua_directory() -> Path:
+    """The folder holding ``*.lua``: inside the installed package, else the checkout's ``lua/``."""
+    packaged = Path(str(resources.files("coordinator"))) / "lua"
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parent.parent / "lua"
+    if checkout.is_dir():
+        return checkout
+    raise FileNotFoundError(f"Lua scripts not found in {packaged} or {checkout}")
+
+
+@cache
+def script_source(name: str) -> str:
+    """The text of ``lua/<name>.lua``, read once per process."""
+    if name not in SCRIPT_NAMES:
+        raise KeyError(name)
+    return (lua_directory() / f"{name}.lua").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Scripts:
+    """The scripts registered on one client; each call is one EVALSHA with NOSCRIPT reload."""
+
+    acquire: AsyncScript
+    release: AsyncScript
+    fence: AsyncScript
+    heartbeat: AsyncScript
+    set_mode: AsyncScript
+
+
+def register_scripts(redis: Any) -> Scripts:
+    """Register every script on ``redis`` (a ``redis.asyncio`` client or FakeAsyncRedis)."""
+    return Scripts(**{name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES})
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+async def run_script(script: AsyncScript, keys: list[str], args: list[Any]) -> list[Any]:
+    """Run one script and return its reply with bytes decoded.
+
+    Redis failures are translated at this boundary; the shared ``wrongtype``/``corrupt``
+    replies become ``CorruptDataError`` naming the key, so no caller guesses at them.
+    """
+    try:
+        reply = await script(keys=keys, args=args)
+    except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError) as e:
+        raise BackendUnavailableError(f"Redis unavailable: {type(e).__name__}") from e
+    except redis_exceptions.RedisError as e:
+        raise CoordinatorError(f"Redis refused a script on {keys[0]}: {e}") from e
+    if not isinstance(reply, list) or not reply:
+        raise UnexpectedReplyError(f"unexpected script reply {reply!r}")
+    decoded = [_text(v) for v in reply]
+    if decoded[0] == "wrongtype":
+        raise CorruptDataError(str(decoded[1]), "holds a value of a type the coordinator never writes")
+    if decoded[0] == "corrupt":
+        raise CorruptDataError(str(decoded[1]), f"field {decoded[2]!r} is missing or malformed")
+    return decoded

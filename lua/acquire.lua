@@ -1,0 +1,73 @@
+-- acquire.lua: acquire-or-renew the leader lease in one atomic step.
+--
+-- No live lease      -> the caller becomes holder with term max(stored, highest seen) + 1,
+--                       announces leader_changed (PUBLISH + history stream); code "acquire".
+-- Caller holds it    -> expiry and renewed_at move forward, term unchanged, nothing
+--                       published; code "renew".
+-- Another holds it   -> nothing changes; code "held" with the holder's record.
+-- All times are the Redis server's clock (TIME), integer milliseconds.
+--
+-- KEYS[1] lease hash (expires with the TTL)
+-- KEYS[2] tenure hash (never expires: highest term granted, last holder id)
+-- KEYS[3] history stream (capped)
+-- ARGV[1] holder id          ARGV[2] holder host      ARGV[3] instance id (one per process)
+-- ARGV[4] ttl in ms          ARGV[5] highest term the caller has seen
+-- ARGV[6] metadata json      ARGV[7] preferred holder id ("" for none)
+-- ARGV[8] lease name         ARGV[9] events channel   ARGV[10] history max length
+-- Returns {code, now_ms, field1, value1, ...} with the lease hash after the call, or
+--         {"wrongtype", key} / {"corrupt", key, field} without touching anything.
+local lease_key, tenure_key, history_key = KEYS[1], KEYS[2], KEYS[3]
+local holder_id, holder_host, instance_id = ARGV[1], ARGV[2], ARGV[3]
+local ttl_ms, highest_seen = tonumber(ARGV[4]), tonumber(ARGV[5])
+local metadata_json, preferred = ARGV[6], ARGV[7]
+local lease_name, channel, history_maxlen = ARGV[8], ARGV[9], tonumber(ARGV[10])
+
+for _, key in ipairs({lease_key, tenure_key}) do
+  local kind = redis.call('TYPE', key)['ok']
+  if kind ~= 'none' and kind ~= 'hash' then return {'wrongtype', key} end
+end
+local kind = redis.call('TYPE', history_key)['ok']
+if kind ~= 'none' and kind ~= 'stream' then return {'wrongtype', history_key} end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expires = now + ttl_ms
+
+local stored_term = redis.call('HGET', tenure_key, 'term')
+if stored_term and not tonumber(stored_term) then return {'corrupt', tenure_key, 'term'} end
+
+if redis.call('EXISTS', lease_key) == 1 then
+  local cur = redis.call('HMGET', lease_key, 'holder_id', 'instance_id', 'term', 'lease_expires_at')
+  if not cur[1] or cur[1] == '' then return {'corrupt', lease_key, 'holder_id'} end
+  if not cur[2] or cur[2] == '' then return {'corrupt', lease_key, 'instance_id'} end
+  if not tonumber(cur[3]) then return {'corrupt', lease_key, 'term'} end
+  if not tonumber(cur[4]) then return {'corrupt', lease_key, 'lease_expires_at'} end
+  if cur[1] == holder_id and cur[2] == instance_id then
+    redis.call('HSET', lease_key, 'lease_expires_at', expires, 'renewed_at', now,
+      'holder_host', holder_host, 'metadata_json', metadata_json, 'preferred_holder_id', preferred)
+    redis.call('PEXPIRE', lease_key, ttl_ms)
+    local out = {'renew', now}
+    for _, v in ipairs(redis.call('HGETALL', lease_key)) do out[#out + 1] = v end
+    return out
+  end
+  local out = {'held', now}
+  for _, v in ipairs(redis.call('HGETALL', lease_key)) do out[#out + 1] = v end
+  return out
+end
+
+local term = math.max(tonumber(stored_term) or 0, highest_seen or 0) + 1
+local previous = redis.call('HGET', tenure_key, 'holder_id')
+redis.call('HSET', lease_key, 'holder_id', holder_id, 'holder_host', holder_host,
+  'instance_id', instance_id, 'term', term, 'acquired_at', now, 'renewed_at', now,
+  'lease_expires_at', expires, 'preferred_holder_id', preferred, 'metadata_json', metadata_json)
+redis.call('PEXPIRE', lease_key, ttl_ms)
+redis.call('HSET', tenure_key, 'term', term, 'holder_id', holder_id)
+
+local event = cjson.encode({type = 'leader_changed', lease = lease_name, holder_id = holder_id,
+  holder_host = holder_host, term = term, previous_holder_id = previous or cjson.null, at = now})
+redis.call('XADD', history_key, 'MAXLEN', '~', history_maxlen, '*', 'event', event)
+redis.call('PUBLISH', channel, event)
+
+local out = {'acquire', now}
+for _, v in ipairs(redis.call('HGETALL', lease_key)) do out[#out + 1] = v end
+return out
