@@ -26,3 +26,7 @@ class CorruptDataError(CoordinatorError):
 
 class UnexpectedReplyError(CoordinatorError):
     """A script answered with something the coordinator does not know; never guessed at."""
+
+
+class LeaseLostError(CoordinatorError):
+    """Leadership ended (lease lost or local deadline passed) while leader work ran."""

@@ -10,12 +10,8 @@ from typing import Any
 from redis import exceptions as redis_exceptions
 
 from coordinator import keys
-from coordinator.errors import (
-    BackendUnavailableError,
-    CorruptDataError,
-    InvalidArgumentError,
-    UnexpectedReplyError,
-)
+from coordinator.boundary import redis_errors, text_map
+from coordinator.errors import CoordinatorError, CorruptDataError, InvalidArgumentError, UnexpectedReplyError
 from coordinator.records import FenceResult, LeaseRecord, LeaseResult, ReleaseResult, pairs_to_dict
 from coordinator.scripts import register_scripts, run_script
 
@@ -159,15 +155,10 @@ async def read_lease(redis: Any, namespace: str, name: str) -> LeaseRecord | Non
     """Read the current lease of ``namespace``/``name`` without holding it."""
     key = keys.lease_key(namespace, name)
     try:
-        raw = await redis.hgetall(key)
-    except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError) as e:
-        raise BackendUnavailableError(f"Redis unavailable: {type(e).__name__}") from e
-    except redis_exceptions.ResponseError as e:
-        raise CorruptDataError(key, f"cannot be read as a lease ({e})") from e
-    if not raw:
-        return None
-    fields = {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in raw.items()
-    }
-    return LeaseRecord.from_fields(key, fields)
+        with redis_errors(key):
+            raw = await redis.hgetall(key)
+    except CoordinatorError as e:
+        if isinstance(e.__cause__, redis_exceptions.ResponseError):
+            raise CorruptDataError(key, f"cannot be read as a lease ({e.__cause__})") from e
+        raise
+    return LeaseRecord.from_fields(key, text_map(raw)) if raw else None

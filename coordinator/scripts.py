@@ -8,15 +8,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from redis import exceptions as redis_exceptions
 from redis.commands.core import AsyncScript
 
-from coordinator.errors import (
-    BackendUnavailableError,
-    CoordinatorError,
-    CorruptDataError,
-    UnexpectedReplyError,
-)
+from coordinator.boundary import redis_errors, text
+from coordinator.errors import CorruptDataError, UnexpectedReplyError
 
 SCRIPT_NAMES = ("acquire", "release", "fence", "heartbeat", "set_mode")
 
@@ -56,25 +51,17 @@ def register_scripts(redis: Any) -> Scripts:
     return Scripts(**{name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES})
 
 
-def _text(value: Any) -> Any:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
 async def run_script(script: AsyncScript, keys: list[str], args: list[Any]) -> list[Any]:
     """Run one script and return its reply with bytes decoded.
 
     Redis failures are translated at this boundary; the shared ``wrongtype``/``corrupt``
     replies become ``CorruptDataError`` naming the key, so no caller guesses at them.
     """
-    try:
+    with redis_errors(keys[0]):
         reply = await script(keys=keys, args=args)
-    except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError) as e:
-        raise BackendUnavailableError(f"Redis unavailable: {type(e).__name__}") from e
-    except redis_exceptions.RedisError as e:
-        raise CoordinatorError(f"Redis refused a script on {keys[0]}: {e}") from e
     if not isinstance(reply, list) or not reply:
         raise UnexpectedReplyError(f"unexpected script reply {reply!r}")
-    decoded = [_text(v) for v in reply]
+    decoded = [text(v) for v in reply]
     if decoded[0] == "wrongtype":
         raise CorruptDataError(str(decoded[1]), "holds a value of a type the coordinator never writes")
     if decoded[0] == "corrupt":

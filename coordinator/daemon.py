@@ -1,0 +1,432 @@
+"""The daemon: loops that feed the state machine and carry out its effects.
+
+All decisions live in ``coordinator.state``; this module only does I/O (Redis calls,
+timers, tasks, hooks) and keeps the state the machine returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Literal
+
+import structlog
+
+from coordinator import keys
+from coordinator.backend import connect
+from coordinator.boundary import UNAVAILABLE
+from coordinator.clock import Clock
+from coordinator.errors import CoordinatorError, LeaseLostError
+from coordinator.events import Outbox
+from coordinator.hooks import Hooks, LeaderContext
+from coordinator.lease import Lease, new_instance_id
+from coordinator.membership import ControllerStatus, Heartbeat
+from coordinator.records import FenceResult
+from coordinator.settings import Settings
+from coordinator.state import (
+    DeadlinePassed,
+    Failed,
+    Granted,
+    HeldByOther,
+    Observation,
+    Released,
+    Role,
+    StartLeading,
+    State,
+    StopLeading,
+    Timing,
+    Transition,
+    can_schedule,
+    next_attempt_delay,
+    retry_delay,
+    step,
+)
+
+PassResult = Literal["scheduled", "skipped_not_leader", "skipped_paused"]
+SHUTDOWN_STEP_TIMEOUT = 0.3
+
+
+def describe(error: BaseException) -> str:
+    """A one-line description of an error, safe to log and show (no secrets in our messages)."""
+    if isinstance(error, TimeoutError):
+        return "Redis did not answer in time"
+    return str(error) or type(error).__name__
+
+
+class Daemon:
+    """One controller: heartbeats, the lease loop, the leader gate and leader work."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis: Any = None,
+        hooks: Hooks | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.instance_id = new_instance_id()
+        self._clock = clock or Clock()
+        self._hooks = hooks or Hooks()
+        self._owns_redis = redis is None
+        self._redis = redis if redis is not None else connect(settings)
+        self._timing = Timing(settings.lease_ttl, settings.renew_interval,
+                              settings.renew_failure_threshold)
+        self._op_timeout = min(settings.renew_interval, 5.0)
+        self._lease = Lease(
+            self._redis, holder_id=settings.node_id, holder_host=settings.host,
+            ttl=settings.lease_ttl, name=settings.lease_name, namespace=settings.namespace,
+            instance_id=self.instance_id, history_maxlen=settings.history_maxlen,
+        )
+        self._heartbeat = Heartbeat(
+            self._redis, namespace=settings.namespace, node_id=settings.node_id,
+            host=settings.host, role=settings.role, priority=settings.effective_priority,
+            version=settings.version, instance_id=self.instance_id,
+            interval=settings.heartbeat_interval, retention=settings.heartbeat_retention,
+        )
+        self._outbox = Outbox(self._redis, settings.namespace, history_maxlen=settings.history_maxlen,
+                              clock=self._clock, retry_cap=settings.renew_interval)
+        self._state = State()
+        self._last_sent_at = 0.0
+        self._highest_term_heard = 0
+        self._last_heartbeat_at: int | None = None
+        self._last_heartbeat_local: float | None = None
+        self._automation_mode = "running"
+        self._wake = asyncio.Event()
+        self._observing = asyncio.Lock()
+        self._loops: list[asyncio.Task[None]] = []
+        self._leader_tasks: set[asyncio.Task[Any]] = set()
+        self._pending_background: set[asyncio.Task[None]] = set()
+        self._leading_term: int | None = None
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._checklist_done = False
+        self._stopping = False
+        self.stopped = asyncio.Event()
+        self.log = structlog.get_logger("coordinator.daemon").bind(node_id=settings.node_id)
+
+    # ---- the public surface -------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The state machine's current state (an immutable value)."""
+        return self._state
+
+    @property
+    def lease(self) -> Lease:
+        """The lease this daemon competes for."""
+        return self._lease
+
+    def can_schedule(self) -> bool:
+        """True only while leader, the lease is known held, and the local deadline holds."""
+        return can_schedule(self._state, self._clock.monotonic())
+
+    async def run_scheduler_pass(
+        self, work: Callable[[LeaderContext], Awaitable[Any]]
+    ) -> PassResult:
+        """Run ``work(context)`` once if this node may schedule; it is cancelled if the
+        leadership ends while it runs."""
+        if not self._checklist_done or not self.can_schedule() or self._state.term is None:
+            return "skipped_not_leader"
+        term = self._state.term
+        task = asyncio.ensure_future(work(self._context(term)))
+        self._leader_tasks.add(task)
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            raise LeaseLostError(f"leadership of term {term} ended while the pass ran") from None
+        finally:
+            self._leader_tasks.discard(task)
+        return "scheduled"
+
+    def status_snapshot(self) -> dict[str, Any]:
+        """The seed's status fields, snake_case, JSON-ready."""
+        s = self._state
+        now = self._clock.monotonic()
+        held = can_schedule(s, now)
+        if held:
+            lease_state = "held"
+        elif s.role is Role.STANDBY and s.leader_id is not None:
+            lease_state = "held_by_other"
+        elif s.role is Role.STANDBY and s.last_operation == "release":
+            lease_state = "released"
+        else:
+            lease_state = "unknown"
+        return {
+            "node_id": self.settings.node_id,
+            "host": self.settings.host,
+            "role": s.role.value,
+            "lease_state": lease_state,
+            "scheduler_enabled": self._checklist_done and s.role is Role.LEADER,
+            "can_schedule": held,
+            "current_leader_id": s.leader_id,
+            "current_term": s.term,
+            "lease_expires_at": s.lease_expires_at,
+            "last_heartbeat_at": self._last_heartbeat_at,
+            "last_lease_operation": s.last_operation,
+            "next_lease_operation": "renew" if s.role is Role.LEADER else "acquire",
+            "consecutive_renew_failures": s.consecutive_failures,
+            "last_error": s.last_error,
+            "automation_mode": self._automation_mode,
+        }
+
+    def heartbeat_age(self) -> float | None:
+        """Seconds since the last successful heartbeat, on the local monotonic clock."""
+        if self._last_heartbeat_local is None:
+            return None
+        return self._clock.monotonic() - self._last_heartbeat_local
+
+    async def start(self) -> None:
+        """Run the start-up checklist, then leave the loops running."""
+        self.log.info("daemon.starting", redis=self.settings.redis_url_redacted,
+                      namespace=self.settings.namespace, lease=self.settings.lease_name,
+                      instance_id=self.instance_id)
+        await self.heartbeat_once()  # 1. register the controller, first heartbeat
+        self._spawn(self._heartbeat_loop())  # 2. heartbeat loop
+        self._spawn(self._outbox.run())
+        self._spawn(self._follow_events())
+        await self.lease_step()  # 3. acquire or renew
+        await self._run_hook("load_local_runs", self._hooks.load_local_runs)  # 4.
+        await self._run_hook("reconcile_local_runs", self._hooks.reconcile_local_runs)  # 5.
+        self._checklist_done = True  # 6. scheduling may start (leader only)
+        if self._state.role is Role.LEADER and self._state.term is not None:
+            self._start_leader_work(self._state.term)
+        self._spawn(self._lease_loop())
+        self.log.info("daemon.started", role=self._state.role.value, term=self._state.term)
+
+    async def stop(self) -> None:
+        """Stop the loops, hand the lease back if held, mark the controller stopping."""
+        if self._stopping:
+            await self.stopped.wait()
+            return
+        self._stopping = True
+        self.log.info("daemon.stopping", role=self._state.role.value)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._cancel_deadline_timer()
+        if self._state.role is Role.LEADER:
+            await self._stop_leader_work("daemon stopping")
+            try:
+                result = await asyncio.wait_for(
+                    self._lease.release(term=self._state.term), SHUTDOWN_STEP_TIMEOUT)
+                self.log.info("lease.released", term=self._state.term, released=result.released)
+            except (CoordinatorError, TimeoutError) as e:
+                self.log.warning("lease.release_failed", error=describe(e))
+            await self._observe(Released(self._clock.monotonic()))
+        with contextlib.suppress(CoordinatorError, TimeoutError):
+            await asyncio.wait_for(self._heartbeat.beat("stopping"), SHUTDOWN_STEP_TIMEOUT)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._outbox.flush(), SHUTDOWN_STEP_TIMEOUT)
+        if self._owns_redis:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()
+        self.log.info("daemon.stopped")
+        self.stopped.set()
+
+    # ---- one step of each loop (tests drive these directly) -----------------------------
+
+    async def lease_step(self) -> None:
+        """One acquire-or-renew, fed to the state machine."""
+        self._wake.clear()
+        sent = self._clock.monotonic()
+        self._last_sent_at = sent
+        try:
+            result = await asyncio.wait_for(
+                self._lease.acquire(
+                    highest_seen_term=max(self._state.highest_seen_term, self._highest_term_heard),
+                    preferred_holder_id=self.settings.node_id if self.settings.is_preferred else None,
+                ),
+                self._op_timeout,
+            )
+        except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
+            self.log.warning("lease.failed", error=describe(e),
+                             failures=self._state.consecutive_failures + 1)
+            await self._observe(Failed(self._clock.monotonic(), describe(e)))
+            return
+        received = self._clock.monotonic()
+        seen: Observation
+        if result.is_leader and result.operation is not None:
+            if result.operation == "acquire":
+                self.log.info("lease.acquired", term=result.term, lease=self.settings.lease_name)
+            seen = Granted(sent, received, result.operation, result.holder_id, result.term,
+                           result.lease_expires_at)
+        else:
+            seen = HeldByOther(received, result.holder_id, result.term, result.lease_expires_at,
+                               result.remaining_ms)
+        await self._observe(seen)
+
+    async def heartbeat_once(self, status: ControllerStatus | None = None) -> None:
+        """Write one heartbeat (status follows the role unless given)."""
+        if status is None:
+            status = "degraded" if self._state.role is Role.DEGRADED else "alive"
+        try:
+            self._last_heartbeat_at = await asyncio.wait_for(self._heartbeat.beat(status),
+                                                             self._op_timeout)
+            self._last_heartbeat_local = self._clock.monotonic()
+        except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
+            self.log.warning("heartbeat.failed", error=describe(e))
+
+    def check_deadline(self) -> None:
+        """Leave leadership now if the local deadline has passed (the timer calls this)."""
+        self._deadline_timer = None
+        deadline = self._state.deadline
+        if deadline is None:
+            return
+        now = self._clock.monotonic()
+        if now < deadline:
+            self._arm_deadline_timer()
+            return
+        for task in self._leader_tasks:
+            task.cancel()  # at once, not after the lock below is free
+        self._background(self._observe(DeadlinePassed(now)))
+
+    # ---- the loops ----------------------------------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        while True:
+            delay = next_attempt_delay(self._state, self._timing, last_sent_at=self._last_sent_at,
+                                       now=self._clock.monotonic(), jitter=self._clock.jitter())
+            await self._clock.wait(self._wake, delay)
+            try:
+                await self.lease_step()
+            except Exception as e:  # never let the loop die; the state machine degrades
+                self.log.exception("lease.loop_error")
+                await self._observe(Failed(self._clock.monotonic(), describe(e)))
+
+    async def _heartbeat_loop(self) -> None:
+        never = asyncio.Event()
+        while True:
+            await self._clock.wait(never, self.settings.heartbeat_interval)
+            await self.heartbeat_once()
+
+    async def _follow_events(self) -> None:
+        """Listen on the events channel so a standby acquires the moment a lease is released."""
+        failures = 0
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.subscribe(keys.events_channel(self.settings.namespace))
+                failures = 0
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None:
+                        self._on_event(message.get("data"))
+            except (*UNAVAILABLE, CoordinatorError) as e:
+                failures += 1
+                self.log.debug("events.follow_failed", error=describe(e))
+                self._background_safe_close(pubsub)
+                await asyncio.sleep(retry_delay(
+                    State(consecutive_failures=failures), self._timing, self._clock.jitter()))
+
+    def _on_event(self, data: Any) -> None:
+        try:
+            event = json.loads(data)
+        except (TypeError, ValueError):
+            return
+        if not isinstance(event, dict) or event.get("lease") != self.settings.lease_name:
+            return
+        term = event.get("term")
+        if isinstance(term, int):
+            self._highest_term_heard = max(self._highest_term_heard, term)
+        if event.get("type") == "lease_released" and self._state.role is not Role.LEADER:
+            self._wake.set()
+
+    # ---- carrying out the state machine's effects ---------------------------------------
+
+    async def _observe(self, seen: Observation) -> None:
+        async with self._observing:
+            old = self._state
+            new, effects = step(old, seen, self._timing)
+            self._state = new
+            self._arm_deadline_timer()
+            for effect in effects:
+                if isinstance(effect, Transition):
+                    self._announce(effect)
+                elif isinstance(effect, StopLeading):
+                    await self._stop_leader_work(effect.reason)
+                elif isinstance(effect, StartLeading) and self._checklist_done:
+                    self._start_leader_work(effect.term)
+            if any(isinstance(e, Transition) for e in effects):
+                await self._run_hook("on_lease_state_change", self._hooks.on_lease_state_change,
+                                     self.status_snapshot())
+
+    def _announce(self, change: Transition) -> None:
+        self.log.info("state.changed", **{"from": change.from_role.value, "to": change.to_role.value},
+                      term=change.term, error=self._state.last_error)
+        self._outbox.put({
+            "type": "state_changed", "node_id": self.settings.node_id, "host": self.settings.host,
+            "from": change.from_role.value, "to": change.to_role.value, "term": change.term,
+            "at": self._clock.wall_ms(),
+        })
+
+    def _context(self, term: int) -> LeaderContext:
+        return LeaderContext(node_id=self.settings.node_id, host=self.settings.host, term=term,
+                             automation_mode=self._automation_mode, _fence=self._fence)
+
+    async def _fence(self, key: str, value: str | bytes, term: int, px: int | None) -> FenceResult:
+        return await self._lease.fenced_set(key, value, term, px=px)
+
+    def _start_leader_work(self, term: int) -> None:
+        if self._leading_term is not None:
+            return
+        self._leading_term = term
+        self.log.info("leader.started", term=term)
+        hook = self._hooks.on_started_leading
+        if hook is not None:
+            task = asyncio.ensure_future(
+                self._run_hook("on_started_leading", hook, self._context(term)))
+            self._leader_tasks.add(task)
+            task.add_done_callback(self._leader_tasks.discard)
+
+    async def _stop_leader_work(self, reason: str) -> None:
+        if self._leading_term is None:
+            return
+        term, self._leading_term = self._leading_term, None
+        tasks = list(self._leader_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.log.info("leader.stopped", term=term, reason=reason)
+        await self._run_hook("on_stopped_leading", self._hooks.on_stopped_leading)
+
+    def _arm_deadline_timer(self) -> None:
+        self._cancel_deadline_timer()
+        deadline = self._state.deadline
+        if deadline is not None and not self._stopping:
+            delay = max(0.0, deadline - self._clock.monotonic())
+            self._deadline_timer = asyncio.get_running_loop().call_later(delay, self.check_deadline)
+
+    def _cancel_deadline_timer(self) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+
+    async def _run_hook(self, name: str, hook: Callable[..., Awaitable[Any]] | None,
+                        *args: Any) -> None:
+        if hook is None:
+            return
+        try:
+            await hook(*args)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("hook.failed", hook=name)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._loops.append(asyncio.ensure_future(coro))
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._pending_background.add(task)  # a reference, so the task is not collected
+        task.add_done_callback(self._pending_background.discard)
+
+    def _background_safe_close(self, pubsub: Any) -> None:
+        async def close() -> None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+        self._background(close())

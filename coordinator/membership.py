@@ -1,0 +1,132 @@
+"""Controller heartbeats and "who is alive": one round trip to write, range queries to read."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from coordinator import keys
+from coordinator.boundary import redis_errors, text, text_map
+from coordinator.errors import UnexpectedReplyError
+from coordinator.scripts import register_scripts, run_script
+
+ControllerStatus = Literal["alive", "degraded", "stopping"]
+# a controller is alive while its last heartbeat is younger than this many intervals
+ALIVE_INTERVALS = 3
+
+
+@dataclass(frozen=True)
+class Controller:
+    """One controller as its last heartbeat described it."""
+
+    node_id: str
+    host: str
+    role: str
+    priority: int
+    status: str
+    version: str
+    started_at: int
+    last_heartbeat_at: int
+    heartbeat_interval_ms: int
+    alive: bool
+    heartbeat_age_ms: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The public JSON shape used by ``status --json``."""
+        return {
+            "node_id": self.node_id, "host": self.host, "role": self.role,
+            "priority": self.priority, "status": self.status, "version": self.version,
+            "started_at": self.started_at, "last_heartbeat_at": self.last_heartbeat_at,
+            "heartbeat_age_ms": self.heartbeat_age_ms, "alive": self.alive,
+            "metadata": self.metadata,
+        }
+
+
+class Heartbeat:
+    """Writes one controller's heartbeats."""
+
+    def __init__(
+        self, redis: Any, *, namespace: str, node_id: str, host: str, role: str, priority: int,
+        version: str, instance_id: str, interval: float, retention: float,
+    ) -> None:
+        self._scripts = register_scripts(redis)
+        self._keys = [keys.heartbeats_key(namespace), keys.controller_key(namespace, node_id)]
+        self._fixed = [node_id, host, role, priority]
+        self._version, self._instance_id = version, instance_id
+        self._interval_ms = round(interval * 1000)
+        self._retention_ms = round(retention * 1000)
+
+    async def beat(self, status: ControllerStatus = "alive", metadata: dict[str, Any] | None = None) -> int:
+        """Write one heartbeat; returns its Redis-clock time in ms."""
+        reply = await run_script(
+            self._scripts.heartbeat,
+            self._keys,
+            [*self._fixed, status, self._version, self._instance_id,
+             json.dumps(metadata or {}, separators=(",", ":")), self._retention_ms,
+             self._interval_ms],
+        )
+        try:
+            return int(reply[0])
+        except (TypeError, ValueError) as e:
+            raise UnexpectedReplyError(f"heartbeat replied {reply!r}") from e
+
+
+async def redis_time_ms(redis: Any) -> int:
+    """The Redis server's clock in ms."""
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def alive_node_ids(redis: Any, namespace: str, *, within_ms: int) -> list[str]:
+    """Node ids that heartbeated within the last ``within_ms`` (a range query)."""
+    key = keys.heartbeats_key(namespace)
+    with redis_errors(key):
+        now = await redis_time_ms(redis)
+        members = await redis.zrangebyscore(key, now - within_ms, "+inf")
+    return [str(text(m)) for m in members]
+
+
+async def list_controllers(redis: Any, namespace: str, *, retention_ms: int) -> list[Controller]:
+    """Every controller that heartbeated within the retention window, newest first."""
+    key = keys.heartbeats_key(namespace)
+    with redis_errors(key):
+        now = await redis_time_ms(redis)
+        scored = await redis.zrevrangebyscore(key, "+inf", now - retention_ms, withscores=True)
+        pipe = redis.pipeline(transaction=False)
+        ids = [str(text(m)) for m, _ in scored]
+        for node_id in ids:
+            pipe.hgetall(keys.controller_key(namespace, node_id))
+        records = await pipe.execute() if ids else []
+    return [
+        _controller(node_id, int(score), raw, now)
+        for (node_id, (_, score)), raw in zip(zip(ids, scored, strict=True), records, strict=True)
+        if raw
+    ]
+
+
+def _controller(node_id: str, score: int, raw: dict[Any, Any], now: int) -> Controller:
+    fields = text_map(raw)
+
+    def number(name: str, default: int = 0) -> int:
+        try:
+            return int(fields.get(name, default))
+        except ValueError:
+            return default
+
+    try:
+        metadata = json.loads(fields.get("metadata_json") or "{}")
+    except ValueError:
+        metadata = {"unparsed": fields.get("metadata_json")}
+    interval = number("heartbeat_interval_ms", 5000)
+    last = number("last_heartbeat_at", score)
+    status = fields.get("status", "unknown")
+    age = max(0, now - last)
+    return Controller(
+        node_id=node_id, host=fields.get("host", ""), role=fields.get("role", ""),
+        priority=number("priority"), status=status, version=fields.get("version", ""),
+        started_at=number("started_at"), last_heartbeat_at=last, heartbeat_interval_ms=interval,
+        alive=age < ALIVE_INTERVALS * interval and status != "stopping", heartbeat_age_ms=age,
+        metadata=metadata if isinstance(metadata, dict) else {"unparsed": metadata},
+    )

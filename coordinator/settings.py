@@ -1,0 +1,162 @@
+"""The one Settings object: COORDINATOR_* variables (or .env), validated as a whole."""
+
+from __future__ import annotations
+
+import socket
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from coordinator import keys
+from coordinator.errors import InvalidArgumentError
+
+ENV_PREFIX = "COORDINATOR_"
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _package_version() -> str:
+    try:
+        return version("coordinator")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class SettingsError(InvalidArgumentError):
+    """A setting is invalid; the message names the variable and the rule."""
+
+
+class Settings(BaseSettings):
+    """Everything a daemon or a CLI command needs to know, frozen once loaded."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True,
+        validate_default=True,
+    )
+
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    namespace: str = "coordinator"
+    lease_name: str = "global"
+    node_id: str = Field(default_factory=socket.gethostname)
+    host: str = Field(default_factory=socket.gethostname)
+    role: Literal["primary", "standby"] = "standby"
+    priority: int | None = None
+    preferred: bool | None = None
+    version: str = Field(default_factory=_package_version)
+    lease_ttl: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    renew_interval: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    heartbeat_interval: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    heartbeat_retention: float = Field(default=600.0, gt=0, allow_inf_nan=False)
+    renew_failure_threshold: int = Field(default=2, ge=1)
+    history_maxlen: int = Field(default=10_000, ge=1)
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_usable(cls, value: SecretStr) -> SecretStr:
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in _REDIS_SCHEMES:
+            raise ValueError(f"must start with one of {', '.join(s + '://' for s in _REDIS_SCHEMES)}")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("must name a host, e.g. redis://127.0.0.1:6379/0")
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            raise ValueError("has a malformed port") from None
+        return value
+
+    @field_validator("namespace", "lease_name")
+    @classmethod
+    def _names_are_key_safe(cls, value: str) -> str:
+        try:
+            return keys.check_name("name", value)
+        except InvalidArgumentError as e:
+            raise ValueError(str(e).removeprefix("name ")) from None
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id_is_key_safe(cls, value: str) -> str:
+        try:
+            return keys.check_node_id("node id", value)
+        except InvalidArgumentError as e:
+            raise ValueError(str(e).removeprefix("node id ")) from None
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_printable(cls, value: str) -> str:
+        if not value or not value.isprintable() or len(value) > 255:
+            raise ValueError("must be 1-255 printable characters")
+        return value
+
+    @model_validator(mode="after")
+    def _intervals_fit_the_ttl(self) -> Settings:
+        if self.renew_interval > self.lease_ttl / 3:
+            raise _FieldRule("renew_interval", "must be at most a third of COORDINATOR_LEASE_TTL "
+                             f"({self.renew_interval} > {self.lease_ttl} / 3)")
+        if self.heartbeat_retention < 3 * self.heartbeat_interval:
+            raise _FieldRule("heartbeat_retention",
+                             "must be at least three COORDINATOR_HEARTBEAT_INTERVAL")
+        return self
+
+    @property
+    def effective_priority(self) -> int:
+        """The configured priority, or 100 for a primary and 50 for a standby."""
+        if self.priority is not None:
+            return self.priority
+        return 100 if self.role == "primary" else 50
+
+    @property
+    def is_preferred(self) -> bool:
+        """Whether this node should get leadership back when healthy (default: primary)."""
+        return self.preferred if self.preferred is not None else self.role == "primary"
+
+    @property
+    def redis_url_redacted(self) -> str:
+        """The Redis URL with any password replaced, safe for logs and status output."""
+        return redact_url(self.redis_url.get_secret_value())
+
+
+class _FieldRule(ValueError):
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(rule)
+        self.field = field
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load settings from the environment and .env, with ``overrides`` (CLI flags) on top.
+
+    Raises ``SettingsError`` naming the variable and the rule; secrets are never echoed.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as e:
+        problems = []
+        for error in e.errors():
+            cause = error.get("ctx", {}).get("error")
+            if isinstance(cause, _FieldRule):
+                problems.append(f"{env_name(cause.field)}: {cause}")
+                continue
+            field = str(error["loc"][0]) if error["loc"] else "settings"
+            shown = "" if field == "redis_url" else f" (got {error.get('input')!r})"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{env_name(field)}: {message}{shown}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
