@@ -207,10 +207,14 @@ class Daemon:
         self.log.info("daemon.stopping", role=self._state.role.value)
         for task in self._loops:
             task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        # bounded: a library that swallows a cancellation must not hold up the shutdown
+        if self._loops:
+            await asyncio.wait(self._loops, timeout=SHUTDOWN_STEP_TIMEOUT)
         self._cancel_deadline_timer()
         if self._state.role is Role.LEADER:
             await self._stop_leader_work("daemon stopping")
+            with contextlib.suppress(TimeoutError):  # announce earlier changes first, in order
+                await asyncio.wait_for(self._outbox.flush(), SHUTDOWN_STEP_TIMEOUT)
             try:
                 result = await asyncio.wait_for(
                     self._lease.release(term=self._state.term), SHUTDOWN_STEP_TIMEOUT)

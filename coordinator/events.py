@@ -68,6 +68,10 @@ class Outbox:
                 await publish(self._redis, self._namespace, self._pending[0],
                               history_maxlen=self._history_maxlen)
             except Exception as e:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # redis-py may turn a cancellation into an error; do not swallow it
+                    raise asyncio.CancelledError from e
                 log.warning("events.publish_failed", error=str(e), queued=len(self._pending))
                 return False
             self._pending.popleft()

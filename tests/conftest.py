@@ -8,6 +8,8 @@ from typing import Any
 import fakeredis
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from tests.redis_server import RedisServer, redis_server_binary, running_redis
 
@@ -34,3 +36,47 @@ async def redis(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
         yield client
     finally:
         await client.aclose()
+
+
+class Breakable:
+    """A Redis the test can take away and bring back: fakeredis's emulated connection
+    error, or a real redis-server of the test's own that is stopped and restarted."""
+
+    def __init__(self, client: Any, fake: Any = None, server: RedisServer | None = None) -> None:
+        self.client, self._fake, self._server = client, fake, server
+
+    @property
+    def url(self) -> str:
+        return self._server.url if self._server else "redis://fake"
+
+    def take_away(self) -> None:
+        if self._fake is not None:
+            self._fake.connected = False
+        else:
+            assert self._server is not None
+            self._server.stop()
+
+    def bring_back(self) -> None:
+        if self._fake is not None:
+            self._fake.connected = True
+        else:
+            assert self._server is not None
+            self._server.start_again()
+
+
+@pytest.fixture(params=["fake", "real"])
+async def breakable(request: pytest.FixtureRequest) -> AsyncIterator[Breakable]:
+    """A Redis of the test's own that it can take away and bring back."""
+    if request.param == "fake":
+        server = fakeredis.FakeServer()
+        yield Breakable(fakeredis.FakeAsyncRedis(server=server), fake=server)
+        return
+    if redis_server_binary() is None:
+        pytest.skip("no redis-server binary on this machine (apt-get install redis-server)")
+    with running_redis() as real:
+        client = aioredis.Redis(port=real.port, socket_timeout=0.5, socket_connect_timeout=0.5,
+                                retry=Retry(NoBackoff(), 1))
+        try:
+            yield Breakable(client, server=real)
+        finally:
+            await client.aclose()

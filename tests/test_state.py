@@ -1,0 +1,148 @@
+"""The pure state machine: plain values in, plain values out, no clock and no Redis."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from coordinator.state import (
+    DeadlinePassed,
+    Failed,
+    Granted,
+    HeldByOther,
+    Released,
+    Role,
+    StartLeading,
+    State,
+    StopLeading,
+    Timing,
+    Transition,
+    can_schedule,
+    next_attempt_delay,
+    retry_delay,
+    step,
+)
+
+T = Timing(lease_ttl=2.0, renew_interval=0.5, renew_failure_threshold=2)
+
+
+def granted(at: float, term: int = 1, op: str = "acquire") -> Granted:
+    return Granted(sent_at=at, received_at=at + 0.001, operation=op,  # type: ignore[arg-type]
+                   holder_id="me", term=term, lease_expires_at=0)
+
+
+def leader(at: float = 10.0, term: int = 1) -> State:
+    state, _ = step(State(), granted(at, term), T)
+    return state
+
+
+def test_granted_lease_makes_a_leader_that_may_schedule_until_the_deadline() -> None:
+    state, effects = step(State(), granted(10.0), T)
+    assert state.role is Role.LEADER and state.term == 1
+    assert effects == [Transition(Role.STANDBY, Role.LEADER, 1), StartLeading(1)]
+    assert state.deadline == 10.0 + T.lease_ttl - T.safety_margin
+    assert can_schedule(state, 11.8)
+    assert not can_schedule(state, state.deadline)
+
+
+def test_renewal_moves_the_deadline_from_the_send_time_and_changes_nothing_else() -> None:
+    state = leader(10.0)
+    renewed, effects = step(state, granted(10.5, op="renew"), T)
+    assert effects == []
+    assert renewed.deadline == 10.5 + T.lease_ttl - T.safety_margin
+    assert renewed.term == 1 and renewed.last_operation == "renew"
+
+
+def test_standby_refuses_to_schedule() -> None:
+    state, effects = step(State(), HeldByOther(1.0, "other", 7, 5000, 1500), T)
+    assert state.role is Role.STANDBY and state.leader_id == "other" and state.term == 7
+    assert effects == []
+    assert not can_schedule(state, 1.0)
+    assert state.highest_seen_term == 7
+
+
+def test_leader_that_finds_another_holder_steps_down() -> None:
+    state, effects = step(leader(), HeldByOther(11.0, "other", 2, 0, 1000), T)
+    assert state.role is Role.STANDBY
+    assert effects == [StopLeading("lease held by another node"),
+                       Transition(Role.LEADER, Role.STANDBY, 2)]
+
+
+def test_renew_failures_count_up_and_degrade_at_the_threshold() -> None:
+    state = leader()
+    once, effects = step(state, Failed(10.5, "boom"), T)
+    assert (once.role, once.consecutive_failures, effects) == (Role.LEADER, 1, [])
+    assert can_schedule(once, 10.6)  # still inside the deadline
+    twice, effects = step(once, Failed(11.0, "boom"), T)
+    assert twice.role is Role.DEGRADED and twice.last_error == "boom"
+    assert not can_schedule(twice, 11.0)
+    assert isinstance(effects[0], StopLeading)
+    assert effects[1] == Transition(Role.LEADER, Role.DEGRADED, 1)
+
+
+def test_a_success_resets_the_failure_count() -> None:
+    once, _ = step(leader(), Failed(10.5, "boom"), T)
+    back, _ = step(once, granted(10.6, op="renew"), T)
+    assert back.consecutive_failures == 0
+    again, _ = step(back, Failed(11.0, "boom"), T)
+    assert again.role is Role.LEADER
+
+
+def test_unreachable_redis_at_start_degrades_at_once() -> None:
+    state, effects = step(State(), Failed(0.0, "connection refused"), T)
+    assert state.role is Role.DEGRADED
+    assert effects == [Transition(Role.STANDBY, Role.DEGRADED, None)]
+    recovered, effects = step(state, granted(1.0), T)
+    assert recovered.role is Role.LEADER and StartLeading(1) in effects
+
+
+def test_deadline_passing_ends_leadership_on_its_own() -> None:
+    state = leader(10.0)
+    early, effects = step(state, DeadlinePassed(11.0), T)
+    assert early == state and effects == []
+    assert state.deadline is not None
+    late, effects = step(state, DeadlinePassed(state.deadline), T)
+    assert late.role is Role.STANDBY and late.deadline is None
+    assert isinstance(effects[0], StopLeading)
+    failing, _ = step(state, Failed(10.5, "timeout"), T)
+    assert step(failing, DeadlinePassed(12.0), T)[0].role is Role.DEGRADED
+
+
+def test_a_reply_that_arrives_after_the_deadline_is_not_trusted() -> None:
+    late = Granted(sent_at=10.0, received_at=12.5, operation="renew", holder_id="me", term=1,
+                   lease_expires_at=0)
+    state, _ = step(leader(9.9), late, T)
+    assert state.consecutive_failures == 1 and not can_schedule(state, 12.5)
+
+
+def test_a_new_term_while_leading_restarts_leader_work() -> None:
+    state, effects = step(leader(term=1), granted(12.0, term=2), T)
+    assert state.term == 2
+    assert effects == [StopLeading("a new tenure replaced the old one"), StartLeading(2)]
+
+
+def test_release_returns_to_standby() -> None:
+    state, effects = step(leader(), Released(11.0), T)
+    assert state.role is Role.STANDBY and state.last_operation == "release"
+    assert effects[-1] == Transition(Role.LEADER, Role.STANDBY, 1)
+
+
+def test_leader_renews_every_interval_counted_from_the_send_time() -> None:
+    state = leader(10.0)
+    assert abs(next_attempt_delay(state, T, last_sent_at=10.0, now=10.2, jitter=0.0) - 0.3) < 1e-9
+
+
+def test_standby_aims_at_the_reported_expiry_instead_of_polling() -> None:
+    state, _ = step(State(), HeldByOther(5.0, "other", 1, 0, remaining_ms=120), T)
+    delay = next_attempt_delay(state, T, last_sent_at=5.0, now=5.0, jitter=0.0)
+    assert 0.12 <= delay <= 0.125
+    far, _ = step(State(), HeldByOther(5.0, "other", 1, 0, remaining_ms=1900), T)
+    assert next_attempt_delay(far, T, last_sent_at=5.0, now=5.0, jitter=0.0) == 0.5
+
+
+def test_backoff_grows_with_failures_and_is_capped_at_the_renew_interval() -> None:
+    delays = [retry_delay(State(consecutive_failures=n), T, jitter=0.999) for n in range(1, 12)]
+    assert delays == sorted(delays)
+    assert max(delays) <= T.renew_interval
+    assert retry_delay(State(consecutive_failures=1), T, jitter=0.0) < 0.05
+    degraded = replace(State(), role=Role.DEGRADED, consecutive_failures=3)
+    assert next_attempt_delay(degraded, T, last_sent_at=0, now=0, jitter=0.5) <= T.renew_interval
