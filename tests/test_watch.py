@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -298,3 +300,22 @@ async def test_a_cursor_ahead_of_the_stream_is_reset_so_no_event_is_skipped(redi
             await lease(redis, "a").acquire()
             assert isinstance(await next_of(events), LeaderChanged)
     assert "watch.history_reset" in [e["event"] for e in logs]
+
+
+async def test_a_frozen_redis_is_noticed_by_the_idle_ping_and_resynced_after() -> None:
+    # SIGSTOP keeps the TCP connection open but silent: only the PING can tell it is dead
+    with running_redis() as server:
+        redis = aioredis.Redis(port=server.port, socket_timeout=0.5)
+        try:
+            async with watching(redis, idle_ping=0.2, attempt_timeout=0.3) as events:
+                assert isinstance(await next_of(events), Resync)
+                os.kill(server.process.pid, signal.SIGSTOP)
+                try:
+                    assert isinstance(await next_of(events, timeout=3.0), Disconnected)
+                finally:
+                    os.kill(server.process.pid, signal.SIGCONT)
+                assert isinstance(await next_of(events, timeout=5.0), Resync)
+                await lease(redis, "a").acquire()
+                assert isinstance(await next_of(events), LeaderChanged)
+        finally:
+            await redis.aclose()
