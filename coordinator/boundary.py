@@ -8,7 +8,7 @@ from typing import Any
 
 from redis import exceptions as redis_exceptions
 
-from coordinator.errors import BackendUnavailableError, CoordinatorError
+from coordinator.errors import BackendUnavailableError, CoordinatorError, CorruptDataError
 
 UNAVAILABLE = (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError)
 
@@ -32,3 +32,16 @@ def text(value: Any) -> Any:
 def text_map(raw: dict[Any, Any]) -> dict[str, str]:
     """A hash reply with keys and values decoded."""
     return {str(text(k)): str(text(v)) for k, v in raw.items()}
+
+
+@contextlib.contextmanager
+def reading(key: str, what: str) -> Iterator[None]:
+    """``redis_errors`` for a read: a refused read (wrong type) means the key holds data we
+    did not write, reported as ``CorruptDataError`` naming ``key``."""
+    try:
+        with redis_errors(key):
+            yield
+    except CoordinatorError as e:
+        if isinstance(e.__cause__, redis_exceptions.ResponseError):
+            raise CorruptDataError(key, f"cannot be read as {what} ({e.__cause__})") from e
+        raise

@@ -1,22 +1,26 @@
-"""The ``coordinator`` command: run | status (and the operator commands)."""
+"""The ``coordinator`` command: run | status | watch | events | pause | drain | resume."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import logging
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from coordinator.backend import connect
+from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
+from coordinator.cli_modes import MODE_COMMANDS, mode_command
+from coordinator.cli_watch import events_command, watch_command
 from coordinator.errors import CoordinatorError
 from coordinator.logs import configure_logging
 from coordinator.settings import Settings, SettingsError, env_name, load_settings
 from coordinator.status import cluster_status, render_status
 
-EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE = 0, 1, 2
+__all__ = ["EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show the leader and the controllers")
     status.add_argument("--json", action="store_true", help="one JSON object on stdout")
     _add_setting_flags(status)
+    watch = commands.add_parser("watch", help="print events as they happen, until Ctrl-C")
+    watch.add_argument("--json", action="store_true",
+                       help="one JSON object per event and line on stdout, nothing else")
+    _add_setting_flags(watch)
+    events = commands.add_parser("events", help="print the stored event history, oldest first")
+    events.add_argument("--since", metavar="ID|DURATION",
+                        help="only events after a stream id, or younger than e.g. 90s, 10m, 2h")
+    events.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+    _add_setting_flags(events)
+    for name, (_, description) in MODE_COMMANDS.items():
+        _add_setting_flags(commands.add_parser(name, help=description))
     return parser
 
 
@@ -51,10 +66,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as e:
         print(f"coordinator: {e}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(settings.log_format)
+    # only the daemon narrates; the other commands log problems, their output is on stdout
+    configure_logging(settings.log_format,
+                      level=logging.INFO if args.command == "run" else logging.WARNING)
     if args.command == "run":
         return asyncio.run(_run(settings))
-    return asyncio.run(_status(settings, as_json=args.json))
+    if args.command == "status":
+        return asyncio.run(_status(settings, as_json=args.json))
+    if args.command == "watch":
+        return asyncio.run(watch_command(settings, as_json=args.json))
+    if args.command == "events":
+        return asyncio.run(events_command(settings, since=args.since, as_json=args.json))
+    return asyncio.run(mode_command(settings, MODE_COMMANDS[args.command][0]))
 
 
 async def _run(settings: Settings) -> int:

@@ -1,0 +1,35 @@
+"""``coordinator pause | drain | resume``: set the namespace's automation mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coordinator.backend import connect
+from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, fail
+from coordinator.errors import CoordinatorError
+from coordinator.modes import AutomationMode, set_automation_mode
+from coordinator.settings import Settings
+
+MODE_COMMANDS: dict[str, tuple[AutomationMode, str]] = {
+    "pause": ("paused", "stop scheduling new work (the leader keeps its lease)"),
+    "drain": ("draining", "let started work finish, start nothing new"),
+    "resume": ("running", "schedule normally again"),
+}
+
+
+async def mode_command(settings: Settings, mode: AutomationMode) -> int:
+    """Set ``mode`` and print what changed; 1 with a one-line error if Redis refuses."""
+    redis: Any = connect(settings, op_timeout=2.0)
+    try:
+        change = await set_automation_mode(redis, settings.namespace, mode,
+                                           history_maxlen=settings.history_maxlen)
+    except CoordinatorError as e:
+        return fail(f"cannot set the automation mode on {settings.redis_url_redacted}: {e}",
+                    EXIT_UNAVAILABLE)
+    finally:
+        await redis.aclose()
+    if change.changed:
+        print(f"automation mode: {change.previous_mode} -> {change.mode}")
+    else:
+        print(f"automation mode: {change.mode} (unchanged)")
+    return EXIT_OK

@@ -1,0 +1,165 @@
+"""Typed events of a namespace, parsed strictly from their JSON; each converts back exactly."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from coordinator.errors import CorruptDataError
+from coordinator.modes import AutomationMode
+
+
+class _Event(BaseModel):
+    # strict: a term of "3" or true is a malformed event, not a guess; unknown extra fields
+    # are dropped so to_json() is exactly the contract whatever a newer publisher adds.
+    model_config = ConfigDict(frozen=True, strict=True, extra="ignore", populate_by_name=True)
+
+    type: str
+    # the history stream's id for this event; None for resync/disconnected (not stored events)
+    stream_id: str | None = Field(default=None, exclude=True)
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as the JSON object of the contract (no stream id)."""
+        return self.model_dump(by_alias=True)
+
+    def summary(self) -> str:
+        """One human-readable line describing the event."""
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+
+class LeaderChanged(_Event):
+    """A new tenure began: ``holder_id`` acquired the lease with ``term``."""
+
+    type: Literal["leader_changed"] = "leader_changed"
+    lease: str
+    holder_id: str
+    holder_host: str
+    term: int
+    previous_holder_id: str | None
+    at: int
+
+    def summary(self) -> str:
+        """One human-readable line describing the event."""
+        was = f" (previous {self.previous_holder_id})" if self.previous_holder_id else ""
+        who = f"{self.holder_id} on {self.holder_host}"
+        return f"lease {self.lease}: {who} leads, term {self.term}{was}"
+
+
+class LeaseReleased(_Event):
+    """The holder gave the lease up; it is free until someone acquires it."""
+
+    type: Literal["lease_released"] = "lease_released"
+    lease: str
+    holder_id: str
+    term: int
+    at: int
+
+    def summary(self) -> str:
+        """One human-readable line describing the event."""
+        return f"lease {self.lease}: {self.holder_id} released term {self.term}"
+
+
+class StateChanged(_Event):
+    """A daemon's role changed (e.g. standby -> leader); ``at`` is that daemon's wall clock."""
+
+    type: Literal["state_changed"] = "state_changed"
+    node_id: str
+    host: str
+    from_: str = Field(alias="from")
+    to: str
+    term: int | None
+    at: int
+
+    def summary(self) -> str:
+        """One human-readable line describing the event."""
+        term = "" if self.term is None else f" (term {self.term})"
+        return f"{self.node_id} on {self.host}: {self.from_} -> {self.to}{term}"
+
+
+class AutomationModeChanged(_Event):
+    """An operator changed the namespace's automation mode."""
+
+    type: Literal["automation_mode_changed"] = "automation_mode_changed"
+    mode: AutomationMode
+    previous_mode: AutomationMode
+    at: int
+
+    def summary(self) -> str:
+        """One human-readable line describing the event."""
+        return f"automation mode {self.previous_mode} -> {self.mode}"
+
+
+class Resync(_Event):
+    """The lease as Redis holds it, read after (re)subscribing; holder fields None when free."""
+
+    type: Literal["resync"] = "resync"
+    lease: str
+    holder_id: str | None
+    holder_host: str | None
+    term: int | None
+    at: int
+
+    def summary(self) -> str:
+        """One human-readable line describing the event."""
+        if self.holder_id is None:
+            return f"lease {self.lease}: free"
+        return f"lease {self.lease}: {self.holder_id} on {self.holder_host} leads, term {self.term}"
+
+
+class Disconnected(_Event):
+    """The watcher lost Redis; events may be missed until the next resync. ``at`` is local."""
+
+    type: Literal["disconnected"] = "disconnected"
+    at: int
+
+    def summary(self) -> str:
+        """One human-readable line describing the event."""
+        return "lost Redis; reconnecting (a resync follows)"
+
+
+class OtherEvent(_Event):
+    """A well-formed event of a type this version does not know (from a newer publisher)."""
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="allow")
+
+    at: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The event exactly as it was published."""
+        return {"type": self.type, "at": self.at, **(self.model_extra or {})}
+
+
+WatchEvent = (
+    LeaderChanged | LeaseReleased | StateChanged | AutomationModeChanged | Resync | Disconnected
+    | OtherEvent
+)
+
+_STORED: dict[str, type[_Event]] = {
+    model.model_fields["type"].default: model
+    for model in (LeaderChanged, LeaseReleased, StateChanged, AutomationModeChanged)
+}
+# published by the watcher itself, never by Redis: on the channel they are forgeries
+_WATCHER_ONLY = ("resync", "disconnected")
+
+
+def parse_event(raw: str | bytes, *, source: str, stream_id: str | None = None) -> WatchEvent:
+    """Parse one published event, or raise ``CorruptDataError`` naming ``source``."""
+    try:
+        data = json.loads(raw)
+    except (TypeError, ValueError) as e:
+        raise CorruptDataError(source, f"event is not JSON ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise CorruptDataError(source, "event is not a JSON object with a string 'type'")
+    kind = data["type"]
+    if kind in _WATCHER_ONLY:
+        raise CorruptDataError(source, f"{kind!r} events are made by watchers, not published")
+    model = _STORED.get(kind, OtherEvent)
+    try:
+        event = model.model_validate({**data, "stream_id": stream_id})
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise CorruptDataError(source, f"malformed {kind!r} event ({problems})") from None
+    return cast(WatchEvent, event)

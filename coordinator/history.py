@@ -1,0 +1,103 @@
+"""The capped history stream: "who led when", read by id or by age."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import structlog
+
+from coordinator import keys
+from coordinator.boundary import reading, redis_errors, text, text_map
+from coordinator.errors import CorruptDataError, InvalidArgumentError
+from coordinator.event_models import WatchEvent, parse_event
+from coordinator.membership import redis_time_ms
+
+log = structlog.get_logger("coordinator.history")
+
+PAGE = 500
+_STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_MAX_PART = 2**64 - 1
+
+
+def parse_stream_id(value: str) -> tuple[int, int]:
+    """``"<ms>-<seq>"`` as a comparable pair, or ``InvalidArgumentError``."""
+    match = _STREAM_ID.match(value) if isinstance(value, str) else None
+    if match is None or max(int(match[1]), int(match[2])) > _MAX_PART:
+        raise InvalidArgumentError(f"stream id must look like 1700000000000-0, got {value!r}")
+    return int(match[1]), int(match[2])
+
+
+def next_stream_id(value: str) -> str:
+    """The smallest id after ``value`` (an inclusive start that excludes ``value`` itself)."""
+    ms, seq = parse_stream_id(value)
+    return f"{ms}-{seq + 1}" if seq < _MAX_PART else f"{ms + 1}-0"
+
+
+def parse_duration_ms(value: str) -> int:
+    """``"90s"``, ``"10m"``, ``"2h"``, ``"1d"``, ``"500ms"`` as milliseconds, or raise."""
+    match = _DURATION.match(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise InvalidArgumentError(
+            f"duration must be a number and a unit (ms, s, m, h, d) such as 10m, got {value!r}")
+    return round(float(match[1]) * _UNIT_MS[match[2]])
+
+
+def is_stream_id(value: str) -> bool:
+    """Whether ``value`` looks like a stream id rather than a duration."""
+    return isinstance(value, str) and _STREAM_ID.match(value) is not None
+
+
+async def read_entries(redis: Any, namespace: str, start: str = "-") -> list[tuple[str, str]]:
+    """Raw ``(id, event JSON)`` entries from ``start`` (inclusive) to the end, in order."""
+    key = keys.history_key(namespace)
+    entries: list[tuple[str, str]] = []
+    while True:
+        page = await _xrange(redis, key, start)
+        for entry_id, fields in page:
+            entries.append((str(text(entry_id)), text_map(fields).get("event", "")))
+        if len(page) < PAGE:
+            return entries
+        start = next_stream_id(entries[-1][0])
+
+
+async def last_entry_id(redis: Any, namespace: str) -> str | None:
+    """The id of the newest entry, or None when the stream is empty or missing."""
+    key = keys.history_key(namespace)
+    with reading(key, "a stream"):
+        newest = await redis.xrevrange(key, count=1)
+    return str(text(newest[0][0])) if newest else None
+
+
+def parse_entries(entries: list[tuple[str, str]], namespace: str) -> list[tuple[str, WatchEvent]]:
+    """Typed events of raw entries; a malformed entry is logged and skipped, never fatal."""
+    source = keys.history_key(namespace)
+    parsed: list[tuple[str, WatchEvent]] = []
+    for entry_id, raw in entries:
+        try:
+            parsed.append((entry_id, parse_event(raw, source=source, stream_id=entry_id)))
+        except CorruptDataError as e:
+            log.warning("history.malformed_event", id=entry_id, error=e.detail)
+    return parsed
+
+
+async def events_since(
+    redis: Any, namespace: str, since: str | None = None
+) -> list[tuple[str, WatchEvent]]:
+    """Every stored event after a stream id, or younger than a duration (Redis clock), in order."""
+    keys.check_name("namespace", namespace)
+    start = "-"
+    if since is not None and is_stream_id(since):
+        start = next_stream_id(since)
+    elif since is not None:
+        age_ms = parse_duration_ms(since)  # bad input is refused before Redis is asked
+        with redis_errors(keys.history_key(namespace)):
+            start = f"{max(0, await redis_time_ms(redis) - age_ms)}-0"
+    return parse_entries(await read_entries(redis, namespace, start), namespace)
+
+
+async def _xrange(redis: Any, key: str, start: str) -> list[Any]:
+    with reading(key, "a stream"):
+        return list(await redis.xrange(key, min=start, max="+", count=PAGE))

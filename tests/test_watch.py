@@ -1,0 +1,321 @@
+"""The watcher: resync first, typed live events, malformed messages skipped, outages survived."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import fakeredis
+import pytest
+import redis.asyncio as aioredis
+from structlog.testing import capture_logs
+
+from coordinator import InvalidArgumentError, Lease, keys
+from coordinator.event_models import (
+    AutomationModeChanged,
+    Disconnected,
+    LeaderChanged,
+    LeaseReleased,
+    Resync,
+    StateChanged,
+    WatchEvent,
+)
+from coordinator.events import publish
+from coordinator.history import events_since
+from coordinator.modes import set_automation_mode
+from coordinator.watch import backoff_delay, watch, watch_with_callbacks
+from tests.redis_server import RedisServer, running_redis
+
+CHANNEL = keys.events_channel("coordinator")
+
+
+def lease(redis: Any, holder: str, ttl: float = 5.0, **kw: Any) -> Lease:
+    return Lease(redis, holder_id=holder, holder_host=f"{holder}.host", ttl=ttl, **kw)
+
+
+async def next_of(events: AsyncGenerator[WatchEvent, None], timeout: float = 2.0) -> WatchEvent:
+    return await asyncio.wait_for(anext(events), timeout)
+
+
+@contextlib.asynccontextmanager
+async def watching(redis: Any, **kw: Any) -> AsyncIterator[AsyncGenerator[WatchEvent, None]]:
+    events = watch(redis, **kw)
+    try:
+        yield events
+    finally:
+        await events.aclose()
+
+
+async def test_a_watcher_started_after_the_leader_resyncs_with_it_first(redis: Any) -> None:
+    got = await lease(redis, "a").acquire()
+    async with watching(redis) as events:
+        first = await next_of(events)
+    assert isinstance(first, Resync)
+    assert first.to_json() == {"type": "resync", "lease": "global", "holder_id": "a",
+                               "holder_host": "a.host", "term": 1, "at": first.at}
+    assert got.redis_now <= first.at < got.redis_now + 5000
+
+
+async def test_a_free_lease_resyncs_with_null_holder_fields(redis: Any) -> None:
+    async with watching(redis, lease_name="other") as events:
+        first = await next_of(events)
+    assert first.to_json() == {"type": "resync", "lease": "other", "holder_id": None,
+                               "holder_host": None, "term": None, "at": first.at}
+
+
+async def test_live_events_come_through_typed_with_their_stream_ids(redis: Any) -> None:
+    async with watching(redis) as events:
+        assert isinstance(await next_of(events), Resync)
+        a = lease(redis, "a")
+        got = await a.acquire()
+        changed = await next_of(events)
+        assert isinstance(changed, LeaderChanged)
+        assert (changed.holder_id, changed.holder_host, changed.term) == ("a", "a.host", got.term)
+        await a.release(term=got.term)
+        released = await next_of(events)
+        assert isinstance(released, LeaseReleased) and released.term == got.term
+        await set_automation_mode(redis, "coordinator", "draining")
+        mode = await next_of(events)
+        assert isinstance(mode, AutomationModeChanged) and mode.mode == "draining"
+        state = {"type": "state_changed", "node_id": "a", "host": "a.host", "from": "standby",
+                 "to": "leader", "term": 1, "at": 123}
+        await publish(redis, "coordinator", state, history_maxlen=100)
+        daemon = await next_of(events)
+        assert isinstance(daemon, StateChanged) and daemon.to_json() == state
+    stored = await events_since(redis, "coordinator")
+    assert [(i, e.to_json()) for i, e in stored] == [
+        (e.stream_id, e.to_json()) for e in (changed, released, mode, daemon)]
+
+
+async def test_malformed_messages_are_skipped_with_a_warning(redis: Any) -> None:
+    garbage = ["not json", "[1, 2]", '{"type": 7}', '{"type":"leader_changed","lease":"global"}',
+               '{"type":"resync","lease":"global","holder_id":"x","holder_host":"h",'
+               '"term":99,"at":1}', b"\xff\xfe"]
+    async with watching(redis) as events:
+        assert isinstance(await next_of(events), Resync)
+        with capture_logs() as logs:
+            for message in garbage:
+                await redis.publish(CHANNEL, message)
+            await lease(redis, "a").acquire()
+            after = await next_of(events)
+    assert isinstance(after, LeaderChanged) and after.holder_id == "a"
+    warnings = [e for e in logs if e["event"] == "watch.malformed_event"]
+    assert len(warnings) == len(garbage) and all(e["log_level"] == "warning" for e in warnings)
+
+
+async def test_other_leases_of_the_namespace_are_not_reported(redis: Any) -> None:
+    async with watching(redis) as events:
+        assert isinstance(await next_of(events), Resync)
+        await lease(redis, "x", name="other").acquire()
+        await lease(redis, "a").acquire()
+        event = await next_of(events)
+    assert isinstance(event, LeaderChanged) and (event.lease, event.holder_id) == ("global", "a")
+
+
+async def test_resume_from_replays_what_came_after_without_a_gap_or_a_repeat(redis: Any) -> None:
+    a = lease(redis, "a")
+    got = await a.acquire()
+    await a.release(term=got.term)
+    await lease(redis, "b").acquire()
+    (first_id, _), *rest = await events_since(redis, "coordinator")
+    async with watching(redis, resume_from=first_id) as events:
+        replayed = [await next_of(events) for _ in rest]
+        resync = await next_of(events)
+        await set_automation_mode(redis, "coordinator", "paused")
+        live = await next_of(events)
+    assert [e.stream_id for e in replayed] == [i for i, _ in rest]
+    assert [e.type for e in replayed] == ["lease_released", "leader_changed"]
+    assert isinstance(resync, Resync) and resync.holder_id == "b"
+    assert isinstance(live, AutomationModeChanged)
+
+
+async def test_bad_arguments_are_refused_before_redis() -> None:
+    for kw in ({"namespace": "no spaces"}, {"lease_name": ""}, {"resume_from": "yesterday"},
+               {"max_backoff": 0}, {"attempt_timeout": -1}, {"idle_ping": True}):
+        with pytest.raises(InvalidArgumentError):
+            watch(object(), **kw)
+
+
+def test_backoff_doubles_from_50ms_and_stays_under_a_second() -> None:
+    assert [backoff_delay(n, 0.8, 1.0) for n in (1, 2, 3)] == [0.05, 0.1, 0.2]
+    assert max(backoff_delay(n, 0.8, j) for n in range(1, 100) for j in (0.0, 0.999)) <= 0.8
+    assert backoff_delay(5, 0.8, 0.0) == 0.4
+
+
+async def test_callbacks_get_every_event_and_each_new_leader_once() -> None:
+    redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    a = lease(redis, "a")
+    await a.acquire()
+    seen: list[str] = []
+    leaders: list[tuple[str, int]] = []
+
+    async def on_event(event: WatchEvent) -> None:
+        seen.append(event.type)
+        if event.type == "lease_released":
+            raise RuntimeError("a broken callback must not stop the watch")
+
+    def on_new_leader(holder: str, term: int) -> None:
+        leaders.append((holder, term))
+
+    task = asyncio.create_task(
+        watch_with_callbacks(redis, on_event=on_event, on_new_leader=on_new_leader))
+    try:
+        await until(lambda: leaders == [("a", 1)])
+        await a.acquire()  # a renewal announces nothing and is no new leader
+        await a.release()
+        await lease(redis, "b").acquire()
+        await until(lambda: len(leaders) == 2)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await redis.aclose()
+    assert leaders == [("a", 1), ("b", 2)]
+    assert seen == ["resync", "lease_released", "leader_changed"]
+
+
+async def until(condition: Any, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def test_closing_or_cancelling_the_watch_unsubscribes(redis_server: RedisServer) -> None:
+    redis = aioredis.Redis(port=redis_server.port)
+    try:
+        events = watch(redis)
+        await next_of(events)
+        assert await redis.pubsub_numsub(CHANNEL) == [(CHANNEL.encode(), 1)]
+        await events.aclose()
+        assert await redis.pubsub_numsub(CHANNEL) == [(CHANNEL.encode(), 0)]
+        events = watch(redis)
+        await next_of(events)
+        waiting = asyncio.create_task(anext(events))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await until_async(lambda: redis.pubsub_numsub(CHANNEL), [(CHANNEL.encode(), 0)])
+    finally:
+        await redis.aclose()
+
+
+async def until_async(read: Any, expected: Any, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (value := await read()) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still {value!r}, wanted {expected!r}")
+        await asyncio.sleep(0.01)
+
+
+async def test_an_outage_on_fakeredis_is_announced_once_then_resynced() -> None:
+    server = fakeredis.FakeServer()
+    redis = fakeredis.FakeAsyncRedis(server=server)
+    async with watching(redis, idle_ping=0.2, attempt_timeout=0.2) as events:
+        assert isinstance(await next_of(events), Resync)
+        server.connected = False
+        assert isinstance(await next_of(events), Disconnected)
+        await asyncio.sleep(0.3)  # several failed reconnects: still only one "disconnected"
+        server.connected = True
+        back = await next_of(events)
+        assert isinstance(back, Resync)
+        await lease(redis, "a").acquire()
+        assert isinstance(await next_of(events), LeaderChanged)
+    await redis.aclose()
+
+
+def acquire_while_blocking_the_loop(port: int, holder: str) -> None:
+    """Acquire on another thread and wait for it, so this loop's watcher cannot run meanwhile."""
+    async def acquire() -> None:
+        client = aioredis.Redis(port=port)
+        try:
+            assert (await lease(client, holder).acquire()).is_leader
+        finally:
+            await client.aclose()
+
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _run_catching(acquire, errors))
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _run_catching(main: Any, errors: list[BaseException]) -> None:
+    try:
+        asyncio.run(main())
+    except BaseException as e:
+        errors.append(e)
+
+
+async def test_a_watcher_survives_a_redis_restart_and_reports_the_new_leader() -> None:
+    with running_redis() as server:
+        redis = aioredis.Redis(port=server.port)
+        seen: list[tuple[float, WatchEvent]] = []
+
+        async def collect() -> None:
+            async for event in watch(redis):
+                seen.append((time.monotonic(), event))
+
+        task = asyncio.create_task(collect())
+        try:
+            await until(lambda: len(seen) == 1)
+            await lease(redis, "a").acquire()
+            await until(lambda: any(isinstance(e, LeaderChanged) for _, e in seen))
+            server.stop()
+            await until(lambda: any(isinstance(e, Disconnected) for _, e in seen))
+            await asyncio.sleep(0.5)  # the watcher's backoff grows while Redis is away
+            server.start_again()  # blocks this loop until Redis answers PING
+            back_at = time.monotonic()
+            acquire_while_blocking_the_loop(server.port, "b")
+            await until(lambda: isinstance(seen[-1][1], Resync) and seen[-1][1].holder_id == "b",
+                        timeout=5.0)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await redis.aclose()
+    kinds = [e.type for _, e in seen]
+    assert kinds == ["resync", "leader_changed", "disconnected", "leader_changed", "resync"]
+    resynced_at, resync = seen[-1]
+    assert isinstance(resync, Resync) and resync.holder_id == "b"
+    elapsed = resynced_at - back_at
+    print(f"\nresync {elapsed * 1000:.0f} ms after redis-server was back")
+    assert elapsed < 2.0, f"resync came {elapsed:.2f}s after Redis was back"
+
+
+async def test_a_cursor_ahead_of_the_stream_is_reset_so_no_event_is_skipped(redis: Any) -> None:
+    # what a watcher sees after Redis restarted empty: its last id is newer than anything stored
+    with capture_logs() as logs:
+        async with watching(redis, resume_from="99999999999999-0") as events:
+            assert isinstance(await next_of(events), Resync)
+            await lease(redis, "a").acquire()
+            assert isinstance(await next_of(events), LeaderChanged)
+    assert "watch.history_reset" in [e["event"] for e in logs]
+
+
+async def test_a_frozen_redis_is_noticed_by_the_idle_ping_and_resynced_after() -> None:
+    # SIGSTOP keeps the TCP connection open but silent: only the PING can tell it is dead
+    with running_redis() as server:
+        redis = aioredis.Redis(port=server.port, socket_timeout=0.5)
+        try:
+            async with watching(redis, idle_ping=0.2, attempt_timeout=0.3) as events:
+                assert isinstance(await next_of(events), Resync)
+                os.kill(server.process.pid, signal.SIGSTOP)
+                try:
+                    assert isinstance(await next_of(events, timeout=3.0), Disconnected)
+                finally:
+                    os.kill(server.process.pid, signal.SIGCONT)
+                assert isinstance(await next_of(events, timeout=5.0), Resync)
+                await lease(redis, "a").acquire()
+                assert isinstance(await next_of(events), LeaderChanged)
+        finally:
+            await redis.aclose()
