@@ -23,6 +23,7 @@ from coordinator.events import Outbox
 from coordinator.hooks import Hooks, LeaderContext
 from coordinator.lease import Lease, new_instance_id
 from coordinator.membership import ControllerStatus, Heartbeat
+from coordinator.modes import MODES
 from coordinator.records import FenceResult
 from coordinator.settings import Settings
 from coordinator.state import (
@@ -129,6 +130,8 @@ class Daemon:
         leadership ends while it runs."""
         if not self._checklist_done or not self.can_schedule() or self._state.term is None:
             return "skipped_not_leader"
+        if self._automation_mode == "paused":
+            return "skipped_paused"
         term = self._state.term
         task = asyncio.ensure_future(work(self._context(term)))
         self._leader_tasks.add(task)
@@ -253,6 +256,7 @@ class Daemon:
             await self._observe(Failed(self._clock.monotonic(), describe(e)))
             return
         received = self._clock.monotonic()
+        self._follow_mode(result.automation_mode)
         seen: Observation
         if result.is_leader and result.operation is not None:
             if result.operation == "acquire":
@@ -332,13 +336,30 @@ class Daemon:
             event = json.loads(data)
         except (TypeError, ValueError):
             return
-        if not isinstance(event, dict) or event.get("lease") != self.settings.lease_name:
+        if not isinstance(event, dict):
+            return
+        if event.get("type") == "automation_mode_changed":
+            self._follow_mode(event.get("mode"))
+            return
+        if event.get("lease") != self.settings.lease_name:
             return
         term = event.get("term")
         if isinstance(term, int):
             self._highest_term_heard = max(self._highest_term_heard, term)
         if event.get("type") == "lease_released" and self._state.role is not Role.LEADER:
             self._wake.set()
+
+    def _follow_mode(self, mode: Any) -> None:
+        if mode == self._automation_mode:
+            return
+        if mode not in MODES:
+            self.log.warning("automation_mode.unknown", mode=str(mode)[:40])
+            return
+        previous, self._automation_mode = self._automation_mode, mode
+        self.log.info("automation_mode.changed", mode=mode, previous_mode=previous)
+        hook = self._hooks.on_automation_mode_change
+        if hook is not None:
+            self._background(self._run_hook("on_automation_mode_change", hook, mode))
 
     # ---- carrying out the state machine's effects ---------------------------------------
 
@@ -348,6 +369,11 @@ class Daemon:
             new, effects = step(old, seen, self._timing)
             self._state = new
             self._arm_deadline_timer()
+            if new.deadline != old.deadline and self._hooks.on_lease_deadline is not None:
+                try:
+                    self._hooks.on_lease_deadline(new.deadline)
+                except Exception:
+                    self.log.exception("hook.failed", hook="on_lease_deadline")
             for effect in effects:
                 if isinstance(effect, Transition):
                     self._announce(effect)

@@ -36,3 +36,7 @@ class Hooks:
     on_lease_state_change: Callable[[dict[str, Any]], Awaitable[Any]] | None = None
     on_started_leading: Callable[[LeaderContext], Awaitable[Any]] | None = None
     on_stopped_leading: Hook | None = None
+    on_automation_mode_change: Callable[[str], Awaitable[Any]] | None = None
+    # plain (not async) and quick: called with the local monotonic deadline until which the
+    # lease is trusted (None when not leading) each time it moves, e.g. to tell a watchdog
+    on_lease_deadline: Callable[[float | None], None] | None = None

@@ -61,6 +61,7 @@ class Lease:
         self.key = keys.lease_key(namespace, name)
         self.tenure_key = keys.tenure_key(namespace, name)
         self.history_key = keys.history_key(namespace)
+        self.mode_key = keys.automation_mode_key(namespace)
         self.channel = keys.events_channel(namespace)
         self._redis = redis
         self._scripts = register_scripts(redis)
@@ -81,7 +82,7 @@ class Lease:
             keys.check_node_id("preferred holder id", preferred_holder_id)
         reply = await run_script(
             self._scripts.acquire,
-            [self.key, self.tenure_key, self.history_key],
+            [self.key, self.tenure_key, self.history_key, self.mode_key],
             [
                 self.holder_id,
                 self.holder_host,
@@ -98,10 +99,13 @@ class Lease:
         code, now = reply[0], int(reply[1])
         if code not in ("acquire", "renew", "held"):
             raise UnexpectedReplyError(f"acquire replied {code!r}")
-        record = LeaseRecord.from_fields(self.key, pairs_to_dict(reply[2:]))
+        record = LeaseRecord.from_fields(self.key, pairs_to_dict(reply[3:]))
+        mode = str(reply[2] or "running")
         if code == "held":
-            return LeaseResult(is_leader=False, operation=None, record=record, redis_now=now)
-        return LeaseResult(is_leader=True, operation=code, record=record, redis_now=now)
+            return LeaseResult(is_leader=False, operation=None, record=record, redis_now=now,
+                               automation_mode=mode)
+        return LeaseResult(is_leader=True, operation=code, record=record, redis_now=now,
+                           automation_mode=mode)
 
     async def release(self, *, term: int | None = None) -> ReleaseResult:
         """Release the lease if this process holds it (for ``term``, if given)."""

@@ -80,6 +80,7 @@ class LeaseResult:
     operation: Operation | None
     record: LeaseRecord
     redis_now: int
+    automation_mode: str = "running"
 
     @property
     def holder_id(self) -> str:

@@ -10,13 +10,15 @@
 -- KEYS[1] lease hash (expires with the TTL)
 -- KEYS[2] tenure hash (never expires: highest term granted, last holder id)
 -- KEYS[3] history stream (capped)
+-- KEYS[4] automation mode string (only read: it rides along so the daemon needs no extra call)
 -- ARGV[1] holder id          ARGV[2] holder host      ARGV[3] instance id (one per process)
 -- ARGV[4] ttl in ms          ARGV[5] highest term the caller has seen
 -- ARGV[6] metadata json      ARGV[7] preferred holder id ("" for none)
 -- ARGV[8] lease name         ARGV[9] events channel   ARGV[10] history max length
--- Returns {code, now_ms, field1, value1, ...} with the lease hash after the call, or
+-- Returns {code, now_ms, automation_mode, field1, value1, ...} with the lease hash after the call
+--         (automation_mode is "" when unset), or
 --         {"wrongtype", key} / {"corrupt", key, field} without touching anything.
-local lease_key, tenure_key, history_key = KEYS[1], KEYS[2], KEYS[3]
+local lease_key, tenure_key, history_key, mode_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local holder_id, holder_host, instance_id = ARGV[1], ARGV[2], ARGV[3]
 local ttl_ms, highest_seen = tonumber(ARGV[4]), tonumber(ARGV[5])
 local metadata_json, preferred = ARGV[6], ARGV[7]
@@ -28,6 +30,9 @@ for _, key in ipairs({lease_key, tenure_key}) do
 end
 local kind = redis.call('TYPE', history_key)['ok']
 if kind ~= 'none' and kind ~= 'stream' then return {'wrongtype', history_key} end
+kind = redis.call('TYPE', mode_key)['ok']
+if kind ~= 'none' and kind ~= 'string' then return {'wrongtype', mode_key} end
+local mode = redis.call('GET', mode_key) or ''
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -46,11 +51,11 @@ if redis.call('EXISTS', lease_key) == 1 then
     redis.call('HSET', lease_key, 'lease_expires_at', expires, 'renewed_at', now,
       'holder_host', holder_host, 'metadata_json', metadata_json, 'preferred_holder_id', preferred)
     redis.call('PEXPIRE', lease_key, ttl_ms)
-    local out = {'renew', now}
+    local out = {'renew', now, mode}
     for _, v in ipairs(redis.call('HGETALL', lease_key)) do out[#out + 1] = v end
     return out
   end
-  local out = {'held', now}
+  local out = {'held', now, mode}
   for _, v in ipairs(redis.call('HGETALL', lease_key)) do out[#out + 1] = v end
   return out
 end
@@ -68,6 +73,6 @@ local event = cjson.encode({type = 'leader_changed', lease = lease_name, holder_
 redis.call('XADD', history_key, 'MAXLEN', '~', history_maxlen, '*', 'event', event)
 redis.call('PUBLISH', channel, event)
 
-local out = {'acquire', now}
+local out = {'acquire', now, mode}
 for _, v in ipairs(redis.call('HGETALL', lease_key)) do out[#out + 1] = v end
 return out
