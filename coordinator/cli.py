@@ -1,4 +1,4 @@
-"""The ``coordinator`` command: run | status | watch | events | pause | drain | resume."""
+"""The ``coordinator`` command: run | status | watch | events | pause | drain | resume | handoff."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from coordinator.backend import connect
 from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
+from coordinator.cli_handoff import handoff_command
 from coordinator.cli_modes import MODE_COMMANDS, mode_command
 from coordinator.cli_watch import events_command, watch_command
 from coordinator.errors import CoordinatorError
@@ -50,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_setting_flags(events)
     for name, (_, description) in MODE_COMMANDS.items():
         _add_setting_flags(commands.add_parser(name, help=description))
+    handoff = commands.add_parser("handoff", help="hand the lease over to another live node")
+    handoff.add_argument("--to", required=True, metavar="NODE", help="the node to hand over to")
+    _add_setting_flags(handoff)
     return parser
 
 
@@ -77,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(watch_command(settings, as_json=args.json))
     if args.command == "events":
         return asyncio.run(events_command(settings, since=args.since, as_json=args.json))
+    if args.command == "handoff":
+        return asyncio.run(handoff_command(settings, args.to))
     return asyncio.run(mode_command(settings, MODE_COMMANDS[args.command][0]))
 
 

@@ -20,6 +20,7 @@ from coordinator.boundary import UNAVAILABLE
 from coordinator.clock import Clock
 from coordinator.errors import CoordinatorError, LeaseLostError
 from coordinator.events import Outbox
+from coordinator.handoff import choose_handoff, read_candidates
 from coordinator.hooks import Hooks, LeaderContext
 from coordinator.lease import Lease, new_instance_id
 from coordinator.membership import ControllerStatus, Heartbeat
@@ -86,6 +87,7 @@ class Daemon:
             host=settings.host, role=settings.role, priority=settings.effective_priority,
             version=settings.version, instance_id=self.instance_id,
             interval=settings.heartbeat_interval, retention=settings.heartbeat_retention,
+            preferred=settings.is_preferred,
         )
         self._outbox = Outbox(self._redis, settings.namespace, history_maxlen=settings.history_maxlen,
                               clock=self._clock, retry_cap=settings.renew_interval)
@@ -95,6 +97,7 @@ class Daemon:
         self._last_heartbeat_at: int | None = None
         self._last_heartbeat_local: float | None = None
         self._automation_mode = "running"
+        self._handoff_target: str | None = None
         self._wake = asyncio.Event()
         self._observing = asyncio.Lock()
         self._loops: list[asyncio.Task[None]] = []
@@ -279,6 +282,38 @@ class Daemon:
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
             self.log.warning("heartbeat.failed", error=describe(e))
 
+    async def consider_handoff(self) -> None:
+        """As leader, decide whether to hand the lease over at the next renew boundary:
+        to a preferred controller that has been steady long enough, or as an operator asked."""
+        try:
+            candidates, requested, now = await asyncio.wait_for(
+                read_candidates(self._redis, self.settings.namespace, self.settings.lease_name),
+                self._op_timeout)
+        except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
+            self.log.warning("handoff.check_failed", error=describe(e))
+            return
+        target = choose_handoff(
+            leader_id=self.settings.node_id, leader_is_preferred=self.settings.is_preferred,
+            candidates=candidates, requested=requested, now_ms=now,
+            steady_intervals=self.settings.handoff_steady_intervals)
+        if target is not None and self._state.role is Role.LEADER:
+            self.log.info("handoff.planned", to=target, requested=requested is not None)
+            self._handoff_target = target
+            if requested is not None:
+                self._wake.set()  # an operator is waiting: the next boundary is now
+
+    async def hand_over(self, target: str) -> None:
+        """Stop leading, then release the lease reserved for ``target`` (term + 1 is theirs)."""
+        self._handoff_target = None
+        term = self._state.term
+        await self._observe(Released(self._clock.monotonic()))  # work stops before the release
+        try:
+            result = await asyncio.wait_for(
+                self._lease.release(term=term, handoff_to=target), self._op_timeout)
+            self.log.info("lease.handed_over", to=target, term=term, released=result.released)
+        except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
+            self.log.warning("lease.handover_failed", to=target, error=describe(e))
+
     def check_deadline(self) -> None:
         """Leave leadership now if the local deadline has passed (the timer calls this)."""
         self._deadline_timer = None
@@ -301,6 +336,9 @@ class Daemon:
                                        now=self._clock.monotonic(), jitter=self._clock.jitter())
             await self._clock.wait(self._wake, delay)
             try:
+                if self._handoff_target is not None and self._state.role is Role.LEADER:
+                    await self.hand_over(self._handoff_target)
+                    continue
                 await self.lease_step()
             except Exception as e:  # never let the loop die; the state machine degrades
                 self.log.exception("lease.loop_error")
@@ -311,6 +349,8 @@ class Daemon:
         while True:
             await self._clock.wait(never, self.settings.heartbeat_interval)
             await self.heartbeat_once()
+            if self._state.role is Role.LEADER:
+                await self.consider_handoff()
 
     async def _follow_events(self) -> None:
         """Listen on the events channel so a standby acquires the moment a lease is released."""
@@ -346,8 +386,12 @@ class Daemon:
         term = event.get("term")
         if isinstance(term, int):
             self._highest_term_heard = max(self._highest_term_heard, term)
-        if event.get("type") == "lease_released" and self._state.role is not Role.LEADER:
-            self._wake.set()
+        kind = event.get("type")
+        if kind == "lease_released" and self._state.role is not Role.LEADER:
+            if event.get("handoff_to") in (None, self.settings.node_id):
+                self._wake.set()
+        elif kind == "handoff_requested" and self._state.role is Role.LEADER:
+            self._background(self.consider_handoff())
 
     def _follow_mode(self, mode: Any) -> None:
         if mode == self._automation_mode:

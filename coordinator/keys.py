@@ -48,6 +48,16 @@ def tenure_key(namespace: str, lease: str) -> str:
     return f"{_tag(namespace)}:tenure:{check_name('lease name', lease)}"
 
 
+def handoff_key(namespace: str, lease: str) -> str:
+    """String naming the node an operator asked the lease to be handed over to."""
+    return f"{_tag(namespace)}:handoff:{check_name('lease name', lease)}"
+
+
+def preferred_key(namespace: str) -> str:
+    """Sorted set of preferred controllers scored by their last heartbeat (Redis ms)."""
+    return f"{_tag(namespace)}:preferred"
+
+
 def heartbeats_key(namespace: str) -> str:
     """Sorted set of node ids scored by their last heartbeat (Redis ms)."""
     return f"{_tag(namespace)}:heartbeats"

@@ -107,11 +107,17 @@ class Lease:
         return LeaseResult(is_leader=True, operation=code, record=record, redis_now=now,
                            automation_mode=mode)
 
-    async def release(self, *, term: int | None = None) -> ReleaseResult:
-        """Release the lease if this process holds it (for ``term``, if given)."""
+    async def release(self, *, term: int | None = None, handoff_to: str | None = None) -> ReleaseResult:
+        """Release the lease if this process holds it (for ``term``, if given).
+
+        With ``handoff_to``, the lease is reserved for that node for one TTL, so the handover
+        goes to it and not to whichever standby is fastest.
+        """
+        if handoff_to is not None:
+            keys.check_node_id("handover target", handoff_to)
         reply = await run_script(
             self._scripts.release,
-            [self.key, self.history_key],
+            [self.key, self.history_key, self.tenure_key, keys.handoff_key(self.namespace, self.name)],
             [
                 self.holder_id,
                 self.instance_id,
@@ -119,6 +125,8 @@ class Lease:
                 self.name,
                 self.channel,
                 self.history_maxlen,
+                handoff_to or "",
+                self.ttl_ms,
             ],
         )
         code, now = reply[0], int(reply[1])

@@ -32,6 +32,8 @@ class Controller:
     alive: bool
     heartbeat_age_ms: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    preferred: bool = False
+    steady_since: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON shape used by ``status --json``."""
@@ -40,7 +42,7 @@ class Controller:
             "priority": self.priority, "status": self.status, "version": self.version,
             "started_at": self.started_at, "last_heartbeat_at": self.last_heartbeat_at,
             "heartbeat_age_ms": self.heartbeat_age_ms, "alive": self.alive,
-            "metadata": self.metadata,
+            "preferred": self.preferred, "metadata": self.metadata,
         }
 
 
@@ -50,9 +52,12 @@ class Heartbeat:
     def __init__(
         self, redis: Any, *, namespace: str, node_id: str, host: str, role: str, priority: int,
         version: str, instance_id: str, interval: float, retention: float,
+        preferred: bool = False,
     ) -> None:
         self._scripts = register_scripts(redis)
-        self._keys = [keys.heartbeats_key(namespace), keys.controller_key(namespace, node_id)]
+        self._keys = [keys.heartbeats_key(namespace), keys.controller_key(namespace, node_id),
+                      keys.preferred_key(namespace)]
+        self._preferred = "1" if preferred else "0"
         self._fixed = [node_id, host, role, priority]
         self._version, self._instance_id = version, instance_id
         self._interval_ms = round(interval * 1000)
@@ -65,7 +70,7 @@ class Heartbeat:
             self._keys,
             [*self._fixed, status, self._version, self._instance_id,
              json.dumps(metadata or {}, separators=(",", ":")), self._retention_ms,
-             self._interval_ms],
+             self._interval_ms, self._preferred],
         )
         try:
             return int(reply[0])
@@ -129,4 +134,6 @@ def _controller(node_id: str, score: int, raw: dict[Any, Any], now: int) -> Cont
         started_at=number("started_at"), last_heartbeat_at=last, heartbeat_interval_ms=interval,
         alive=age < ALIVE_INTERVALS * interval and status != "stopping", heartbeat_age_ms=age,
         metadata=metadata if isinstance(metadata, dict) else {"unparsed": metadata},
+        preferred=fields.get("preferred") == "1",
+        steady_since=number("steady_since") or None,
     )

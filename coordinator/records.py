@@ -24,6 +24,7 @@ class LeaseRecord:
     acquired_at: int
     preferred_holder_id: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
+    reserved: bool = False  # a stand-in: the lease is free but promised to holder_id
 
     @classmethod
     def from_fields(cls, key: str, fields: dict[str, str]) -> LeaseRecord:
@@ -42,6 +43,7 @@ class LeaseRecord:
                 acquired_at=int(fields.get("acquired_at") or 0),
                 preferred_holder_id=fields.get("preferred_holder_id") or None,
                 metadata=metadata,
+                reserved=fields.get("reserved") == "1",
             )
         except (KeyError, ValueError) as e:
             raise CorruptDataError(key, f"not a lease record ({e})") from e

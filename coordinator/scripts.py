@@ -13,7 +13,7 @@ from redis.commands.core import AsyncScript
 from coordinator.boundary import redis_errors, text
 from coordinator.errors import CorruptDataError, UnexpectedReplyError
 
-SCRIPT_NAMES = ("acquire", "release", "fence", "heartbeat", "set_mode")
+SCRIPT_NAMES = ("acquire", "release", "fence", "heartbeat", "set_mode", "request_handoff")
 
 
 def lua_directory() -> Path:
@@ -44,6 +44,7 @@ class Scripts:
     fence: AsyncScript
     heartbeat: AsyncScript
     set_mode: AsyncScript
+    request_handoff: AsyncScript
 
 
 def register_scripts(redis: Any) -> Scripts:

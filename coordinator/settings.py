@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     heartbeat_retention: float = Field(default=600.0, gt=0, allow_inf_nan=False)
     renew_failure_threshold: int = Field(default=2, ge=1)
     history_maxlen: int = Field(default=10_000, ge=1)
+    handoff_steady_intervals: int = Field(default=3, ge=1)
     log_format: Literal["auto", "json", "console"] = "auto"
 
     @field_validator("redis_url")

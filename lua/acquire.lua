@@ -5,6 +5,9 @@
 -- Caller holds it    -> expiry and renewed_at move forward, term unchanged, nothing
 --                       published; code "renew".
 -- Another holds it   -> nothing changes; code "held" with the holder's record.
+-- Reserved for another (a handover in progress, see release.lua) -> code "held" with a
+--                       stand-in record: holder_id = the node it is reserved for,
+--                       instance_id "reserved", lease_expires_at = when the reservation ends.
 -- All times are the Redis server's clock (TIME), integer milliseconds.
 --
 -- KEYS[1] lease hash (expires with the TTL)
@@ -60,6 +63,12 @@ if redis.call('EXISTS', lease_key) == 1 then
   return out
 end
 
+local reserved = redis.call('HMGET', tenure_key, 'reserved_for', 'reserved_until')
+if reserved[1] and reserved[1] ~= holder_id and (tonumber(reserved[2]) or 0) > now then
+  return {'held', now, mode, 'holder_id', reserved[1], 'holder_host', '', 'instance_id', 'reserved',
+    'term', tostring(stored_term or 0), 'lease_expires_at', reserved[2], 'reserved', '1'}
+end
+
 local term = math.max(tonumber(stored_term) or 0, highest_seen or 0) + 1
 local previous = redis.call('HGET', tenure_key, 'holder_id')
 redis.call('HSET', lease_key, 'holder_id', holder_id, 'holder_host', holder_host,
@@ -67,6 +76,7 @@ redis.call('HSET', lease_key, 'holder_id', holder_id, 'holder_host', holder_host
   'lease_expires_at', expires, 'preferred_holder_id', preferred, 'metadata_json', metadata_json)
 redis.call('PEXPIRE', lease_key, ttl_ms)
 redis.call('HSET', tenure_key, 'term', term, 'holder_id', holder_id)
+redis.call('HDEL', tenure_key, 'reserved_for', 'reserved_until')
 
 local event = cjson.encode({type = 'leader_changed', lease = lease_name, holder_id = holder_id,
   holder_host = holder_host, term = term, previous_holder_id = previous or cjson.null, at = now})

@@ -271,3 +271,31 @@ async def test_heartbeats_list_every_controller_with_liveness(redis: Any) -> Non
     finally:
         for d in daemons:
             await d.stop()
+
+
+async def test_pause_and_drain_change_what_a_scheduler_pass_does(redis: Any) -> None:
+    from coordinator.modes import set_automation_mode
+
+    clock = FakeClock()
+    daemon = Daemon(settings("a"), redis=redis, clock=clock)
+    await daemon.start()
+    modes: list[str] = []
+
+    async def work(ctx: LeaderContext) -> None:
+        modes.append(ctx.automation_mode)
+
+    try:
+        await set_automation_mode(redis, "coordinator", "paused")
+        await daemon.lease_step()  # the mode rides on the renew reply
+        assert await daemon.run_scheduler_pass(work) == "skipped_paused" and modes == []
+        assert daemon.can_schedule() and daemon.state.role is Role.LEADER  # keeps its lease
+        assert daemon.status_snapshot()["automation_mode"] == "paused"
+        await set_automation_mode(redis, "coordinator", "draining")
+        await daemon.lease_step()
+        assert await daemon.run_scheduler_pass(work) == "scheduled" and modes == ["draining"]
+        await set_automation_mode(redis, "coordinator", "running")
+        await daemon.lease_step()
+        assert await daemon.run_scheduler_pass(work) == "scheduled"
+        assert modes == ["draining", "running"]
+    finally:
+        await daemon.stop()

@@ -205,3 +205,18 @@ def test_status_exits_1_when_redis_is_unreachable() -> None:
     done = coordinator("status", "--json", redis_url="redis://:hunter2@127.0.0.1:1/0")
     assert done.returncode == 1 and done.stdout == ""
     assert "hunter2" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_handoff_cli_moves_the_lease_to_a_live_node_and_refuses_a_dead_one(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    with daemons(server.url, ["a", "b"], tmp_path):
+        leader = wait_for_leader(server)
+        other = "b" if leader == "a" else "a"
+        time.sleep(0.6)
+        refused = coordinator("handoff", "--to", "ghost", redis_url=server.url)
+        assert refused.returncode == 2 and "ghost" in refused.stderr
+        done = coordinator("handoff", "--to", other, redis_url=server.url)
+        assert done.returncode == 0, done.stderr
+        assert f"{other} holds the lease now (term 2)" in done.stdout
+        assert status(server)["lease"]["holder_id"] == other
