@@ -80,3 +80,12 @@ async def breakable(request: pytest.FixtureRequest) -> AsyncIterator[Breakable]:
             yield Breakable(client, server=real)
         finally:
             await client.aclose()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a real redis-server, so ``-m "not real"`` is the quick run."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_real = callspec is not None and "real" in callspec.params.values()
+        if on_real or "redis_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real)

@@ -256,6 +256,7 @@ def _run_catching(main: Any, errors: list[BaseException]) -> None:
         errors.append(e)
 
 
+@pytest.mark.real
 async def test_a_watcher_survives_a_redis_restart_and_reports_the_new_leader() -> None:
     with running_redis() as server:
         redis = aioredis.Redis(port=server.port)
@@ -302,6 +303,7 @@ async def test_a_cursor_ahead_of_the_stream_is_reset_so_no_event_is_skipped(redi
     assert "watch.history_reset" in [e["event"] for e in logs]
 
 
+@pytest.mark.real
 async def test_a_frozen_redis_is_noticed_by_the_idle_ping_and_resynced_after() -> None:
     # SIGSTOP keeps the TCP connection open but silent: only the PING can tell it is dead
     with running_redis() as server:
