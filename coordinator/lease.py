@@ -11,7 +11,12 @@ from redis import exceptions as redis_exceptions
 
 from coordinator import keys
 from coordinator.boundary import redis_errors, text_map
-from coordinator.errors import CoordinatorError, CorruptDataError, InvalidArgumentError, UnexpectedReplyError
+from coordinator.errors import (
+    CoordinatorError,
+    CorruptDataError,
+    InvalidArgumentError,
+    UnexpectedReplyError,
+)
 from coordinator.records import FenceResult, LeaseRecord, LeaseResult, ReleaseResult, pairs_to_dict
 from coordinator.scripts import register_scripts, run_script
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal
 
-
 # how long after the reported expiry a standby tries: Redis keeps a key at its expiry ms
 EXPIRY_AIM = 0.002
 
@@ -204,7 +203,8 @@ def retry_delay(state: State, timing: Timing, jitter: float) -> float:
     """Seconds to wait before retrying after failures: exponential, jittered, capped at the
     renew interval so a daemon is back within about one interval of Redis returning.
     ``jitter`` is a number in [0, 1) supplied by the caller."""
-    base = min(timing.renew_interval, 0.05 * 2 ** max(0, state.consecutive_failures - 1))
+    exponent = min(30, max(0, state.consecutive_failures - 1))
+    base = min(timing.renew_interval, 0.05 * float(2**exponent))
     return base * (0.5 + 0.5 * jitter)
 
 

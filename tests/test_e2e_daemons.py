@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import time
@@ -88,7 +89,7 @@ def wait_for_leader(server: RedisServer, timeout: float = 10) -> str:
 def assert_no_overlap(procs: dict[str, DaemonProcess]) -> None:
     end = time.time()
     spans = sorted((s, e, n) for n, d in procs.items() for s, e in d.leadership_intervals(end))
-    for (s1, e1, n1), (s2, _, n2) in zip(spans, spans[1:], strict=False):
+    for (_, e1, n1), (s2, _, n2) in itertools.pairwise(spans):
         assert e1 <= s2, f"{n1} led until {e1} but {n2} started leading at {s2}"
 
 
@@ -123,8 +124,8 @@ def test_graceful_stop_hands_over_within_100_ms(server: RedisServer, tmp_path: P
                 released = events.wait_for(
                     lambda e, who=leader: e["type"] == "lease_released" and e["holder_id"] == who,
                     3, mark)
-                taken = events.wait_for(lambda e: e["type"] == "leader_changed"
-                                        and e["term"] > released["term"], 3, mark)
+                taken = events.wait_for(lambda e, old=released["term"]: e["type"] == "leader_changed"
+                                        and e["term"] > old, 3, mark)
                 gaps.append(taken["at"] - released["at"])
                 assert stopped_in < 1.0, f"SIGTERM took {stopped_in:.2f}s"
             assert_no_overlap(procs)

@@ -35,7 +35,7 @@ class Model:
     term: int = 0
     expires_at: int = 0
 
-    def live_holder(self, now: int) -> int | None | str:
+    def live_holder(self, now: int) -> int | str | None:
         """The holder at Redis time ``now``, or 'either' within the ambiguity window."""
         if self.holder is None:
             return None

@@ -46,8 +46,8 @@ def test_installed_wheel_loads_every_script_from_outside_the_checkout(
     probe = (
         "import coordinator.scripts as s, pathlib;"
         "d = s.lua_directory();"
-        "assert d.is_relative_to(pathlib.Path(%r)), d;"
-        "print(sorted(len(s.script_source(n)) > 0 for n in s.SCRIPT_NAMES))" % str(target)
+        f"assert d.is_relative_to(pathlib.Path({str(target)!r})), d;"
+        "print(sorted(len(s.script_source(n)) > 0 for n in s.SCRIPT_NAMES))"
     )
     done = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {probe}"],
