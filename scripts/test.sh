@@ -14,5 +14,9 @@ fi
 
 python=$(command -v python3.11 || command -v python3)
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,dev]'
+if [ "$#" -eq 0 ]; then  # the full run also checks lint and types
+  .venv/bin/ruff check coordinator tests
+  .venv/bin/mypy coordinator
+fi
 exec .venv/bin/python -m pytest "$@"
