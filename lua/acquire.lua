@@ -8,7 +8,8 @@
 -- Reserved for another (a handover in progress, see release.lua) -> code "held" with a
 --                       stand-in record: holder_id = the node it is reserved for,
 --                       instance_id "reserved", lease_expires_at = when the reservation ends.
--- All times are the Redis server's clock (TIME), integer milliseconds.
+-- All times are the Redis server's clock (TIME), integer milliseconds; the hash expires exactly at
+-- lease_expires_at (PEXPIREAT), so the reported expiry is the real one.
 --
 -- KEYS[1] lease hash (expires with the TTL)
 -- KEYS[2] tenure hash (never expires: highest term granted, last holder id)
@@ -53,7 +54,7 @@ if redis.call('EXISTS', lease_key) == 1 then
   if cur[1] == holder_id and cur[2] == instance_id then
     redis.call('HSET', lease_key, 'lease_expires_at', expires, 'renewed_at', now,
       'holder_host', holder_host, 'metadata_json', metadata_json, 'preferred_holder_id', preferred)
-    redis.call('PEXPIRE', lease_key, ttl_ms)
+    redis.call('PEXPIREAT', lease_key, expires)
     local out = {'renew', now, mode}
     for _, v in ipairs(redis.call('HGETALL', lease_key)) do out[#out + 1] = v end
     return out
@@ -74,7 +75,7 @@ local previous = redis.call('HGET', tenure_key, 'holder_id')
 redis.call('HSET', lease_key, 'holder_id', holder_id, 'holder_host', holder_host,
   'instance_id', instance_id, 'term', term, 'acquired_at', now, 'renewed_at', now,
   'lease_expires_at', expires, 'preferred_holder_id', preferred, 'metadata_json', metadata_json)
-redis.call('PEXPIRE', lease_key, ttl_ms)
+redis.call('PEXPIREAT', lease_key, expires)
 redis.call('HSET', tenure_key, 'term', term, 'holder_id', holder_id)
 redis.call('HDEL', tenure_key, 'reserved_for', 'reserved_until')
 

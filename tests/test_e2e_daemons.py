@@ -221,3 +221,33 @@ def test_handoff_cli_moves_the_lease_to_a_live_node_and_refuses_a_dead_one(
         assert done.returncode == 0, done.stderr
         assert f"{other} holds the lease now (term 2)" in done.stdout
         assert status(server)["lease"]["holder_id"] == other
+
+
+def test_a_leader_frozen_past_its_ttl_steps_down_within_ms_of_waking(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    events = EventLog(server.port)
+    try:
+        with daemons(server.url, ["a", "b", "c"], tmp_path) as procs:
+            leader = wait_for_leader(server)
+            time.sleep(0.6)
+            mark = len(events.drain())
+            procs[leader].signal(signal.SIGSTOP)
+            taken = events.wait_for(lambda e: e["type"] == "leader_changed", TTL + RENEW + 2, mark)
+            assert taken["holder_id"] != leader
+            time.sleep(0.5)
+            resumed_at = time.time()
+            procs[leader].signal(signal.SIGCONT)
+            stepped_down = events.wait_for(
+                lambda e: e["type"] == "state_changed" and e["node_id"] == leader
+                and e["from"] == "leader", 2, mark)
+            woke_ms = stepped_down["at"] - resumed_at * 1000
+            print(f"frozen leader announced its step-down {woke_ms:.0f} ms after SIGCONT")
+            assert woke_ms <= 100
+            stopped = [e for e in procs[leader].logs() if e["event"] == "leader.stopped"]
+            assert stopped and stopped[0]["reason"] == "local lease deadline passed"
+            assert procs[leader].process.poll() is None  # it stays, as a standby
+            terms = [e["term"] for e in events.drain(0.3) if e["type"] == "leader_changed"]
+            assert terms == sorted(set(terms))
+    finally:
+        events.close()

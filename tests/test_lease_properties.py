@@ -1,8 +1,9 @@
 """Random interleavings of acquire/renew/release/time passing, checked against a small model.
 
 Time passes for real (TTL 20 ms), and the model judges expiry with the Redis clock that
-each reply carries, so the check is exact except within 2 ms of an expiry, where either
-outcome is allowed and the model follows what Redis did.
+each reply carries, so the check is exact except within 5 ms of an expiry, where either
+outcome is allowed and the model follows what Redis did: Redis judges expiry by the time a
+script started and the reply carries TIME read a little later, a gap a loaded machine widens.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from coordinator import Lease
 
 TTL = 0.02
 TTL_MS = 20
-AMBIGUOUS_MS = 2
+AMBIGUOUS_MS = 5
 # holders 0-2 have distinct ids; holder 3 is a second process using holder 0's id
 HOLDER_IDS = ["h0", "h1", "h2", "h0"]
 
