@@ -12,6 +12,7 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -132,7 +133,7 @@ class ChildRunner:
         self._stopping = False
         self._link: WatchdogLink | None = None
         self._relay: OutputRelay | None = None
-        self._process: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
         self.exit_status = 0
         self._state: dict[str, Any] = {"running": False, "pid": None, "term": None,
                                        "started_at": None, "restarts": 0,
@@ -151,13 +152,14 @@ class ChildRunner:
 
     def open(self) -> None:
         """Start the watchdog (before any lease is taken, so the first start is quick)."""
-        self._process, control, outputs = spawn_watchdog(
+        process, control, outputs = spawn_watchdog(
             self._grace, self._settings.node_id, env=inherited_env(os.environ),
             prefix_output=self._settings.child_output_prefix)
+        self._process = process
         self._link = WatchdogLink(control, on_report=self._report, on_lost=self._watchdog_lost)
         if outputs is not None:
             self._relay = OutputRelay(outputs, f"[{self._settings.node_id}] ".encode())
-        self.log.info("watchdog.started", pid=self._process.pid, grace=self._grace)
+        self.log.info("watchdog.started", pid=process.pid, grace=self._grace)
 
     def begin_shutdown(self) -> None:
         """The daemon is stopping: SIGTERM the child now and start no other."""
@@ -292,7 +294,7 @@ class ChildRunner:
     def _watchdog_lost(self) -> None:
         # Without the watchdog nothing can keep a child inside the lease: give up leading.
         # (The kernel kills a child it left behind: see watchdog._parent_death_signal.)
-        self.log.error("watchdog.lost", pid=getattr(self._process, "pid", None))
+        self.log.error("watchdog.lost", pid=self._process.pid if self._process else None)
         self._state.update(running=False)
         self._outstanding = 0
         self._idle.set()

@@ -31,6 +31,7 @@ from coordinator.child import (
 from coordinator.cli import main
 from coordinator.errors import InvalidArgumentError
 from coordinator.settings import SettingsError, load_settings
+from coordinator.status import render_child
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,6 +100,13 @@ def test_a_grace_that_leaves_no_room_for_renewals_is_refused(
     status = main(["run", "--lease-ttl", "2", "--renew-interval", "0.5", "--child-grace", "1.5",
                    "--", "true"])
     assert status == 2 and "COORDINATOR_CHILD_GRACE" in capsys.readouterr().err
+
+
+def test_status_shows_each_nodes_child() -> None:
+    assert render_child({"running": True, "pid": 42, "term": 3, "restarts": 1}) == (
+        "child running, pid 42, term 3, 1 restarts")
+    assert render_child({"running": False, "last_exit_status": 1, "restarts": 0}) == (
+        "child not running (last exit status 1), 0 restarts")
 
 
 def test_only_run_takes_a_command(capsys: pytest.CaptureFixture[str]) -> None:
