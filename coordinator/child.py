@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import structlog
 
-from coordinator.errors import InvalidArgumentError
+from coordinator.errors import CoordinatorError, InvalidArgumentError
 from coordinator.hooks import Hooks, LeaderContext
 from coordinator.settings import ENV_PREFIX, Settings
 from coordinator.watchdog import startable
@@ -32,6 +32,7 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 STABLE_RUN = 10.0  # a child that ran this long before exiting starts the backoff afresh
 WATCHDOG_EXIT_WAIT = 1.0
+WATCHDOG_READY_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class ChildRunner:
         self._changed = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._ready = asyncio.Event()
         self._outstanding = 0
         self._run: asyncio.Future[tuple[int, bool] | None] | None = None
         self._stopping = False
@@ -150,8 +152,9 @@ class ChildRunner:
         """``{"child": {running, pid, term, started_at, restarts, ...}}`` for the status."""
         return {"child": {**self._state, "restart_policy": self._policy}}
 
-    def open(self) -> None:
-        """Start the watchdog (before any lease is taken, so the first start is quick)."""
+    async def open(self) -> None:
+        """Start the watchdog and wait until it listens, before any lease is taken: its own
+        start-up must not delay the child's, and a watchdog that cannot run stops us here."""
         process, control, outputs = spawn_watchdog(
             self._grace, self._settings.node_id, env=inherited_env(os.environ),
             prefix_output=self._settings.child_output_prefix)
@@ -159,6 +162,10 @@ class ChildRunner:
         self._link = WatchdogLink(control, on_report=self._report, on_lost=self._watchdog_lost)
         if outputs is not None:
             self._relay = OutputRelay(outputs, f"[{self._settings.node_id}] ".encode())
+        try:
+            await asyncio.wait_for(self._ready.wait(), WATCHDOG_READY_WAIT)
+        except TimeoutError:
+            raise CoordinatorError("the child's watchdog did not start") from None
         self.log.info("watchdog.started", pid=process.pid, grace=self._grace)
 
     def begin_shutdown(self) -> None:
@@ -262,6 +269,9 @@ class ChildRunner:
         return await self._run
 
     def _report(self, report: dict[str, Any]) -> None:
+        if "ready" in report:
+            self._ready.set()
+            return
         if "started" in report:
             r = report["started"]
             self._state.update(running=True, pid=r.get("pid"), term=r.get("term"),

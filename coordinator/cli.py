@@ -110,7 +110,11 @@ async def _run(settings: Settings, command: Command | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if runner is not None:
-        runner.open()
+        try:
+            await runner.open()
+        except CoordinatorError as e:
+            await runner.close()
+            return fail(str(e), EXIT_UNAVAILABLE)
     try:
         await daemon.start()
         await stop.wait()

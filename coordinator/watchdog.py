@@ -11,7 +11,7 @@ starts fast and does not load the daemon's dependencies.
 
 Protocol: one JSON object per line. From the daemon: ``{"deadline": float | null}``,
 ``{"start": {"term", "argv", "executable", "env", "deadline"}}``, ``{"stop": true}``.
-To the daemon: ``{"started": {"pid", "term", "at"}}``,
+To the daemon: ``{"ready": {"pid"}}`` once, then ``{"started": {"pid", "term", "at"}}``,
 ``{"exited": {"pid", "term", "status", "signalled"}}``, ``{"failed": {"term", "error"}}``,
 ``{"cancelled": {"term"}}``; every ``start`` gets ``failed``, ``cancelled`` or
 ``started`` then ``exited``. Deadlines are ``time.monotonic()`` seconds: CLOCK_MONOTONIC
@@ -145,6 +145,7 @@ class Watchdog:
 
     def run(self) -> int:
         """Serve until the daemon is gone and no child is left; returns the exit status."""
+        self._report("ready", pid=os.getpid())
         while not (self._closing and self._child is None):
             self._enforce()
             for fd, _ in self._poll.poll(self._timeout_ms()):

@@ -129,6 +129,7 @@ class Harness:
         self.sock.setblocking(True)
         self.buffer = b""
         self.child_pids: list[int] = []
+        assert "ready" in self.report()[1]
 
     def send(self, message: dict[str, Any]) -> None:
         self.sock.sendall(encode(message))
