@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from coordinator.backend import connect
-from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
+from coordinator.child import ChildRunner, Command, resolve_command
+from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
 from coordinator.cli_handoff import handoff_command
 from coordinator.cli_modes import MODE_COMMANDS, mode_command
 from coordinator.cli_watch import events_command, watch_command
-from coordinator.errors import CoordinatorError
+from coordinator.errors import CoordinatorError, InvalidArgumentError
 from coordinator.logs import configure_logging
 from coordinator.settings import Settings, SettingsError, env_name, load_settings
 from coordinator.status import cluster_status, render_status
@@ -35,7 +36,10 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coordinator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the daemon in the foreground")
+    run = commands.add_parser(
+        "run", help="run the daemon in the foreground",
+        usage="coordinator run [FLAGS] [-- CMD [ARGS...]]",
+        description="Run the daemon; with `-- CMD`, run CMD only while this node leads.")
     _add_setting_flags(run)
     status = commands.add_parser("status", help="show the leader and the controllers")
     status.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -64,19 +68,35 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(**overrides)
 
 
+def _split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """``run [FLAGS] -- CMD [ARGS...]``: the coordinator's arguments, and CMD if given."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, None
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    args = _parser().parse_args(argv)
+    own, child_argv = _split_command(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(own)
+    if child_argv is not None and args.command != "run":
+        return fail(f"only `coordinator run` takes a command after `--`, not {args.command!r}",
+                    EXIT_USAGE)
     try:
         settings = _settings_from(args)
+        command = resolve_command(child_argv) if child_argv is not None else None
     except SettingsError as e:
         print(f"coordinator: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except InvalidArgumentError as e:
+        return fail(str(e), EXIT_USAGE)
     # only the daemon narrates; the other commands log problems, their output is on stdout
     configure_logging(settings.log_format,
                       level=logging.INFO if args.command == "run" else logging.WARNING)
     if args.command == "run":
-        return asyncio.run(_run(settings))
+        return asyncio.run(_run(settings, command))
     if args.command == "status":
         return asyncio.run(_status(settings, as_json=args.json))
     if args.command == "watch":
@@ -93,18 +113,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     return asyncio.run(mode_command(settings, MODE_COMMANDS[args.command][0]))
 
 
-async def _run(settings: Settings) -> int:
+async def _run(settings: Settings, command: Command | None = None) -> int:
     from coordinator.daemon import Daemon
 
-    daemon = Daemon(settings)
     stop = asyncio.Event()
+    runner = ChildRunner(settings, command, on_finished=stop.set) if command else None
+    daemon = Daemon(settings, hooks=runner.hooks() if runner else None)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await daemon.start()
-    await stop.wait()
-    await daemon.stop()
-    return EXIT_OK
+    if runner is not None:
+        try:
+            await runner.open()
+        except CoordinatorError as e:
+            await runner.close()
+            return fail(str(e), EXIT_UNAVAILABLE)
+    try:
+        await daemon.start()
+        await stop.wait()
+        if runner is not None:
+            runner.begin_shutdown()  # the child's grace starts now, the lease goes after it
+        await daemon.stop()
+    finally:
+        if runner is not None:
+            await runner.close()
+    return runner.exit_status if runner is not None else EXIT_OK
 
 
 async def _status(settings: Settings, *, as_json: bool) -> int:

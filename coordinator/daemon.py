@@ -162,7 +162,7 @@ class Daemon:
             lease_state = "released"
         else:
             lease_state = "unknown"
-        return {
+        snapshot = {
             "node_id": self.settings.node_id,
             "host": self.settings.host,
             "role": s.role.value,
@@ -179,6 +179,7 @@ class Daemon:
             "last_error": s.last_error,
             "automation_mode": self._automation_mode,
         }
+        return {**snapshot, **self._status_fields()}
 
     def heartbeat_age(self) -> float | None:
         """Seconds since the last successful heartbeat, on the local monotonic clock."""
@@ -276,8 +277,8 @@ class Daemon:
         if status is None:
             status = "degraded" if self._state.role is Role.DEGRADED else "alive"
         try:
-            self._last_heartbeat_at = await asyncio.wait_for(self._heartbeat.beat(status),
-                                                             self._op_timeout)
+            self._last_heartbeat_at = await asyncio.wait_for(
+                self._heartbeat.beat(status, self._status_fields()), self._op_timeout)
             self._last_heartbeat_local = self._clock.monotonic()
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
             self.log.warning("heartbeat.failed", error=describe(e))
@@ -437,6 +438,16 @@ class Daemon:
             "from": change.from_role.value, "to": change.to_role.value, "term": change.term,
             "at": self._clock.wall_ms(),
         })
+
+    def _status_fields(self) -> dict[str, Any]:
+        hook = self._hooks.status_fields
+        if hook is None:
+            return {}
+        try:
+            return hook()
+        except Exception:
+            self.log.exception("hook.failed", hook="status_fields")
+            return {}
 
     def _context(self, term: int) -> LeaderContext:
         return LeaderContext(node_id=self.settings.node_id, host=self.settings.host, term=term,

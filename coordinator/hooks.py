@@ -40,3 +40,6 @@ class Hooks:
     # plain (not async) and quick: called with the local monotonic deadline until which the
     # lease is trusted (None when not leading) each time it moves, e.g. to tell a watchdog
     on_lease_deadline: Callable[[float | None], None] | None = None
+    # plain and quick: extra fields merged into status_snapshot() and carried in each
+    # heartbeat's metadata, so `coordinator status` shows them too (e.g. the child's state)
+    status_fields: Callable[[], dict[str, Any]] | None = None

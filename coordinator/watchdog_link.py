@@ -1,0 +1,184 @@
+"""The daemon's side of the watchdog: start it, tell it things without blocking, hear back.
+
+The watchdog (``coordinator/watchdog.py``) is a process of its own; this module starts it
+with one end of a socket pair and speaks its line-per-message JSON protocol. Sends never
+block the daemon: what the socket does not take at once waits in a buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from coordinator import watchdog
+
+WATCHDOG_SCRIPT = Path(watchdog.__file__).resolve()
+
+
+def watchdog_command(control_fd: int, grace: float, node_id: str,
+                     outputs: tuple[int, int] | None = None) -> list[str]:
+    """The command line that starts the watchdog (``-I``: only the standard library)."""
+    argv = [sys.executable, "-I", str(WATCHDOG_SCRIPT), "--control-fd", str(control_fd),
+            "--grace", repr(grace), "--node-id", node_id]
+    if outputs is not None:
+        argv += ["--stdout-fd", str(outputs[0]), "--stderr-fd", str(outputs[1])]
+    return argv
+
+
+def spawn_watchdog(grace: float, node_id: str, *, env: Mapping[str, str],
+                   prefix_output: bool = False
+                   ) -> tuple[subprocess.Popen[bytes], socket.socket, tuple[int, int] | None]:
+    """Start a watchdog; returns it, the daemon's end of the control socket, and (when the
+    child's output is to be prefixed) the read ends of the child's stdout/stderr pipes."""
+    ours, theirs = socket.socketpair()
+    pipes = [os.pipe(), os.pipe()] if prefix_output else []
+    write_ends = (pipes[0][1], pipes[1][1]) if pipes else None
+    try:
+        process = subprocess.Popen(
+            watchdog_command(theirs.fileno(), grace, node_id, write_ends),
+            pass_fds=[theirs.fileno(), *(write_ends or ())], env=dict(env),
+            stdin=subprocess.DEVNULL,
+        )
+    except BaseException:
+        ours.close()
+        for r, _ in pipes:
+            os.close(r)
+        raise
+    finally:
+        theirs.close()
+        for fd in write_ends or ():
+            os.close(fd)
+    ours.setblocking(False)
+    return process, ours, (pipes[0][0], pipes[1][0]) if pipes else None
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One protocol line."""
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+class WatchdogLink:
+    """Non-blocking messages to the watchdog and its reports back, on the daemon's loop."""
+
+    def __init__(self, control: socket.socket, *, on_report: Callable[[dict[str, Any]], None],
+                 on_lost: Callable[[], None]) -> None:
+        self._control = control
+        self._on_report, self._on_lost = on_report, on_lost
+        self._loop = asyncio.get_running_loop()
+        self._outgoing = bytearray()
+        self._inbox = b""
+        self._closed = False
+        self._loop.add_reader(control.fileno(), self._readable)
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue ``message``; it is written now if the socket takes it, else when it can."""
+        if self._closed:
+            return
+        waiting = bool(self._outgoing)
+        self._outgoing += encode(message)
+        if not waiting:
+            self._flush()
+
+    def close(self) -> None:
+        """Close the daemon's end: the watchdog reads EOF, stops any child and exits."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_reader(self._control.fileno())
+            self._loop.remove_writer(self._control.fileno())
+        self._control.close()
+
+    def _flush(self) -> None:
+        try:
+            sent = self._control.send(self._outgoing)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._lost()
+            return
+        del self._outgoing[:sent]
+        if self._outgoing:
+            self._loop.add_writer(self._control.fileno(), self._flush)
+        else:
+            self._loop.remove_writer(self._control.fileno())
+
+    def _readable(self) -> None:
+        try:
+            data = self._control.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lost()
+            return
+        self._inbox += data
+        *lines, self._inbox = self._inbox.split(b"\n")
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                report = json.loads(line)
+                if isinstance(report, dict):
+                    self._on_report(report)
+
+    def _lost(self) -> None:
+        if not self._closed:
+            self.close()
+            self._on_lost()
+
+
+class OutputRelay:
+    """Copies the child's output to the daemon's stdout/stderr, each line prefixed."""
+
+    def __init__(self, read_ends: tuple[int, int], prefix: bytes) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._prefix = prefix
+        self._partial: dict[int, bytes] = {}
+        self._targets = dict(zip(read_ends, (1, 2), strict=True))
+        for fd in read_ends:
+            os.set_blocking(fd, False)
+            self._partial[fd] = b""
+            self._loop.add_reader(fd, self._readable, fd)
+
+    def drain(self) -> None:
+        """Copy what is left (the writers are gone) and close the pipes."""
+        for fd in list(self._targets):
+            while fd in self._targets:
+                self._readable(fd, final=True)
+
+    def _readable(self, fd: int, final: bool = False) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:  # at the end: a writer that escaped the sweep is not waited for
+            if final:
+                self._finish(fd)
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._finish(fd)
+            return
+        *lines, self._partial[fd] = (self._partial[fd] + data).split(b"\n")
+        if lines:
+            self._write(fd, b"".join(self._prefix + line + b"\n" for line in lines))
+
+    def _finish(self, fd: int) -> None:
+        if self._partial.get(fd):
+            self._write(fd, self._prefix + self._partial[fd] + b"\n")
+        self._loop.remove_reader(fd)
+        os.close(fd)
+        del self._targets[fd], self._partial[fd]
+
+    def _write(self, fd: int, data: bytes) -> None:
+        target = self._targets[fd]
+        with contextlib.suppress(OSError):
+            while data:
+                data = data[os.write(target, data):]

@@ -1,0 +1,267 @@
+"""The watchdog: its pure "which signal when" decision, then the process alone on its socket."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordinator.watchdog import Watch, due, next_wake, startable, with_deadline, with_stop
+from coordinator.watchdog_link import encode, spawn_watchdog
+
+GRACE = 0.5
+
+
+# ---- the pure decision ----------------------------------------------------------------------
+
+
+def test_nothing_before_deadline_minus_grace_then_sigterm_then_sigkill_at_the_deadline() -> None:
+    w = Watch(deadline=10.0)
+    assert due(w, 9.49, GRACE) == (w, None)
+    assert next_wake(w, GRACE) == 9.5
+    w, sig = due(w, 9.5, GRACE)
+    assert sig is signal.SIGTERM and w.term_sent_at == 9.5
+    assert due(w, 9.99, GRACE)[1] is None and next_wake(w, GRACE) == 10.0
+    w, sig = due(w, 10.0, GRACE)
+    assert sig is signal.SIGKILL and next_wake(w, GRACE) is None
+    assert due(w, 99.0, GRACE)[1] is None  # once is enough
+
+
+def test_a_renewal_postpones_the_end_but_not_once_sigterm_was_sent() -> None:
+    w = with_deadline(Watch(deadline=10.0), 12.0)
+    assert due(w, 9.6, GRACE)[1] is None and next_wake(w, GRACE) == 11.5
+    w, _ = due(w, 11.5, GRACE)
+    assert with_deadline(w, 20.0) == w  # the child on its way out gets no more time
+    assert due(with_deadline(w, 20.0), 12.0, GRACE)[1] is signal.SIGKILL
+
+
+def test_a_stop_sigterms_at_once_and_sigkills_after_the_grace() -> None:
+    w = with_stop(Watch(deadline=100.0))
+    assert next_wake(w, GRACE) == -math.inf
+    w, sig = due(w, 5.0, GRACE)
+    assert sig is signal.SIGTERM and next_wake(w, GRACE) == 5.5
+    assert due(w, 5.49, GRACE)[1] is None
+    assert due(w, 5.5, GRACE)[1] is signal.SIGKILL
+
+
+def test_the_sigkill_after_a_stop_never_comes_past_the_deadline() -> None:
+    w, sig = due(with_stop(Watch(deadline=5.2)), 5.0, GRACE)
+    assert sig is signal.SIGTERM and next_wake(w, GRACE) == 5.2
+    assert due(w, 5.2, GRACE)[1] is signal.SIGKILL
+
+
+def test_losing_the_deadline_is_a_stop_and_keeps_the_last_deadline_as_the_bound() -> None:
+    w = with_deadline(Watch(deadline=5.2), None)
+    assert w.stop_requested and w.deadline == 5.2
+    w, sig = due(w, 5.0, GRACE)
+    assert sig is signal.SIGTERM and next_wake(w, GRACE) == 5.2
+
+
+def test_a_watchdog_that_woke_late_sends_both_signals_at_once() -> None:
+    w, first = due(Watch(deadline=10.0), 11.0, GRACE)
+    _, second = due(w, 11.0, GRACE)
+    assert (first, second) == (signal.SIGTERM, signal.SIGKILL)
+
+
+def test_a_child_starts_only_with_more_than_the_grace_left() -> None:
+    assert startable(10.0, 9.0, GRACE)
+    assert not startable(10.0, 9.5, GRACE)
+    assert not startable(None, 0.0, GRACE)
+
+
+# ---- the process alone ----------------------------------------------------------------------
+
+STUBBORN = """
+import signal, sys, time
+log = sys.argv[1]
+def note(what):
+    with open(log, "a") as f:
+        f.write(f"{what} {time.monotonic()}\\n")
+signal.signal(signal.SIGTERM, lambda *_: note("TERM"))
+note("START")
+while True:
+    time.sleep(0.005)
+"""
+
+POLITE_WITH_HELPER = """
+import subprocess, sys, time
+helper = subprocess.Popen(["sleep", "300"])
+with open(sys.argv[1], "w") as f:
+    f.write(str(helper.pid))
+while True:
+    time.sleep(0.01)
+"""
+
+
+def gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie awaiting its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def wait_until(condition: Any, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return bool(condition())
+
+
+class Harness:
+    """A watchdog on its socket, as the daemon would see it."""
+
+    def __init__(self, grace: float) -> None:
+        self.process, self.sock, _ = spawn_watchdog(grace, "t", env=dict(os.environ))
+        self.sock.setblocking(True)
+        self.buffer = b""
+        self.child_pids: list[int] = []
+        assert "ready" in self.report()[1]
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sock.sendall(encode(message))
+
+    def start(self, argv: list[str], deadline: float) -> None:
+        self.send({"start": {"term": 7, "argv": argv, "executable": argv[0], "env": {},
+                             "deadline": deadline}})
+
+    def report(self, timeout: float = 5.0) -> tuple[float, dict[str, Any]]:
+        """The next report, and the monotonic time it was read."""
+        self.sock.settimeout(timeout)
+        while b"\n" not in self.buffer:
+            data = self.sock.recv(4096)
+            if not data:
+                raise EOFError("the watchdog closed its socket")
+            self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        message = json.loads(line)
+        if "started" in message:
+            self.child_pids.append(message["started"]["pid"])
+        return time.monotonic(), message
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        try:
+            self.process.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for pid in self.child_pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def harness() -> Iterator[Any]:
+    made: list[Harness] = []
+
+    def make(grace: float = GRACE) -> Harness:
+        made.append(Harness(grace))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for h in made:
+            h.cleanup()
+
+
+def script(tmp_path: Path, source: str) -> str:
+    path = tmp_path / "child.py"
+    path.write_text(source)
+    return str(path)
+
+
+def notes(log: Path) -> dict[str, float]:
+    return {k: float(v) for k, v in (line.split() for line in log.read_text().splitlines())}
+
+
+def test_a_child_that_ignores_sigterm_is_killed_at_the_deadline(harness: Any,
+                                                                tmp_path: Path) -> None:
+    wd = harness(0.3)
+    log = tmp_path / "notes"
+    deadline = time.monotonic() + 1.0
+    wd.start([sys.executable, script(tmp_path, STUBBORN), str(log)], deadline)
+    _, started = wd.report()
+    assert started["started"]["term"] == 7
+    at, exited = wd.report()
+    assert exited["exited"]["status"] == -signal.SIGKILL
+    assert exited["exited"]["signalled"] == "SIGKILL"
+    assert deadline - 0.3 <= notes(log)["TERM"] < deadline - 0.3 + 0.1
+    assert deadline <= at < deadline + 0.1
+
+
+def test_renewals_keep_the_child_and_a_stop_ends_it_after_the_grace(harness: Any,
+                                                                    tmp_path: Path) -> None:
+    wd = harness(0.3)
+    log = tmp_path / "notes"
+    wd.start([sys.executable, script(tmp_path, STUBBORN), str(log)], time.monotonic() + 0.8)
+    wd.report()
+    first_deadline = time.monotonic() + 0.8
+    end = time.monotonic() + 1.5
+    while time.monotonic() < end:  # renewals every 0.2 s, well past the first deadline
+        wd.send({"deadline": time.monotonic() + 0.8})
+        time.sleep(0.2)
+    assert time.monotonic() > first_deadline and "TERM" not in notes(log)
+    stop_at = time.monotonic()
+    wd.send({"stop": True})
+    at, exited = wd.report()
+    assert notes(log)["TERM"] - stop_at < 0.1
+    assert exited["exited"]["status"] == -signal.SIGKILL
+    assert stop_at + 0.3 <= at < stop_at + 0.3 + 0.1
+
+
+def test_when_the_daemon_side_closes_the_child_and_its_helpers_die_and_it_exits(
+    harness: Any, tmp_path: Path
+) -> None:
+    wd = harness()
+    helper_file = tmp_path / "helper"
+    wd.start([sys.executable, script(tmp_path, POLITE_WITH_HELPER), str(helper_file)],
+             time.monotonic() + 30)
+    _, started = wd.report()
+    assert wait_until(lambda: helper_file.exists() and helper_file.read_text(), 5)
+    helper = int(helper_file.read_text())
+    closed_at = time.monotonic()
+    wd.sock.close()  # what the watchdog sees when the daemon dies, even by kill -9
+    wd.process.wait(timeout=5)
+    assert time.monotonic() - closed_at < 0.3  # SIGTERM at once; the child obeys it
+    assert gone(started["started"]["pid"])
+    assert wait_until(lambda: gone(helper), 1)  # swept with the child's process group
+
+
+def test_a_start_with_too_little_lease_left_is_refused(harness: Any) -> None:
+    wd = harness(0.5)
+    wd.start(["/bin/sleep", "30"], time.monotonic() + 0.2)
+    _, report = wd.report()
+    assert report == {"failed": {"term": 7, "error": "too little of the lease left to start"}}
+
+
+def test_a_start_that_cannot_exec_is_reported(harness: Any, tmp_path: Path) -> None:
+    wd = harness()
+    wd.start([str(tmp_path / "missing")], time.monotonic() + 30)
+    _, report = wd.report()
+    assert report["failed"]["term"] == 7 and "missing" in report["failed"]["error"]
+
+
+def test_the_child_dies_with_a_killed_watchdog(harness: Any) -> None:
+    wd = harness()
+    wd.start(["/bin/sleep", "300"], time.monotonic() + 30)
+    _, started = wd.report()
+    wd.process.kill()  # e.g. the daemon's whole process group killed at once
+    wd.process.wait()
+    assert wait_until(lambda: gone(started["started"]["pid"]), 1)
+
