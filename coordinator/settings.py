@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
@@ -53,6 +54,17 @@ class Settings(BaseSettings):
     history_maxlen: int = Field(default=10_000, ge=1)
     handoff_steady_intervals: int = Field(default=3, ge=1)
     log_format: Literal["auto", "json", "console"] = "auto"
+    # Redis beyond one server: Sentinel (addresses + service) or Cluster, TLS files, and the
+    # replication safeguard (WAIT for replicas after each acquire/renew)
+    redis_sentinels: str = ""
+    redis_sentinel_service: str = "mymaster"
+    redis_sentinel_password: SecretStr | None = None
+    redis_cluster: bool = False
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    min_replicas_ack: int = Field(default=0, ge=0)
+    replica_ack_timeout: float = Field(default=0.2, gt=0, allow_inf_nan=False)
     # `coordinator run -- CMD`: how the leader-only child is stopped and restarted
     child_grace: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     child_restart: Literal["on-failure", "always", "never"] = "on-failure"
@@ -71,6 +83,22 @@ class Settings(BaseSettings):
             parts.port  # noqa: B018 - raises on a malformed port
         except ValueError:
             raise ValueError("has a malformed port") from None
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_are_addresses(cls, value: str) -> str:
+        for address in filter(None, (a.strip() for a in value.split(","))):
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"must be host:port[,host:port...], got {address!r}")
+        return value
+
+    @field_validator("tls_ca_file", "tls_cert_file", "tls_key_file")
+    @classmethod
+    def _tls_file_is_readable(cls, value: str | None) -> str | None:
+        if value is not None and not os.access(value, os.R_OK):
+            raise ValueError(f"{value!r} is not a readable file")
         return value
 
     @field_validator("namespace", "lease_name")
@@ -101,6 +129,12 @@ class Settings(BaseSettings):
         if self.renew_interval > self.lease_ttl / 3:
             raise _FieldRule("renew_interval", "must be at most a third of COORDINATOR_LEASE_TTL "
                              f"({self.renew_interval} > {self.lease_ttl} / 3)")
+        if self.redis_cluster and self.redis_sentinels:
+            raise _FieldRule("redis_cluster", "cannot be combined with COORDINATOR_REDIS_SENTINELS")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise _FieldRule("tls_key_file", "and COORDINATOR_TLS_CERT_FILE go together")
+        if self.replica_ack_timeout >= self.renew_interval:
+            raise _FieldRule("replica_ack_timeout", "must be below COORDINATOR_RENEW_INTERVAL")
         if self.heartbeat_retention < 3 * self.heartbeat_interval:
             raise _FieldRule("heartbeat_retention",
                              "must be at least three COORDINATOR_HEARTBEAT_INTERVAL")
@@ -111,6 +145,15 @@ class Settings(BaseSettings):
                              f"COORDINATOR_RENEW_INTERVAL ({self.effective_child_grace} >= "
                              f"{self.lease_ttl} - {self.renew_interval})")
         return self
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """The Sentinel addresses as (host, port) pairs; empty when Sentinel is off."""
+        pairs = []
+        for address in filter(None, (a.strip() for a in self.redis_sentinels.split(","))):
+            host, _, port = address.rpartition(":")
+            pairs.append((host.strip("[]"), int(port)))
+        return pairs
 
     @property
     def effective_priority(self) -> int:

