@@ -58,7 +58,16 @@ def markdown(results: dict[str, Any], command: str = REGENERATE) -> str:
           "times on Redis's clock (the `at` of `lease_released` and `leader_changed`)",
           "- latency: one connection, each lease call paired with a bare `EVALSHA` of "
           "`return 1` sent next to it (order alternating)",
-          "- Redis CPU: `INFO commandstats` growth of `evalsha` over a window of one kind of call",
+          "- Redis CPU: `INFO commandstats` growth of `evalsha` over a window of one kind of call,"
+          " median of five windows (Redis times commands on the wall clock, so a shared machine"
+          " inflates it); the issue's lease-like script is priced beside ours to compare machines",
+          "- simulated controllers: the real `Heartbeat` client from two processes, unpipelined, "
+          "priced by Redis's own CPU time (`INFO cpu`) over the window",
+          "- watch: from sending the real acquire/release script to a subscriber in another "
+          "process printing it, both on this host's monotonic clock (an upper bound: it includes"
+          " the request's trip to Redis)",
+          "- status: `cluster_status` in process, and `coordinator status --json` as a command "
+          "(its wall time includes starting Python)",
           "- idle: `coordinator run` at default settings (TTL 30 s, renew 5 s, heartbeat 5 s)",
           "", "## Figures", "",
           _md_table(("figure", "measured", "target", "verdict"), rows(results))]
