@@ -81,7 +81,8 @@ async def bench_command(settings: Settings, args: argparse.Namespace) -> int:
     url = settings.redis_url.get_secret_value()
     try:
         results = await run_bench(url, options, _progress)
-    except (CoordinatorError, redis_exceptions.RedisError, OSError) as e:
+    # OSError covers timeouts; RuntimeError/EOFError: a child process died or never started
+    except (CoordinatorError, redis_exceptions.RedisError, OSError, RuntimeError, EOFError) as e:
         return fail(f"bench against {settings.redis_url_redacted} failed: "
                     f"{type(e).__name__}: {e}", EXIT_UNAVAILABLE)
     if args.json:
