@@ -1,4 +1,4 @@
-"""The ``coordinator`` command: run | status | watch | events | pause | drain | resume | handoff."""
+"""The ``coordinator`` command: run, status, watch, events, pause, drain, resume, handoff, bench."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from coordinator.backend import connect
 from coordinator.child import ChildRunner, Command, resolve_command
+from coordinator.cli_bench import add_bench_parser, bench_command
 from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
 from coordinator.cli_handoff import handoff_command
 from coordinator.cli_modes import MODE_COMMANDS, mode_command
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     handoff = commands.add_parser("handoff", help="hand the lease over to another live node")
     handoff.add_argument("--to", required=True, metavar="NODE", help="the node to hand over to")
     _add_setting_flags(handoff)
+    add_bench_parser(commands)  # only --redis-url: the bench picks its own namespace and settings
     return parser
 
 
@@ -110,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(demo_command(settings, url_given=url_given))
     if args.command == "handoff":
         return asyncio.run(handoff_command(settings, args.to))
+    if args.command == "bench":
+        return asyncio.run(bench_command(settings, args))
     return asyncio.run(mode_command(settings, MODE_COMMANDS[args.command][0]))
 
 

@@ -73,7 +73,7 @@ async def run_script_and_wait(
     """
     with redis_errors(keys[0]):
         pipe = script.registered_client.pipeline(transaction=False)
-        await script(keys=keys, args=args, client=pipe)
+        await script(keys=keys, args=args, client=pipe)  # type: ignore[arg-type]  # pipelines work
         pipe.execute_command("WAIT", replicas, timeout_ms)
         reply, acked = await pipe.execute()
     return _checked(reply), int(acked)

@@ -17,12 +17,12 @@ import redis
 from coordinator import Lease, keys
 from coordinator.backend import connect
 from coordinator.daemon import Daemon
+from coordinator.local_redis import debian_or_path_tool, free_cluster_port
 from coordinator.membership import Heartbeat, list_controllers
 from coordinator.settings import load_settings
 from coordinator.state import Role
 from coordinator.status import cluster_status
 from tests.processes import coordinator, daemons
-from coordinator.local_redis import debian_or_path_tool, free_cluster_port
 from tests.redis_server import RedisServer, free_port, redis_server_binary, running_redis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
@@ -126,13 +126,14 @@ async def test_wait_safeguard_refuses_to_lead_on_a_lease_no_replica_has(tmp_path
 def three_master_cluster() -> Iterator[list[RedisServer]]:
     args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", "2000")
-    with running_redis(*args, port=free_cluster_port()) as a, running_redis(
-            *args, port=free_cluster_port()) as b, running_redis(
-            *args, port=free_cluster_port()) as c:
+    ports = [free_cluster_port() for _ in range(3)]
+    with running_redis(*args, port=ports[0]) as a, running_redis(
+            *args, port=ports[1]) as b, running_redis(
+            *args, port=ports[2]) as c:
         nodes = [a, b, c]
         created = subprocess.run(
-            [debian_or_path_tool("redis-cli") or "redis-cli", "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes],
-             "--cluster-yes"], capture_output=True, text=True, timeout=30, check=False)
+            [debian_or_path_tool("redis-cli") or "redis-cli", "--cluster", "create",
+             *[f"127.0.0.1:{n.port}" for n in nodes], "--cluster-yes"], capture_output=True, text=True, timeout=30, check=False)
         assert created.returncode == 0, created.stdout + created.stderr
         clients = [redis.Redis(port=n.port) for n in nodes]
         assert wait_until(lambda: all(

@@ -1,0 +1,63 @@
+"""Every event published on a namespace's channel, as one subscriber in the bench saw it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from coordinator import keys
+
+Event = dict[str, Any]
+
+
+class EventsLog:
+    """Collects events in the background; ``wait_for`` finds one by a predicate."""
+
+    def __init__(self, redis: Any, namespace: str) -> None:
+        self._pubsub = redis.pubsub()
+        self._channel = keys.events_channel(namespace)
+        self.events: list[Event] = []
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Subscribe (confirmed) and start collecting."""
+        await self._pubsub.subscribe(self._channel)
+        await self._pubsub.get_message(timeout=5)
+        self._task = asyncio.create_task(self._collect())
+
+    async def _collect(self) -> None:
+        while True:
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if message is not None:
+                with contextlib.suppress(ValueError):
+                    self.events.append(json.loads(message["data"]))
+                self._arrived.set()
+
+    async def wait_for(self, predicate: Callable[[Event], bool], timeout: float,
+                       since: int = 0) -> Event | None:
+        """The first event from index ``since`` that matches, or None after ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            self._arrived.clear()  # before looking, so an event arriving meanwhile wakes us
+            for event in self.events[since:]:
+                if predicate(event):
+                    return event
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), left)
+
+    async def close(self) -> None:
+        """Stop collecting and drop the subscription."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()
