@@ -133,7 +133,8 @@ def three_master_cluster() -> Iterator[list[RedisServer]]:
         nodes = [a, b, c]
         created = subprocess.run(
             [debian_or_path_tool("redis-cli") or "redis-cli", "--cluster", "create",
-             *[f"127.0.0.1:{n.port}" for n in nodes], "--cluster-yes"], capture_output=True, text=True, timeout=30, check=False)
+             *[f"127.0.0.1:{n.port}" for n in nodes], "--cluster-yes"],
+            capture_output=True, text=True, timeout=30, check=False)
         assert created.returncode == 0, created.stdout + created.stderr
         clients = [redis.Redis(port=n.port) for n in nodes]
         assert wait_until(lambda: all(
