@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+from dataclasses import replace
 from typing import Any
 
 from redis import exceptions as redis_exceptions
@@ -70,6 +71,7 @@ class Lease:
         self.channel = keys.events_channel(namespace)
         self._redis = redis
         self._scripts = register_scripts(redis)
+        self._held: LeaseRecord | None = None  # the record as of this process's last acquire
 
     async def acquire(
         self,
@@ -92,6 +94,10 @@ class Lease:
             raise InvalidArgumentError(f"highest_seen_term must be an int >= 0, got {highest_seen_term!r}")
         if preferred_holder_id:
             keys.check_node_id("preferred holder id", preferred_holder_id)
+        if self._held is not None:
+            renewed = await self._renew(wait_replicas, wait_timeout_ms)
+            if renewed is not None:
+                return renewed
         call_keys = [self.key, self.tenure_key, self.history_key, self.mode_key]
         call_args = [
             self.holder_id,
@@ -99,29 +105,65 @@ class Lease:
             self.instance_id,
             self.ttl_ms,
             highest_seen_term,
-            json.dumps(metadata or {}, separators=(",", ":")),
+            json.dumps(metadata, separators=(",", ":")) if metadata else "{}",
             preferred_holder_id or "",
             self.name,
             self.channel,
             self.history_maxlen,
         ]
-        acked: int | None = None
-        if wait_replicas > 0:
-            reply, acked = await run_script_and_wait(
-                self._scripts.acquire, call_keys, call_args, replicas=wait_replicas,
-                timeout_ms=wait_timeout_ms)
+        reply, acked = await self._call(self._scripts.acquire, call_keys, call_args,
+                                        wait_replicas, wait_timeout_ms)
+        code, now, mode = reply[0], int(reply[1]), str(reply[2] or "running")
+        if code == "renew":
+            record = self._renewed(reply, fallback=(metadata, preferred_holder_id))
+        elif code in ("acquire", "held"):
+            record = LeaseRecord.from_fields(self.key, pairs_to_dict(reply[3:]))
         else:
-            reply = await run_script(self._scripts.acquire, call_keys, call_args)
-        code, now = reply[0], int(reply[1])
-        if code not in ("acquire", "renew", "held"):
             raise UnexpectedReplyError(f"acquire replied {code!r}")
-        record = LeaseRecord.from_fields(self.key, pairs_to_dict(reply[3:]))
-        mode = str(reply[2] or "running")
-        if code == "held":
-            return LeaseResult(is_leader=False, operation=None, record=record, redis_now=now,
-                               automation_mode=mode, replicas_acked=acked)
-        return LeaseResult(is_leader=True, operation=code, record=record, redis_now=now,
-                           automation_mode=mode, replicas_acked=acked)
+        self._held = record if code != "held" else None
+        return LeaseResult(is_leader=code != "held", operation=None if code == "held" else code,
+                           record=record, redis_now=now, automation_mode=mode,
+                           replicas_acked=acked)
+
+    async def _renew(self, wait_replicas: int, wait_timeout_ms: int) -> LeaseResult | None:
+        """The leader's hot path (renew.lua); None if the lease is no longer ours."""
+        reply, acked = await self._call(
+            self._scripts.renew, [self.key, self.mode_key],
+            [self.holder_id, self.instance_id, self.ttl_ms], wait_replicas, wait_timeout_ms)
+        if reply[0] == "lost":
+            self._held = None
+            return None
+        if reply[0] != "renew" or len(reply) != 5:
+            raise UnexpectedReplyError(f"renew replied {reply!r}")
+        record = self._renewed([reply[0], reply[1], reply[2], reply[3], None, reply[4]])
+        return LeaseResult(is_leader=True, operation="renew", record=record,
+                           redis_now=int(reply[1]), automation_mode=str(reply[2] or "running"),
+                           replicas_acked=acked)
+
+    async def _call(self, script: Any, call_keys: list[str], call_args: list[Any],
+                    wait_replicas: int, wait_timeout_ms: int) -> tuple[list[Any], int | None]:
+        if wait_replicas > 0:
+            return await run_script_and_wait(script, call_keys, call_args,
+                                             replicas=wait_replicas, timeout_ms=wait_timeout_ms)
+        return await run_script(script, call_keys, call_args), None
+
+    def _renewed(self, reply: list[Any],
+                 fallback: tuple[dict[str, Any] | None, str | None] = (None, None)) -> LeaseRecord:
+        """The record after a renewal: the reply carries only what moved
+        (renew, now, mode, term, acquired_at or None, lease_expires_at)."""
+        try:
+            now, term, expires = int(reply[1]), int(reply[3]), int(reply[5])
+        except (IndexError, TypeError, ValueError) as e:
+            raise UnexpectedReplyError(f"renew replied {reply!r}") from e
+        held = self._held
+        if held is None or held.term != term:  # e.g. another Lease object of this instance
+            held = LeaseRecord(
+                holder_id=self.holder_id, holder_host=self.holder_host,
+                instance_id=self.instance_id, term=term, lease_expires_at=expires,
+                renewed_at=now, acquired_at=int(reply[4] or 0),
+                preferred_holder_id=fallback[1] or None, metadata=fallback[0] or {})
+        self._held = replace(held, lease_expires_at=expires, renewed_at=now)
+        return self._held
 
     async def release(self, *, term: int | None = None, handoff_to: str | None = None) -> ReleaseResult:
         """Release the lease if this process holds it (for ``term``, if given).
@@ -147,6 +189,7 @@ class Lease:
         )
         code, now = reply[0], int(reply[1])
         if code == "released":
+            self._held = None
             return ReleaseResult(released=True, current=None, redis_now=now)
         if code != "not_holder":
             raise UnexpectedReplyError(f"release replied {code!r}")

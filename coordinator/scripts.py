@@ -13,7 +13,7 @@ from redis.commands.core import AsyncScript
 from coordinator.boundary import redis_errors, text
 from coordinator.errors import CorruptDataError, UnexpectedReplyError
 
-SCRIPT_NAMES = ("acquire", "release", "fence", "heartbeat", "set_mode", "request_handoff")
+SCRIPT_NAMES = ("acquire", "renew", "release", "fence", "heartbeat", "set_mode", "request_handoff")
 
 
 def lua_directory() -> Path:
@@ -40,6 +40,7 @@ class Scripts:
     """The scripts registered on one client; each call is one EVALSHA with NOSCRIPT reload."""
 
     acquire: AsyncScript
+    renew: AsyncScript
     release: AsyncScript
     fence: AsyncScript
     heartbeat: AsyncScript

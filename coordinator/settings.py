@@ -133,7 +133,7 @@ class Settings(BaseSettings):
             raise _FieldRule("redis_cluster", "cannot be combined with COORDINATOR_REDIS_SENTINELS")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise _FieldRule("tls_key_file", "and COORDINATOR_TLS_CERT_FILE go together")
-        if self.replica_ack_timeout >= self.renew_interval:
+        if self.min_replicas_ack and self.replica_ack_timeout >= self.renew_interval:
             raise _FieldRule("replica_ack_timeout", "must be below COORDINATOR_RENEW_INTERVAL")
         if self.heartbeat_retention < 3 * self.heartbeat_interval:
             raise _FieldRule("heartbeat_retention",

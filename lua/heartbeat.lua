@@ -1,12 +1,14 @@
 -- heartbeat.lua: record one controller's heartbeat in one round trip.
 --
 -- The sorted set is scored by the Redis server's time in ms, so "who is alive" is a range
--- query. Entries older than the retention window are pruned by score range (no scan), and
--- the per-controller hash expires after the same window. Preferred controllers are also kept
--- in a small sorted set of their own, so a leader finds them without reading everyone.
--- steady_since is when this controller's current unbroken run of "alive" heartbeats began
--- (a new process, a gap of over two intervals or another status starts a new run): it is
--- what keeps a flapping preferred node from taking the leadership back.
+-- query. Entries older than the retention window are pruned by score range (no scan) on
+-- about one heartbeat in sixteen, and the per-controller hash expires after the same window.
+-- Preferred controllers are also kept in a small sorted set of their own, so a leader finds
+-- them without reading everyone. steady_since is when this controller's current unbroken run
+-- of "alive" heartbeats began (a new process, a gap of over two intervals or another status
+-- starts a new run): it keeps a flapping preferred node from taking the leadership back.
+-- A controller's fixed fields are written when its process first beats; later beats (the hot
+-- path) write only what moves.
 --
 -- KEYS[1] heartbeats sorted set      KEYS[2] this controller's hash
 -- KEYS[3] preferred controllers sorted set
@@ -20,19 +22,14 @@ local node_id, host, role, priority = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local status, version, instance_id, metadata_json = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local retention_ms, interval_ms, preferred = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
 
-for key, want in pairs({[zset_key] = 'zset', [controller_key] = 'hash', [preferred_key] = 'zset'}) do
-  local kind = redis.call('TYPE', key)['ok']
-  if kind ~= 'none' and kind ~= want then return {'wrongtype', key} end
-end
-
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local known = redis.call('HMGET', controller_key, 'instance_id', 'started_at', 'last_heartbeat_at',
-  'status', 'steady_since')
-local same_process = known[1] == instance_id
-local started_at = known[2]
-if not same_process or not tonumber(started_at) then started_at = now end
+local known = redis.pcall('HMGET', controller_key, 'instance_id', 'started_at', 'last_heartbeat_at',
+  'status', 'steady_since', 'preferred')
+if known.err then return {'wrongtype', controller_key} end
+local same_process = known[1] == instance_id and tonumber(known[2]) ~= nil
+
 local steady_since = known[5]
 if status ~= 'alive' then
   steady_since = ''
@@ -41,17 +38,28 @@ elseif not same_process or known[4] ~= 'alive' or not tonumber(steady_since)
   steady_since = now
 end
 
-redis.call('HSET', controller_key, 'node_id', node_id, 'host', host, 'role', role,
-  'priority', priority, 'status', status, 'version', version, 'instance_id', instance_id,
-  'started_at', started_at, 'last_heartbeat_at', now, 'metadata_json', metadata_json,
-  'heartbeat_interval_ms', interval_ms, 'preferred', preferred, 'steady_since', steady_since)
-redis.call('PEXPIRE', controller_key, retention_ms)
-redis.call('ZADD', zset_key, now, node_id)
-redis.call('ZREMRANGEBYSCORE', zset_key, '-inf', '(' .. (now - retention_ms))
-if preferred == '1' then
-  redis.call('ZADD', preferred_key, now, node_id)
+local started_at = known[2]
+if same_process then
+  redis.call('HSET', controller_key, 'status', status, 'last_heartbeat_at', now,
+    'steady_since', steady_since, 'metadata_json', metadata_json)
 else
-  redis.call('ZREM', preferred_key, node_id)
+  started_at = now
+  redis.call('HSET', controller_key, 'node_id', node_id, 'host', host, 'role', role,
+    'priority', priority, 'status', status, 'version', version, 'instance_id', instance_id,
+    'started_at', started_at, 'last_heartbeat_at', now, 'metadata_json', metadata_json,
+    'heartbeat_interval_ms', interval_ms, 'preferred', preferred, 'steady_since', steady_since)
 end
-redis.call('ZREMRANGEBYSCORE', preferred_key, '-inf', '(' .. (now - retention_ms))
+redis.call('PEXPIRE', controller_key, retention_ms)
+
+local added = redis.pcall('ZADD', zset_key, now, node_id)
+if type(added) == 'table' and added.err then return {'wrongtype', zset_key} end
+if preferred == '1' or known[6] == '1' or not same_process then
+  local write = preferred == '1' and redis.pcall('ZADD', preferred_key, now, node_id)
+    or redis.pcall('ZREM', preferred_key, node_id)
+  if type(write) == 'table' and write.err then return {'wrongtype', preferred_key} end
+end
+if now % 16 == 0 then
+  redis.call('ZREMRANGEBYSCORE', zset_key, '-inf', '(' .. (now - retention_ms))
+  redis.call('ZREMRANGEBYSCORE', preferred_key, '-inf', '(' .. (now - retention_ms))
+end
 return {now, tonumber(started_at)}
