@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from coordinator import keys
-from coordinator.boundary import redis_errors, text, text_map
-from coordinator.errors import UnexpectedReplyError
+from coordinator.boundary import redis_errors, text
+from coordinator.errors import CorruptDataError, UnexpectedReplyError
 from coordinator.scripts import register_scripts, run_script
 
 ControllerStatus = Literal["alive", "degraded", "stopping"]
@@ -93,47 +93,60 @@ async def alive_node_ids(redis: Any, namespace: str, *, within_ms: int) -> list[
     return [str(text(m)) for m in members]
 
 
+_BATCH = 2000
+# what status reads of each controller, in this order
+_FIELDS = ("host", "role", "priority", "status", "version", "started_at", "last_heartbeat_at",
+           "heartbeat_interval_ms", "metadata_json", "preferred", "steady_since")
+
+
 async def list_controllers(redis: Any, namespace: str, *, retention_ms: int) -> list[Controller]:
     """Every controller that heartbeated within the retention window, newest first."""
     key = keys.heartbeats_key(namespace)
     with redis_errors(key):
         now = await redis_time_ms(redis)
         scored = await redis.zrevrangebyscore(key, "+inf", now - retention_ms, withscores=True)
-        pipe = redis.pipeline(transaction=False)
-        ids = [str(text(m)) for m, _ in scored]
-        for node_id in ids:
-            pipe.hgetall(keys.controller_key(namespace, node_id))
-        records = await pipe.execute() if ids else []
+    ids = [str(text(m)) for m, _ in scored]
+    records: list[list[Any]] = []
+    read = register_scripts(redis).controllers
+    for start in range(0, len(ids), _BATCH):  # bounded batches keep Redis responsive
+        batch = [keys.controller_key(namespace, n) for n in ids[start:start + _BATCH]]
+        with redis_errors(key):
+            flat = await read(keys=batch, args=list(_FIELDS))
+        if flat and text(flat[0]) == "wrongtype":
+            raise CorruptDataError(str(text(flat[1])), "is not a controller hash")
+        width = len(_FIELDS)
+        records.extend(flat[i:i + width] for i in range(0, len(flat), width))
     return [
         _controller(node_id, int(score), raw, now)
         for (node_id, (_, score)), raw in zip(zip(ids, scored, strict=True), records, strict=True)
-        if raw
+        if any(v is not None for v in raw)
     ]
 
 
-def _controller(node_id: str, score: int, raw: dict[Any, Any], now: int) -> Controller:
-    fields = text_map(raw)
-
-    def number(name: str, default: int = 0) -> int:
-        try:
-            return int(fields.get(name, default))
-        except ValueError:
-            return default
-
+def _number(value: Any, default: int = 0) -> int:
     try:
-        metadata = json.loads(fields.get("metadata_json") or "{}")
+        return int(value) if value is not None else default
     except ValueError:
-        metadata = {"unparsed": fields.get("metadata_json")}
-    interval = number("heartbeat_interval_ms", 5000)
-    last = number("last_heartbeat_at", score)
-    status = fields.get("status", "unknown")
+        return default
+
+
+def _controller(node_id: str, score: int, raw: list[Any], now: int) -> Controller:
+    (host, role, priority, status, version, started_at, last_heartbeat_at, interval_ms,
+     metadata_json, preferred, steady_since) = (
+        v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in raw)
+    try:
+        metadata = json.loads(metadata_json or "{}")
+    except ValueError:
+        metadata = {"unparsed": metadata_json}
+    interval = _number(interval_ms, 5000)
+    last = _number(last_heartbeat_at, score)
+    status = status or "unknown"
     age = max(0, now - last)
     return Controller(
-        node_id=node_id, host=fields.get("host", ""), role=fields.get("role", ""),
-        priority=number("priority"), status=status, version=fields.get("version", ""),
-        started_at=number("started_at"), last_heartbeat_at=last, heartbeat_interval_ms=interval,
+        node_id=node_id, host=host or "", role=role or "", priority=_number(priority),
+        status=status, version=version or "", started_at=_number(started_at),
+        last_heartbeat_at=last, heartbeat_interval_ms=interval,
         alive=age < ALIVE_INTERVALS * interval and status != "stopping", heartbeat_age_ms=age,
         metadata=metadata if isinstance(metadata, dict) else {"unparsed": metadata},
-        preferred=fields.get("preferred") == "1",
-        steady_since=number("steady_since") or None,
+        preferred=preferred == "1", steady_since=_number(steady_since) or None,
     )

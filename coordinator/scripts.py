@@ -13,7 +13,7 @@ from redis.commands.core import AsyncScript
 from coordinator.boundary import redis_errors, text
 from coordinator.errors import CorruptDataError, UnexpectedReplyError
 
-SCRIPT_NAMES = ("acquire", "renew", "release", "fence", "heartbeat", "set_mode", "request_handoff")
+SCRIPT_NAMES = ("acquire", "renew", "release", "fence", "heartbeat", "set_mode", "request_handoff", "controllers")
 
 
 def lua_directory() -> Path:
@@ -46,6 +46,7 @@ class Scripts:
     heartbeat: AsyncScript
     set_mode: AsyncScript
     request_handoff: AsyncScript
+    controllers: AsyncScript
 
 
 def register_scripts(redis: Any) -> Scripts:

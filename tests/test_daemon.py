@@ -299,3 +299,18 @@ async def test_pause_and_drain_change_what_a_scheduler_pass_does(redis: Any) -> 
         assert modes == ["draining", "running"]
     finally:
         await daemon.stop()
+
+
+async def test_status_reads_many_controllers_and_reports_a_foreign_key(redis: Any) -> None:
+    from coordinator.errors import CorruptDataError
+    from coordinator.membership import Heartbeat
+
+    for i in range(2500):  # more than one read batch
+        await Heartbeat(redis, namespace="coordinator", node_id=f"n{i}", host="h", role="standby",
+                        priority=50, version="1", instance_id="i", interval=1, retention=600).beat()
+    found = await list_controllers(redis, "coordinator", retention_ms=600_000)
+    assert len(found) == 2500 and all(c.alive and c.host == "h" for c in found)
+    await redis.delete(keys.controller_key("coordinator", "n7"))
+    await redis.set(keys.controller_key("coordinator", "n7"), "not a hash")
+    with pytest.raises(CorruptDataError, match="controller:n7"):
+        await list_controllers(redis, "coordinator", retention_ms=600_000)
