@@ -23,6 +23,7 @@ from coordinator.events import Outbox
 from coordinator.hooks import Hooks, LeaderContext
 from coordinator.lease import Lease, new_instance_id
 from coordinator.membership import ControllerStatus, Heartbeat
+from coordinator.metrics import Metrics
 from coordinator.records import FenceResult
 from coordinator.settings import Settings
 from coordinator.state import (
@@ -65,8 +66,10 @@ class Daemon:
         redis: Any = None,
         hooks: Hooks | None = None,
         clock: Clock | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
         self.instance_id = new_instance_id()
         self._clock = clock or Clock()
         self._hooks = hooks or Hooks()
@@ -180,6 +183,16 @@ class Daemon:
             return None
         return self._clock.monotonic() - self._last_heartbeat_local
 
+    def lease_deadline_in(self) -> float | None:
+        """Seconds until the local lease deadline (negative once passed), None when not leading."""
+        deadline = self._state.deadline
+        return None if deadline is None else deadline - self._clock.monotonic()
+
+    def loops_running(self) -> bool:
+        """True once started and until stopped, while none of the loops has died."""
+        return self._checklist_done and not self._stopping and all(
+            not task.done() for task in self._loops)
+
     async def start(self) -> None:
         """Run the start-up checklist, then leave the loops running."""
         self.log.info("daemon.starting", redis=self.settings.redis_url_redacted,
@@ -244,11 +257,13 @@ class Daemon:
                 self._op_timeout,
             )
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
+            self.metrics.observe_renew(self._clock.monotonic() - sent, ok=False)
             self.log.warning("lease.failed", error=describe(e),
                              failures=self._state.consecutive_failures + 1)
             await self._observe(Failed(self._clock.monotonic(), describe(e)))
             return
         received = self._clock.monotonic()
+        self.metrics.observe_renew(received - sent, ok=True)
         seen: Observation
         if result.is_leader and result.operation is not None:
             if result.operation == "acquire":
@@ -264,11 +279,14 @@ class Daemon:
         """Write one heartbeat (status follows the role unless given)."""
         if status is None:
             status = "degraded" if self._state.role is Role.DEGRADED else "alive"
+        sent = self._clock.monotonic()
         try:
             self._last_heartbeat_at = await asyncio.wait_for(self._heartbeat.beat(status),
                                                              self._op_timeout)
             self._last_heartbeat_local = self._clock.monotonic()
+            self.metrics.observe_heartbeat(self._last_heartbeat_local - sent, ok=True)
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
+            self.metrics.observe_heartbeat(self._clock.monotonic() - sent, ok=False)
             self.log.warning("heartbeat.failed", error=describe(e))
 
     def check_deadline(self) -> None:
@@ -356,6 +374,7 @@ class Daemon:
                                      self.status_snapshot())
 
     def _announce(self, change: Transition) -> None:
+        self.metrics.transition(change.from_role.value, change.to_role.value)
         self.log.info("state.changed", **{"from": change.from_role.value, "to": change.to_role.value},
                       term=change.term, error=self._state.last_error)
         self._outbox.put({
