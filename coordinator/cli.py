@@ -59,15 +59,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _run(settings: Settings) -> int:
     from coordinator.daemon import Daemon
+    from coordinator.http import HttpServer
 
     daemon = Daemon(settings)
+    http = None
+    if settings.http_port is not None:
+        # listen before the start-up checklist, so a port clash fails fast, before the
+        # daemon has taken the lease; /healthz answers 503 until the loops run
+        http = HttpServer(daemon, host=settings.http_host, port=settings.http_port)
+        try:
+            await http.start()
+        except CoordinatorError as e:
+            print(f"coordinator: {e}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await daemon.start()
-    await stop.wait()
-    await daemon.stop()
+    try:
+        await daemon.start()
+        await stop.wait()
+        await daemon.stop()
+    finally:
+        if http is not None:
+            await http.stop()
     return EXIT_OK
 
 
