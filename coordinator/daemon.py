@@ -306,7 +306,9 @@ class Daemon:
     # ---- the loops ----------------------------------------------------------------------
 
     async def _lease_loop(self) -> None:
-        while True:
+        # not `while True`: on Python 3.11 asyncio.wait_for swallows a cancel that lands as
+        # its awaitable completes, and stop() would then wait for this loop forever
+        while not self._stopping:
             delay = next_attempt_delay(self._state, self._timing, last_sent_at=self._last_sent_at,
                                        now=self._clock.monotonic(), jitter=self._clock.jitter())
             await self._clock.wait(self._wake, delay)
@@ -318,7 +320,7 @@ class Daemon:
 
     async def _heartbeat_loop(self) -> None:
         never = asyncio.Event()
-        while True:
+        while not self._stopping:  # see _lease_loop
             await self._clock.wait(never, self.settings.heartbeat_interval)
             await self.heartbeat_once()
 
