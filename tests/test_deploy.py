@@ -21,7 +21,7 @@ import redis as redis_sync
 import redis.asyncio as aioredis
 import yaml
 from redis.backoff import NoBackoff
-from redis.exceptions import NoPermissionError
+from redis.exceptions import NoPermissionError, NoScriptError
 from redis.retry import Retry
 
 from coordinator import CoordinatorError, Lease
@@ -310,16 +310,22 @@ def test_acl_rules_are_accepted_by_acl_setuser_too() -> None:
     name, *rules = acl_user_line()
     with running_redis() as server:
         admin = redis_sync.Redis(port=server.port)
+        user = redis_sync.Redis(port=server.port, username=name, password=PASSWORD)
         try:
             assert admin.execute_command("ACL", "SETUSER", name, "reset", *rules) == b"OK"
-            assert admin.execute_command("ACL", "DRYRUN", name, "EVALSHA", "0" * 40, "0") == b"OK"
-            assert b"no permissions" in admin.execute_command("ACL", "DRYRUN", name, "FLUSHALL")
+            with pytest.raises(NoScriptError):  # allowed, merely unknown
+                user.evalsha("0" * 40, 0)
+            with pytest.raises(NoPermissionError):
+                user.flushall()
         finally:
+            user.close()
             admin.close()
 
 
 def test_config_turns_on_aof_and_locks_out_the_default_user(acl_redis: AclRedis) -> None:
-    assert (acl_redis.workdir / "appendonlydir").is_dir()
+    # Redis 7 keeps a multi-part AOF in a directory, Redis 6.2 one file
+    aof = acl_redis.workdir / "appendonlydir", acl_redis.workdir / "appendonly.aof"
+    assert any(path.exists() for path in aof)
     anonymous = redis_sync.Redis(port=acl_redis.port, retry=Retry(NoBackoff(), 0))
     try:
         with pytest.raises(redis_sync.AuthenticationError):

@@ -288,8 +288,10 @@ async def test_slowloris_is_cut_off_while_health_and_renewals_go_on(redis: Any) 
         writer.close()
         assert slow_reply is not None and slow_reply.startswith(b"HTTP/1.1 408 ")
         assert cut_off_after < 3.0  # the 2 s head timeout, not the length of the request
-        assert max(health_times) < 0.25
-        assert renews(daemon) - renews_before >= 3  # one every 0.5 s went on meanwhile
+        # answered at once (well under the head timeout a blocked server would show)
+        assert max(health_times) < 1.0
+        # the leader renewed every 0.5 s meanwhile (one of slack for the first and last)
+        assert renews(daemon) - renews_before >= int(cut_off_after / 0.5) - 1
         assert daemon.can_schedule()
 
 
