@@ -4,8 +4,9 @@ A deliberately small HTTP/1.1 server on asyncio: GET only, one request per conne
 no bodies, the request head bounded in size (``MAX_HEAD_BYTES``) and in time
 (``HEAD_TIMEOUT``, for the whole head, so a client sending one byte at a time is cut
 off), and a cap on open connections that, when reached, drops the connection that has
-been reading its head the longest. A slow or hostile client costs one bounded buffer and
-one task; every handler answers from memory, so none ever waits on Redis.
+been reading its head the longest (once that is over ``EVICT_AFTER``). A slow or hostile
+client costs one bounded buffer and one task; every handler answers from memory, so none
+ever waits on Redis.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -31,6 +33,10 @@ MAX_HEAD_BYTES = 8192
 HEAD_TIMEOUT = 2.0
 WRITE_TIMEOUT = 2.0
 MAX_CONNECTIONS = 32
+# a connection still reading its head after this long may be dropped to make room
+EVICT_AFTER = 0.25
+# how long a refused connection's request may take to arrive before it is closed
+LINGER = 0.05
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
@@ -177,9 +183,9 @@ class HttpServer:
         self._daemon, self._host, self._port = daemon, host, port
         self._max_connections, self._head_timeout = max_connections, head_timeout
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        # connections still reading their head, oldest first: the ones evicted when full
-        self._reading: dict[asyncio.StreamWriter, None] = {}
+        self._open: dict[asyncio.StreamWriter, asyncio.Task[Any]] = {}
+        # connections still reading their head, by when they came, oldest first
+        self._reading: dict[asyncio.StreamWriter, float] = {}
         self._responding = 0
 
     @property
@@ -206,28 +212,31 @@ class HttpServer:
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
+        # aborting ends every handler through its own error path: no task is cancelled,
+        # so none can leave a transport open behind it
+        for writer in list(self._open):
+            writer.transport.abort()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await asyncio.gather(*self._open.values(), return_exceptions=True)
+                await self._server.wait_closed()
         self._server = None
         log.info("http.stopped")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self._admit():
             log.debug("http.rejected", status=503, reason="too many connections")
-            await _send(writer, text(503, "too many connections"))
+            await _send(writer, text(503, "too many connections"), unread=reader)
             return
         task = asyncio.current_task()
         if task is not None:
-            self._tasks.add(task)
-        self._reading[writer] = None
+            self._open[writer] = task
+        self._reading[writer] = time.monotonic()
         try:
             response = await self._answer(reader)
             evicted = writer not in self._reading
             self._reading.pop(writer, None)
             if evicted or response is None:
-                writer.transport.abort()
                 return
             self._responding += 1
             try:
@@ -236,26 +245,30 @@ class HttpServer:
                 self._responding -= 1
         finally:
             self._reading.pop(writer, None)
-            if task is not None:
-                self._tasks.discard(task)
+            self._open.pop(writer, None)
+            if not writer.transport.is_closing():
+                writer.transport.abort()
 
     def _admit(self) -> bool:
-        """Make room for one more connection, if need be by dropping the one that has been
-        reading its head the longest: a real request reads its head in a millisecond, so
-        slow clients evict each other, never the probes."""
+        """Make room for one more connection if need be, by dropping the one that has read
+        its head the longest, once that is longer than ``EVICT_AFTER``: a real request reads
+        its head in milliseconds, so slow clients evict each other, never the probes; a burst
+        of new connections is refused instead, so it cannot evict a probe either."""
         if len(self._reading) + self._responding < self._max_connections:
             return True
-        if not self._reading:
+        oldest, since = next(iter(self._reading.items()), (None, 0.0))
+        if oldest is None or time.monotonic() - since < EVICT_AFTER:
             return False
-        oldest = next(iter(self._reading))
         del self._reading[oldest]
-        oldest.transport.abort()  # its read ends at once; its task finishes on its own
-        log.debug("http.evicted", reason="oldest connection still reading its head")
+        oldest.transport.abort()  # its read ends at once; its handler finishes on its own
+        log.debug("http.evicted", reason="connection slowest to send its head")
         return True
 
     async def _answer(self, reader: asyncio.StreamReader) -> Response | None:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self._head_timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow stop()'s cancel
+            async with asyncio.timeout(self._head_timeout):
+                head = await reader.readuntil(b"\r\n\r\n")
             request = parse_head(head)
         except asyncio.LimitOverrunError:
             return _rejected(431, f"request head over {MAX_HEAD_BYTES} bytes")
@@ -281,13 +294,26 @@ def _rejected(status: int, reason: str) -> Response:
     return text(status, reason)
 
 
-async def _send(writer: asyncio.StreamWriter, response: Response) -> None:
-    """Write the response and close; a client that does not read is cut off."""
+async def _send(
+    writer: asyncio.StreamWriter, response: Response, *, unread: asyncio.StreamReader | None = None
+) -> None:
+    """Write the response and close; a client that does not read is cut off.
+
+    With ``unread``, the request was never read: take in a little of it first (briefly),
+    because closing a socket with unread input resets it and the client would lose the
+    response.
+    """
     try:
         writer.write(response.encode())
-        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
-        writer.close()
-        await asyncio.wait_for(writer.wait_closed(), WRITE_TIMEOUT)
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            await writer.drain()
+        if unread is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(LINGER):
+                    await unread.read(MAX_HEAD_BYTES)
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            writer.close()
+            await writer.wait_closed()
     except (TimeoutError, ConnectionError, OSError):
         writer.transport.abort()
     except asyncio.CancelledError:

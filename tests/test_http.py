@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from coordinator.cli import EXIT_UNAVAILABLE, EXIT_USAGE, main
 from coordinator.daemon import Daemon
 from coordinator.errors import CoordinatorError
-from coordinator.http import HttpServer, RequestRejected, parse_head, readiness
+from coordinator.http import EVICT_AFTER, HttpServer, RequestRejected, parse_head, readiness
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings, SettingsError, load_settings
 from tests.redis_server import RedisServer, free_port
@@ -295,10 +295,12 @@ async def test_slowloris_is_cut_off_while_health_and_renewals_go_on(redis: Any) 
         assert daemon.can_schedule()
 
 
-async def test_when_full_the_oldest_idle_connection_makes_room(redis: Any) -> None:
+async def test_when_full_the_longest_idle_connection_makes_room(redis: Any) -> None:
     async with serving(fast_settings("n1"), redis, max_connections=3) as (daemon, port):
         idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
         await asyncio.sleep(0.05)
+        assert (await get(port, "/healthz")).status == 503  # a burst: none idle for long yet
+        await asyncio.sleep(EVICT_AFTER)
         assert (await get(port, "/healthz")).status == 200  # evicts idle[0]
         assert await asyncio.wait_for(idle[0][0].read(), 1) == b""  # dropped without an answer
         assert (await get(port, "/healthz")).status == 200  # evicts idle[1]
@@ -323,7 +325,7 @@ async def test_a_flood_of_slow_clients_does_not_starve_probes(redis: Any) -> Non
                 writer.close()
 
         slow = [asyncio.ensure_future(crawl()) for _ in range(40)]
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(EVICT_AFTER + 0.05)
         statuses = []
         for _ in range(8):
             statuses.append((await get(port, "/healthz")).status)
@@ -382,6 +384,20 @@ async def test_a_busy_port_is_a_coordinator_error() -> None:
         server = HttpServer(StubDaemon(), host="127.0.0.1", port=taken.getsockname()[1])
         with pytest.raises(CoordinatorError, match=r"cannot listen for HTTP on 127\.0\.0\.1"):
             await server.start()
+
+
+async def test_stop_closes_connections_still_reading_and_returns_at_once() -> None:
+    server = HttpServer(StubDaemon(), host="127.0.0.1", port=0)
+    await server.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.address[1])
+    writer.write(b"GET /hea")
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await server.stop()
+    assert time.monotonic() - started < 0.5
+    assert await asyncio.wait_for(reader.read(), 1) == b""
+    writer.close()
 
 
 def test_http_port_is_off_unless_set_and_validated(monkeypatch: pytest.MonkeyPatch) -> None:
