@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import structlog
 
+from coordinator.clock import bounded
 from coordinator.errors import CoordinatorError, InvalidArgumentError
 from coordinator.hooks import Hooks, LeaderContext
 from coordinator.settings import ENV_PREFIX, Settings
@@ -163,7 +164,7 @@ class ChildRunner:
         if outputs is not None:
             self._relay = OutputRelay(outputs, f"[{self._settings.node_id}] ".encode())
         try:
-            await asyncio.wait_for(self._ready.wait(), WATCHDOG_READY_WAIT)
+            await bounded(self._ready.wait(), WATCHDOG_READY_WAIT)
         except TimeoutError:
             raise CoordinatorError("the child's watchdog did not start") from None
         self.log.info("watchdog.started", pid=process.pid, grace=self._grace)
@@ -228,7 +229,7 @@ class ChildRunner:
     async def _wait_gone(self) -> None:
         self._send({"stop": True})
         try:
-            await asyncio.wait_for(self._idle.wait(), self._grace + 1)
+            await bounded(self._idle.wait(), self._grace + 1)
         except TimeoutError:
             self.log.error("child.stop_timed_out", grace=self._grace)
 

@@ -119,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _run(settings: Settings, command: Command | None = None) -> int:
     from coordinator.daemon import Daemon
+    from coordinator.http import HttpServer
 
     stop = asyncio.Event()
     runner = ChildRunner(settings, command, on_finished=stop.set) if command else None
@@ -126,11 +127,22 @@ async def _run(settings: Settings, command: Command | None = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    http = None
+    if settings.http_port is not None:
+        # listen before the start-up checklist, so a port clash fails fast, before the
+        # daemon has taken the lease; /healthz answers 503 until the loops run
+        http = HttpServer(daemon, host=settings.http_host, port=settings.http_port)
+        try:
+            await http.start()
+        except CoordinatorError as e:
+            return fail(str(e), EXIT_UNAVAILABLE)
     if runner is not None:
         try:
             await runner.open()
         except CoordinatorError as e:
             await runner.close()
+            if http is not None:
+                await http.stop()
             return fail(str(e), EXIT_UNAVAILABLE)
     try:
         await daemon.start()
@@ -141,6 +153,8 @@ async def _run(settings: Settings, command: Command | None = None) -> int:
     finally:
         if runner is not None:
             await runner.close()
+        if http is not None:
+            await http.stop()
     return runner.exit_status if runner is not None else EXIT_OK
 
 

@@ -5,6 +5,20 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def bounded(awaitable: Awaitable[T], seconds: float) -> T:
+    """``await awaitable``, raising TimeoutError after ``seconds``.
+
+    Used instead of ``asyncio.wait_for``, which on Python 3.11 can swallow a cancellation
+    that arrives just as the awaited call completes (and then a stop waits forever).
+    """
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 class Clock:
@@ -23,7 +37,7 @@ class Clock:
         if timeout <= 0:
             return event.is_set()
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            await bounded(event.wait(), timeout)
         except TimeoutError:
             return False
         return True

@@ -17,13 +17,14 @@ import structlog
 from coordinator import keys
 from coordinator.backend import connect
 from coordinator.boundary import UNAVAILABLE
-from coordinator.clock import Clock
+from coordinator.clock import Clock, bounded
 from coordinator.errors import CoordinatorError, LeaseLostError
 from coordinator.events import Outbox
 from coordinator.handoff import choose_handoff, read_candidates
 from coordinator.hooks import Hooks, LeaderContext
 from coordinator.lease import Lease, new_instance_id
 from coordinator.membership import ControllerStatus, Heartbeat
+from coordinator.metrics import Metrics
 from coordinator.modes import MODES
 from coordinator.records import FenceResult
 from coordinator.settings import Settings
@@ -67,8 +68,10 @@ class Daemon:
         redis: Any = None,
         hooks: Hooks | None = None,
         clock: Clock | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
         self.instance_id = new_instance_id()
         self._clock = clock or Clock()
         self._hooks = hooks or Hooks()
@@ -187,6 +190,16 @@ class Daemon:
             return None
         return self._clock.monotonic() - self._last_heartbeat_local
 
+    def lease_deadline_in(self) -> float | None:
+        """Seconds until the local lease deadline (negative once passed), None when not leading."""
+        deadline = self._state.deadline
+        return None if deadline is None else deadline - self._clock.monotonic()
+
+    def loops_running(self) -> bool:
+        """True once started and until stopped, while none of the loops has died."""
+        return self._checklist_done and not self._stopping and all(
+            not task.done() for task in self._loops)
+
     async def start(self) -> None:
         """Run the start-up checklist, then leave the loops running."""
         self.log.info("daemon.starting", redis=self.settings.redis_url_redacted,
@@ -221,18 +234,18 @@ class Daemon:
         if self._state.role is Role.LEADER:
             await self._stop_leader_work("daemon stopping")
             with contextlib.suppress(TimeoutError):  # announce earlier changes first, in order
-                await asyncio.wait_for(self._outbox.flush(), SHUTDOWN_STEP_TIMEOUT)
+                await bounded(self._outbox.flush(), SHUTDOWN_STEP_TIMEOUT)
             try:
-                result = await asyncio.wait_for(
+                result = await bounded(
                     self._lease.release(term=self._state.term), SHUTDOWN_STEP_TIMEOUT)
                 self.log.info("lease.released", term=self._state.term, released=result.released)
             except (CoordinatorError, TimeoutError) as e:
                 self.log.warning("lease.release_failed", error=describe(e))
             await self._observe(Released(self._clock.monotonic()))
         with contextlib.suppress(CoordinatorError, TimeoutError):
-            await asyncio.wait_for(self._heartbeat.beat("stopping"), SHUTDOWN_STEP_TIMEOUT)
+            await bounded(self._heartbeat.beat("stopping"), SHUTDOWN_STEP_TIMEOUT)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._outbox.flush(), SHUTDOWN_STEP_TIMEOUT)
+            await bounded(self._outbox.flush(), SHUTDOWN_STEP_TIMEOUT)
         if self._owns_redis:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
@@ -247,7 +260,7 @@ class Daemon:
         sent = self._clock.monotonic()
         self._last_sent_at = sent
         try:
-            result = await asyncio.wait_for(
+            result = await bounded(
                 self._lease.acquire(
                     highest_seen_term=max(self._state.highest_seen_term, self._highest_term_heard),
                     preferred_holder_id=self.settings.node_id if self.settings.is_preferred else None,
@@ -257,11 +270,13 @@ class Daemon:
                 self._op_timeout,
             )
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
+            self.metrics.observe_renew(self._clock.monotonic() - sent, ok=False)
             self.log.warning("lease.failed", error=describe(e),
                              failures=self._state.consecutive_failures + 1)
             await self._observe(Failed(self._clock.monotonic(), describe(e)))
             return
         received = self._clock.monotonic()
+        self.metrics.observe_renew(received - sent, ok=True)
         self._follow_mode(result.automation_mode)
         wanted = self.settings.min_replicas_ack
         if result.is_leader and result.replicas_acked is not None and result.replicas_acked < wanted:
@@ -285,18 +300,21 @@ class Daemon:
         """Write one heartbeat (status follows the role unless given)."""
         if status is None:
             status = "degraded" if self._state.role is Role.DEGRADED else "alive"
+        sent = self._clock.monotonic()
         try:
-            self._last_heartbeat_at = await asyncio.wait_for(
+            self._last_heartbeat_at = await bounded(
                 self._heartbeat.beat(status, self._status_fields()), self._op_timeout)
             self._last_heartbeat_local = self._clock.monotonic()
+            self.metrics.observe_heartbeat(self._last_heartbeat_local - sent, ok=True)
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
+            self.metrics.observe_heartbeat(self._clock.monotonic() - sent, ok=False)
             self.log.warning("heartbeat.failed", error=describe(e))
 
     async def consider_handoff(self) -> None:
         """As leader, decide whether to hand the lease over at the next renew boundary:
         to a preferred controller that has been steady long enough, or as an operator asked."""
         try:
-            candidates, requested, now = await asyncio.wait_for(
+            candidates, requested, now = await bounded(
                 read_candidates(self._redis, self.settings.namespace, self.settings.lease_name),
                 self._op_timeout)
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
@@ -318,7 +336,7 @@ class Daemon:
         term = self._state.term
         await self._observe(Released(self._clock.monotonic()))  # work stops before the release
         try:
-            result = await asyncio.wait_for(
+            result = await bounded(
                 self._lease.release(term=term, handoff_to=target), self._op_timeout)
             self.log.info("lease.handed_over", to=target, term=term, released=result.released)
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
@@ -341,7 +359,9 @@ class Daemon:
     # ---- the loops ----------------------------------------------------------------------
 
     async def _lease_loop(self) -> None:
-        while True:
+        # not `while True`: on Python 3.11 asyncio.wait_for swallows a cancel that lands as
+        # its awaitable completes, and stop() would then wait for this loop forever
+        while not self._stopping:
             delay = next_attempt_delay(self._state, self._timing, last_sent_at=self._last_sent_at,
                                        now=self._clock.monotonic(), jitter=self._clock.jitter())
             await self._clock.wait(self._wake, delay)
@@ -356,7 +376,7 @@ class Daemon:
 
     async def _heartbeat_loop(self) -> None:
         never = asyncio.Event()
-        while True:
+        while not self._stopping:  # see _lease_loop
             await self._clock.wait(never, self.settings.heartbeat_interval)
             await self.heartbeat_once()
             if self._state.role is Role.LEADER:
@@ -440,6 +460,7 @@ class Daemon:
                                      self.status_snapshot())
 
     def _announce(self, change: Transition) -> None:
+        self.metrics.transition(change.from_role.value, change.to_role.value)
         self.log.info("state.changed", **{"from": change.from_role.value, "to": change.to_role.value},
                       term=change.term, error=self._state.last_error)
         self._outbox.put({

@@ -43,6 +43,7 @@ class Outbox:
         self._history_maxlen, self._clock, self._retry_cap = history_maxlen, clock, retry_cap
         self._pending: collections.deque[dict[str, Any]] = collections.deque(maxlen=maxlen)
         self._ready = asyncio.Event()
+        self._flushing = asyncio.Lock()
 
     def put(self, event: dict[str, Any]) -> None:
         """Queue ``event`` for publishing."""
@@ -63,6 +64,10 @@ class Outbox:
 
     async def flush(self) -> bool:
         """Publish what is queued; False if Redis refused or was away (events are kept)."""
+        async with self._flushing:  # the loop and a shutdown may flush at once: one at a time
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         while self._pending:
             try:
                 await publish(self._redis, self._namespace, self._pending[0],

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     child_restart: Literal["on-failure", "always", "never"] = "on-failure"
     child_pass_redis_url: bool = False
     child_output_prefix: bool = False
+    http_host: str = "127.0.0.1"
+    # None (unset or empty) keeps the HTTP endpoint off; 0 asks for an ephemeral port
+    http_port: int | None = Field(default=None, ge=0, le=65535)
 
     @field_validator("redis_url")
     @classmethod
@@ -123,6 +126,19 @@ class Settings(BaseSettings):
         if not value or not value.isprintable() or len(value) > 255:
             raise ValueError("must be 1-255 printable characters")
         return value
+
+    @field_validator("http_host")
+    @classmethod
+    def _http_host_is_an_address(cls, value: str) -> str:
+        if not value or len(value) > 253 or any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError("must be an address or host name to listen on, e.g. 127.0.0.1")
+        return value
+
+    @field_validator("http_port", mode="before")
+    @classmethod
+    def _empty_http_port_is_off(cls, value: Any) -> Any:
+        # an env file line "COORDINATOR_HTTP_PORT=" means "off", not "invalid"
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _intervals_fit_the_ttl(self) -> Settings:

@@ -1,0 +1,408 @@
+"""The files under deploy/, each checked by the checker this machine has for it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis as redis_sync
+import redis.asyncio as aioredis
+import yaml
+from redis.backoff import NoBackoff
+from redis.exceptions import NoPermissionError, NoScriptError
+from redis.retry import Retry
+
+from coordinator import CoordinatorError, Lease
+from coordinator.daemon import Daemon
+from coordinator.settings import ENV_PREFIX, Settings, load_settings
+from coordinator.status import cluster_status
+from tests.redis_server import free_port, redis_server_binary, running_redis
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+REDIS_CONF = DEPLOY / "redis" / "redis.conf"
+UNIT = DEPLOY / "systemd" / "coordinator.service"
+ENV_FILE = DEPLOY / "systemd" / "coordinator.env"
+COMPOSE = DEPLOY / "docker-compose.yml"
+KUBERNETES = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def kube_objects() -> dict[tuple[str, str], dict[str, Any]]:
+    return {(d["kind"], d["metadata"]["name"]): d for p in KUBERNETES for d in documents(p)}
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines as systemd's EnvironmentFile= reads them (no quoting used here)."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#"))
+    return {key.strip(): value for key, value in pairs}
+
+
+def compose_environments() -> dict[str, dict[str, str]]:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    return {name: {k: str(v) for k, v in s["environment"].items()}
+            for name, s in services.items() if name.startswith("node-")}
+
+
+def with_compose_defaults(value: str) -> str:
+    """``${VAR:-default}`` replaced by its default, as compose does when VAR is unset."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def acl_user_line() -> list[str]:
+    lines = REDIS_CONF.read_text().splitlines()
+    (line,) = [ln for ln in lines if ln.startswith("user coordinator ")]
+    return line.split()[1:]
+
+
+def acl_password_hash() -> str:
+    (rule,) = [r for r in acl_user_line() if r.startswith("#")]
+    return rule[1:]
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Load Settings as the daemon would from exactly ``env``; every name must be a setting."""
+    for name in list(Settings.model_fields):
+        monkeypatch.delenv(ENV_PREFIX + name.upper(), raising=False)
+    for key, value in env.items():
+        assert key.startswith(ENV_PREFIX), key
+        assert key.removeprefix(ENV_PREFIX).lower() in Settings.model_fields, f"unknown {key}"
+        monkeypatch.setenv(key, value)
+    return load_settings()
+
+
+# ---- Kubernetes ---------------------------------------------------------------------------
+
+def test_kubernetes_manifests_validate_against_the_api_schema() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    version = kubernetes_validate.latest_version()
+    for obj in kube_objects().values():
+        kubernetes_validate.validate(obj, version, strict=True)  # raises on any unknown field
+    assert set(kube_objects()) == {
+        ("ConfigMap", "coordinator-config"), ("Secret", "coordinator-redis"),
+        ("Deployment", "coordinator"), ("PodDisruptionBudget", "coordinator"),
+        ("ConfigMap", "coordinator-redis-config"),
+        ("PersistentVolumeClaim", "coordinator-redis-data"),
+        ("Deployment", "coordinator-redis"), ("Service", "coordinator-redis"),
+    }
+
+
+def test_kubernetes_validation_is_strict_enough_to_catch_a_typo() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    deployment = kube_objects()[("Deployment", "coordinator")]
+    probe = deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
+    probe["httpGet"]["pth"] = probe["httpGet"].pop("path")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_kubernetes_probes_hit_the_endpoints_on_the_configured_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    objects = kube_objects()
+    config = objects[("ConfigMap", "coordinator-config")]["data"]
+    secret = objects[("Secret", "coordinator-redis")]["stringData"]
+    deployment = objects[("Deployment", "coordinator")]
+    pod = deployment["spec"]["template"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    (container,) = pod["spec"]["containers"]
+    settings = settings_from({**config, **secret, "COORDINATOR_NODE_ID": "pod-0"}, monkeypatch)
+    assert settings.http_host == "0.0.0.0"  # the kubelet probes the pod's IP
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    paths = {}
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        get = container[kind]["httpGet"]
+        assert ports[get["port"]] == settings.http_port
+        paths[kind] = get["path"]
+    assert paths == {"startupProbe": "/healthz", "livenessProbe": "/healthz",
+                     "readinessProbe": "/readyz"}
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(settings.http_port)
+    assert {e["name"] for e in container["env"]} == {"COORDINATOR_NODE_ID", "COORDINATOR_HOST"}
+    assert urlsplit(settings.redis_url.get_secret_value()).hostname == "coordinator-redis"
+
+
+def test_kubernetes_redis_serves_the_shipped_config_on_its_service() -> None:
+    objects = kube_objects()
+    assert objects[("ConfigMap", "coordinator-redis-config")]["data"]["redis.conf"] == (
+        REDIS_CONF.read_text())
+    service = objects[("Service", "coordinator-redis")]["spec"]
+    pod = objects[("Deployment", "coordinator-redis")]["spec"]["template"]
+    assert service["selector"].items() <= pod["metadata"]["labels"].items()
+    (container,) = pod["spec"]["containers"]
+    assert service["ports"][0]["targetPort"] in {p["name"] for p in container["ports"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert container["args"] == ["redis-server", mounts["config"] + "/redis.conf"]
+    assert mounts["data"] == "/data"  # the image's working directory, where the AOF goes
+
+
+# ---- docker compose, Dockerfile ------------------------------------------------------------
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    pytest.importorskip("check_jsonschema")
+    done = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+         str(COMPOSE)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compose_runs_redis_with_the_config_and_three_distinct_daemons(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    assert set(services) == {"redis", "node-1", "node-2", "node-3"}
+    redis_volumes = services["redis"]["volumes"]
+    assert "./redis/redis.conf:/usr/local/etc/redis/redis.conf:ro" in redis_volumes
+    assert services["redis"]["command"][-1] == "/usr/local/etc/redis/redis.conf"
+    loaded = {name: settings_from({k: with_compose_defaults(v) for k, v in env.items()},
+                                  monkeypatch)
+              for name, env in compose_environments().items()}
+    assert len({s.node_id for s in loaded.values()}) == 3
+    assert [s.role for s in loaded.values()].count("primary") == 1
+    for name, settings in loaded.items():
+        service = services[name]
+        assert (DEPLOY / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
+        assert f"127.0.0.1:{settings.http_port}/readyz" in " ".join(service["healthcheck"]["test"])
+        assert settings.http_host == "0.0.0.0"  # published ports reach the container's address
+        assert urlsplit(settings.redis_url.get_secret_value()).hostname == "redis"
+
+
+def test_dockerfile_copies_only_files_that_exist_and_exposes_the_port() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    root = DEPLOY.parent
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (root / source).exists(), source
+    assert "EXPOSE 9180" in dockerfile and "COORDINATOR_HTTP_PORT=9180" in dockerfile
+
+
+def test_every_example_password_is_the_one_whose_hash_the_acl_holds() -> None:
+    urls = [
+        env_file(ENV_FILE)["COORDINATOR_REDIS_URL"],
+        kube_objects()[("Secret", "coordinator-redis")]["stringData"]["COORDINATOR_REDIS_URL"],
+        *(with_compose_defaults(env["COORDINATOR_REDIS_URL"])
+          for env in compose_environments().values()),
+    ]
+    for url in urls:
+        parts = urlsplit(url)
+        assert parts.username == "coordinator"
+        assert hashlib.sha256((parts.password or "").encode()).hexdigest() == acl_password_hash()
+
+
+# ---- systemd ------------------------------------------------------------------------------
+
+def test_systemd_env_file_holds_only_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_from(env_file(ENV_FILE), monkeypatch)
+    assert settings.http_host == "127.0.0.1" and settings.http_port == 9180
+
+
+def test_systemd_unit_restarts_on_failure_and_is_sandboxed() -> None:
+    directives = [line.split("=", 1) for line in UNIT.read_text().splitlines()
+                  if "=" in line and not line.startswith("#")]
+    unit = dict(directives)
+    assert unit["Restart"] == "on-failure" and unit["RestartPreventExitStatus"] == "2"
+    assert unit["EnvironmentFile"] == "/etc/coordinator/coordinator.env"
+    assert unit["ExecStart"].endswith("/coordinator run")
+    sandbox = {"NoNewPrivileges": "yes", "DynamicUser": "yes", "ProtectSystem": "strict",
+               "ProtectHome": "yes", "PrivateTmp": "yes", "CapabilityBoundingSet": ""}
+    for key, value in sandbox.items():
+        assert unit[key] == value, key
+
+
+@pytest.fixture
+def checkable_unit(tmp_path: Path) -> Path:
+    """The unit with ExecStart pointing at this interpreter: verify refuses a missing binary,
+    and /opt/coordinator exists only where the unit is installed."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed here (Debian package: systemd)")
+    text = re.sub(r"(?m)^ExecStart=.*$", f"ExecStart={sys.executable} -m coordinator run",
+                  UNIT.read_text())
+    path = tmp_path / UNIT.name
+    path.write_text(text)
+    return path
+
+
+def test_systemd_unit_passes_systemd_analyze_verify(checkable_unit: Path) -> None:
+    done = subprocess.run(["systemd-analyze", "verify", str(checkable_unit)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+
+
+def test_systemd_unit_exposure_stays_low(checkable_unit: Path) -> None:
+    # --threshold is on systemd's internal 0-100 scale: 20 is an exposure level of 2.0
+    done = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(checkable_unit)],
+        capture_output=True, text=True, check=False)
+    if "unrecognized option" in done.stderr:
+        pytest.skip("this systemd-analyze cannot score a unit file offline (needs systemd >= 250)")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+
+
+# ---- Redis config and ACL, on a real redis-server -----------------------------------------
+
+PASSWORD = "change-me-coordinator-password"  # the placeholder; its hash is in redis.conf
+
+
+@dataclass
+class AclRedis:
+    port: int
+    workdir: Path
+
+
+@pytest.fixture(scope="module")
+def acl_redis() -> Iterator[AclRedis]:
+    """A redis-server started from deploy/redis/redis.conf (port, bind and dir overridden)."""
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip("no redis-server binary on this machine (apt-get install redis-server)")
+    workdir = Path(tempfile.mkdtemp(prefix="coordinator-acl-"))
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, str(REDIS_CONF), "--port", str(port), "--bind", "127.0.0.1", "--dir",
+         str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    client = redis_sync.Redis(port=port, username="coordinator", password=PASSWORD,
+                              socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis_sync.ConnectionError:
+                if process.poll() is not None:
+                    pytest.fail("redis-server refused deploy/redis/redis.conf: "
+                                + (process.stderr.read() if process.stderr else b"").decode())
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        yield AclRedis(port, workdir)
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=5)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def user_url(port: int) -> str:
+    return f"redis://coordinator:{PASSWORD}@127.0.0.1:{port}/0"
+
+
+def test_acl_rules_are_accepted_by_acl_setuser_too() -> None:
+    if redis_server_binary() is None:
+        pytest.skip("no redis-server binary on this machine (apt-get install redis-server)")
+    name, *rules = acl_user_line()
+    with running_redis() as server:
+        admin = redis_sync.Redis(port=server.port)
+        user = redis_sync.Redis(port=server.port, username=name, password=PASSWORD)
+        try:
+            assert admin.execute_command("ACL", "SETUSER", name, "reset", *rules) == b"OK"
+            with pytest.raises(NoScriptError):  # allowed, merely unknown
+                user.evalsha("0" * 40, 0)
+            with pytest.raises(NoPermissionError):
+                user.flushall()
+        finally:
+            user.close()
+            admin.close()
+
+
+def test_config_turns_on_aof_and_locks_out_the_default_user(acl_redis: AclRedis) -> None:
+    # Redis 7 keeps a multi-part AOF in a directory, Redis 6.2 one file
+    aof = acl_redis.workdir / "appendonlydir", acl_redis.workdir / "appendonly.aof"
+    assert any(path.exists() for path in aof)
+    anonymous = redis_sync.Redis(port=acl_redis.port, retry=Retry(NoBackoff(), 0))
+    try:
+        with pytest.raises(redis_sync.AuthenticationError):
+            anonymous.ping()
+    finally:
+        anonymous.close()
+    user = redis_sync.Redis.from_url(user_url(acl_redis.port))
+    try:
+        with pytest.raises(NoPermissionError):
+            user.config_get("appendonly")  # not even the coordinator user may read config
+    finally:
+        user.close()
+
+
+async def test_the_acl_user_runs_the_lease_but_cannot_leave_its_namespace(
+    acl_redis: AclRedis,
+) -> None:
+    client = aioredis.Redis.from_url(user_url(acl_redis.port))
+    try:
+        result = await Lease(client, holder_id="n1", ttl=5, namespace="coordinator").acquire()
+        assert result.is_leader
+        assert await client.hgetall("{coordinator}:lease:global")
+        with pytest.raises(NoPermissionError):
+            await client.get("outside")
+        with pytest.raises(NoPermissionError):
+            await client.set("{other}:lease:global", "x")
+        with pytest.raises(NoPermissionError):
+            await client.publish("other:events", "x")
+        for command in (("KEYS", "*"), ("FLUSHALL",), ("SCAN", "0"), ("CONFIG", "SET", "save", "")):
+            with pytest.raises(NoPermissionError):
+                await client.execute_command(*command)
+        assert await client.xrange("{coordinator}:events:history", count=1)  # what `watch` reads
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe("coordinator:events")
+            assert (await pubsub.get_message(timeout=1))["type"] == "subscribe"
+            with pytest.raises(NoPermissionError):
+                await pubsub.subscribe("other:events")
+                await pubsub.get_message(timeout=1)  # the refusal comes as the reply
+        finally:
+            await pubsub.aclose()
+        # a script cannot reach past the ACL either: the lease of another namespace
+        with pytest.raises(CoordinatorError, match=r"permissions|NOPERM"):
+            await Lease(client, holder_id="n1", ttl=5, namespace="other").acquire()
+    finally:
+        await client.aclose()
+
+
+async def test_daemons_elect_and_hand_over_as_the_acl_user(acl_redis: AclRedis) -> None:
+    def settings(node_id: str) -> Settings:
+        return load_settings(node_id=node_id, namespace="coordinator", lease_name="acl",
+                             lease_ttl=2, renew_interval=0.5, heartbeat_interval=0.5,
+                             redis_url=user_url(acl_redis.port))
+
+    first, second = Daemon(settings("acl-1")), Daemon(settings("acl-2"))
+    await first.start()
+    await second.start()
+    try:
+        assert (first.state.role.value, second.state.role.value) == ("leader", "standby")
+        status_client = aioredis.Redis.from_url(user_url(acl_redis.port))
+        try:
+            status = await cluster_status(status_client, first.settings)
+        finally:
+            await status_client.aclose()
+        assert status["lease"]["holder_id"] == "acl-1"
+        assert {"acl-1", "acl-2"} <= {c["node_id"] for c in status["controllers"]}
+        await first.stop()  # releases; the standby hears the event and takes over at once
+        for _ in range(40):
+            if second.state.role.value == "leader":
+                break
+            await asyncio.sleep(0.05)
+        assert second.state.role.value == "leader" and second.state.term == 2
+        for daemon in (first, second):  # not one command of the daemon was refused
+            assert daemon.state.last_error is None
+            sample = daemon.metrics.registry.get_sample_value
+            assert sample("coordinator_lease_renew_failures_total") == 0
+            assert sample("coordinator_heartbeat_failures_total") == 0
+    finally:
+        await first.stop()
+        await second.stop()
