@@ -406,3 +406,51 @@ async def test_daemons_elect_and_hand_over_as_the_acl_user(acl_redis: AclRedis) 
     finally:
         await first.stop()
         await second.stop()
+
+
+def test_the_cli_runs_as_the_acl_user(acl_redis: AclRedis, tmp_path: Path) -> None:
+    """`coordinator run`, status, watch, events, pause/drain/resume and handoff, all as the
+    least-privilege user, against the shipped config."""
+    import json as jsonlib
+    import signal
+
+    from tests.processes import coordinator as run_cli
+    from tests.processes import coordinator_env, daemons
+
+    url = user_url(acl_redis.port)
+    env = {"COORDINATOR_LEASE_NAME": "cli"}
+    watcher = subprocess.Popen([sys.executable, "-m", "coordinator", "watch", "--json"],
+                               env=coordinator_env(url, **env), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        with daemons(url, ["cli-1", "cli-2"], tmp_path, **env) as procs:
+            deadline = time.monotonic() + 10
+            status: dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                done = run_cli("status", "--json", redis_url=url, **env)
+                assert done.returncode == 0, done.stderr
+                status = jsonlib.loads(done.stdout)
+                if status["lease"] and len(status["controllers"]) >= 2:
+                    break
+                time.sleep(0.1)
+            leader = status["lease"]["holder_id"]
+            other = "cli-2" if leader == "cli-1" else "cli-1"
+            for command, mode in (("pause", "paused"), ("drain", "draining"), ("resume", "running")):
+                done = run_cli(command, redis_url=url, **env)
+                assert done.returncode == 0 and mode in done.stdout, done.stderr
+            time.sleep(0.6)
+            handed = run_cli("handoff", "--to", other, redis_url=url, **env)
+            assert handed.returncode == 0, handed.stderr
+            history = run_cli("events", "--json", redis_url=url, **env)
+            assert history.returncode == 0, history.stderr
+            types = [jsonlib.loads(line)["type"] for line in history.stdout.splitlines()]
+            assert "automation_mode_changed" in types and "handoff_requested" in types
+            for d in procs.values():
+                assert not any(e.get("level") == "error" or "refused" in str(e.get("error", ""))
+                               for e in d.logs()), d.logs()
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        out, err = watcher.communicate(timeout=10)
+    assert watcher.returncode == 0, err
+    seen = [jsonlib.loads(line)["type"] for line in out.splitlines()]
+    assert seen[0] == "resync" and "leader_changed" in seen and "automation_mode_changed" in seen
