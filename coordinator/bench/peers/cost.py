@@ -67,7 +67,7 @@ def tooz_cost(url: str, prefix: str, pairs: int) -> dict[str, Any]:
         coord.join_group(GROUP).get()
         coord.watch_elected_as_leader(GROUP, lambda event: None)
         coord.run_watchers()
-        client = coord._client  # type: ignore[attr-defined]  # tooz's own connection
+        client = coord._client  # tooz's own connection (tooz is typed as Any here)
         return paired(client, coord.heartbeat, pairs, ("psetex", "evalsha"))
     finally:
         coord.stop()
