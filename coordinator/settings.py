@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     child_restart: Literal["on-failure", "always", "never"] = "on-failure"
     child_pass_redis_url: bool = False
     child_output_prefix: bool = False
+    # off by default: a fenced write per scheduler pass for fault harnesses (coordinator.probe)
+    fence_probe_key: str | None = None
 
     @field_validator("redis_url")
     @classmethod
@@ -76,6 +78,16 @@ class Settings(BaseSettings):
     @field_validator("namespace", "lease_name")
     @classmethod
     def _names_are_key_safe(cls, value: str) -> str:
+        try:
+            return keys.check_name("name", value)
+        except InvalidArgumentError as e:
+            raise ValueError(str(e).removeprefix("name ")) from None
+
+    @field_validator("fence_probe_key")
+    @classmethod
+    def _probe_key_is_key_safe(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             return keys.check_name("name", value)
         except InvalidArgumentError as e:
