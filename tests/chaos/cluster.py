@@ -27,6 +27,15 @@ _LIBFAKETIME = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
                 "/usr/lib/*/faketime/libfaketime.so.1", "/usr/local/lib/faketime/libfaketime.so.1")
 
 
+def forget_faketime(pid: int) -> None:
+    """Remove the shared memory libfaketime leaves in /dev/shm for an ended process ``pid``:
+    it never cleans up after a killed process (nor, here, after a normal exit), and a new
+    process that gets the same pid would fail to start with "shm_open failed: File exists"."""
+    for name in (f"/dev/shm/faketime_shm_{pid}", f"/dev/shm/sem.faketime_sem_{pid}"):
+        with contextlib.suppress(OSError):
+            Path(name).unlink()
+
+
 def now_ms() -> int:
     """The harness's wall clock in ms (the same clock as Redis's TIME: same host, not faked)."""
     return time.time_ns() // 1_000_000
@@ -109,7 +118,7 @@ class Cluster:
         with contextlib.suppress(ProcessLookupError):
             proc.popen.kill()
         proc.record.exit_code = proc.popen.wait(timeout=10)
-        proc.record.ended_ms = now_ms()
+        self._ended(proc)
 
     def terminate(self, node: str, timeout: float = 3.0) -> None:
         """SIGTERM ``node``; kill -9 it if it has not exited within ``timeout``."""
@@ -125,7 +134,7 @@ class Cluster:
         except subprocess.TimeoutExpired:
             proc.popen.kill()
             proc.record.exit_code = proc.popen.wait(timeout=10)
-        proc.record.ended_ms = now_ms()
+        self._ended(proc)
 
     def reap_unexpected(self) -> list[str]:
         """Nodes whose running incarnation exited without being told to (recorded as such)."""
@@ -134,7 +143,7 @@ class Cluster:
             proc = self.current(node)
             if proc is not None and proc.record.ended_ms is None and proc.popen.poll() is not None:
                 proc.record.exit_code = proc.popen.returncode
-                proc.record.ended_ms = now_ms()
+                self._ended(proc)
                 gone.append(node)
         return gone
 
@@ -179,9 +188,16 @@ class Cluster:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.popen.wait(timeout=10)
                 if proc.record.ended_ms is None:
-                    proc.record.ended_ms = now_ms()
                     proc.record.exit_code = proc.popen.returncode
                     proc.record.stopped_by = proc.record.stopped_by or "kill"
+                    proc.record.ended_ms = now_ms()
+                if proc.popen.returncode is not None and self._libfaketime is not None:
+                    forget_faketime(proc.popen.pid)
+
+    def _ended(self, proc: _Process) -> None:
+        proc.record.ended_ms = now_ms()
+        if self._libfaketime is not None:
+            forget_faketime(proc.popen.pid)
 
     # ---- what the logs say -------------------------------------------------------------
 
