@@ -120,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _run(settings: Settings, command: Command | None = None) -> int:
     from coordinator.daemon import Daemon
     from coordinator.http import HttpServer
+    from coordinator.probe import start_probe
 
     stop = asyncio.Event()
     runner = ChildRunner(settings, command, on_finished=stop.set) if command else None
@@ -144,9 +145,13 @@ async def _run(settings: Settings, command: Command | None = None) -> int:
             if http is not None:
                 await http.stop()
             return fail(str(e), EXIT_UNAVAILABLE)
+    probe = None
     try:
         await daemon.start()
+        probe = start_probe(daemon)
         await stop.wait()
+        if probe is not None:
+            probe.cancel()  # no new fenced writes once stopping
         if runner is not None:
             runner.begin_shutdown()  # the child's grace starts now, the lease goes after it
         await daemon.stop()

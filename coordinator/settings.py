@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     # None (unset or empty) keeps the HTTP endpoint off; 0 asks for an ephemeral port
     http_port: int | None = Field(default=None, ge=0, le=65535)
+    # off by default: a fenced write per scheduler pass for fault harnesses (coordinator.probe)
+    fence_probe_key: str | None = None
 
     @field_validator("redis_url")
     @classmethod
@@ -107,6 +109,16 @@ class Settings(BaseSettings):
     @field_validator("namespace", "lease_name")
     @classmethod
     def _names_are_key_safe(cls, value: str) -> str:
+        try:
+            return keys.check_name("name", value)
+        except InvalidArgumentError as e:
+            raise ValueError(str(e).removeprefix("name ")) from None
+
+    @field_validator("fence_probe_key")
+    @classmethod
+    def _probe_key_is_key_safe(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             return keys.check_name("name", value)
         except InvalidArgumentError as e:

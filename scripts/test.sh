@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite on a fresh Debian machine with Python 3.11:
-# installs redis-server (Debian's package) if missing, makes .venv, installs the package
-# with its test extras, runs pytest. Extra arguments go to pytest, e.g.
-#   scripts/test.sh -k fake -m "not e2e"     # the quick subset: fakeredis only, no processes
+# installs Debian's redis-server, systemd (for systemd-analyze) and faketime if missing, makes
+# .venv, installs the package with its test extras, checks lint and types, runs pytest.
+# Extra arguments go to pytest (and skip lint and types), e.g.
+#   scripts/test.sh -m "not real and not e2e"     # the quick subset: fakeredis only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian's packages the tests use: the real redis-server (and redis-cli), and
-# systemd-analyze to verify the shipped unit
+# Debian's packages the tests use: the real redis-server (and redis-cli), systemd-analyze to
+# verify the shipped unit, and faketime (libfaketime) for the chaos run's clock jumps
 missing=""
 [ -x /usr/bin/redis-server ] || missing="$missing redis-server"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+command -v faketime >/dev/null 2>&1 || missing="$missing faketime"
 if [ -n "$missing" ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq

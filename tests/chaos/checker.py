@@ -1,0 +1,358 @@
+"""The checker: a pure function from a recording to the violations found and the failover times.
+
+Safety (any violation means the fencing or the term is broken):
+- ``fence_order``: accepted probe writes, ordered by Redis time, never carry a term lower than
+  an earlier accepted one (writes stamped in the same millisecond are not ordered).
+- ``stale_write``: no write is accepted with term T after a term above T was granted; checked
+  on the writes the daemons logged and on every change of the probe record the harness saw
+  (which also covers writes whose reply was lost, e.g. held by a partition and landing late).
+- ``terms_increase``: ``leader_changed`` terms strictly increase, on the channel as received
+  and in the history stream; the lease's term as read from Redis never goes back (a Redis
+  restart must not forget a granted term).
+- ``watcher``: the final picture of ``coordinator watch`` matches the lease in Redis.
+
+Liveness (per fault):
+- a fault that removes the leader: a new term granted within LEASE_TTL + RENEW_INTERVAL of the
+  fault, never more than 1 s beyond that;
+- a graceful stop: the next grant at most 100 ms (Redis clock) after the release, and the
+  stopped daemon exits 0 within 1 s;
+- a fault on Redis alone: a grant or renewal within one renew interval of Redis returning;
+- a standby killed or a clock jumped: no change of leader at all;
+- after every fault the cluster is whole again with a leader.
+
+Nothing lost: no daemon exits unless the harness killed or stopped it, each restart logs
+``daemon.started``, and no daemon logs at error level.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.chaos.recording import REDIS_ONLY, REMOVES_LEADER, Fault, Recording
+
+GRACEFUL_GAP_MS = 100
+GRACEFUL_EXIT_MS = 1000
+BEYOND_MS = 1000
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One failed check; ``fault`` is the index of the fault it belongs to, if any."""
+
+    category: str  # "safety" | "liveness" | "lost"
+    check: str
+    detail: str
+    fault: int | None = None
+
+    def __str__(self) -> str:
+        where = f" (fault #{self.fault})" if self.fault is not None else ""
+        return f"{self.category}.{self.check}{where}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """How long one fault left the cluster without a leader (None: not applicable)."""
+
+    fault: int
+    kind: str
+    to_leader_ms: int | None
+    target_ms: int | None
+    over_target: bool = False
+
+
+@dataclass
+class Verdict:
+    """What the checker found in one recording."""
+
+    violations: list[Violation] = field(default_factory=list)
+    measures: list[Measure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def count(self, category: str, kind: str | None = None, faults: list[Fault] | None = None) -> int:
+        """Violations of ``category``, only those of faults of ``kind`` if given."""
+        kinds = {f.index: f.kind for f in faults or []}
+        return sum(1 for v in self.violations if v.category == category
+                   and (kind is None or kinds.get(v.fault if v.fault is not None else -1) == kind))
+
+
+def check(rec: Recording) -> Verdict:
+    """Every check over ``rec``; pure: it reads nothing but the recording."""
+    verdict = Verdict()
+    grants = _grants(rec)
+    verdict.violations += _fence_order(rec)
+    verdict.violations += _stale_writes(rec, grants)
+    verdict.violations += _terms_increase(rec)
+    verdict.violations += _watcher(rec)
+    for fault in rec.faults:
+        measure, found = _liveness(rec, fault, grants)
+        verdict.violations += found
+        if measure is not None:
+            verdict.measures.append(measure)
+    verdict.violations += _nothing_lost(rec)
+    return verdict
+
+
+# ---- what the recording says about grants ------------------------------------------------
+
+def _grants(rec: Recording) -> list[tuple[int, int]]:
+    """(Redis ms, term) of every new tenure, from the channel and the history, sorted by time."""
+    seen = {(e["at"], e["term"]) for e in [*rec.channel, *rec.history]
+            if e.get("type") == "leader_changed" and isinstance(e.get("term"), int)}
+    return sorted(seen)
+
+
+class _HighestTermBefore:
+    """The highest term granted strictly before a given Redis time."""
+
+    def __init__(self, grants: list[tuple[int, int]]) -> None:
+        self._times = [at for at, _ in grants]
+        self._highest: list[int] = []
+        top = 0
+        for _, term in grants:
+            top = max(top, term)
+            self._highest.append(top)
+
+    def __call__(self, at: int) -> tuple[int, int | None]:
+        i = bisect.bisect_left(self._times, at)
+        if i == 0:
+            return 0, None
+        best = self._highest[i - 1]
+        when = next(t for t, h in zip(self._times, self._highest, strict=True) if h == best)
+        return best, when
+
+
+# ---- safety ------------------------------------------------------------------------------
+
+def _fence_order(rec: Recording) -> list[Violation]:
+    found = []
+    accepted = sorted((w for w in rec.writes if w.accepted), key=lambda w: w.redis_now)
+    highest, highest_by, ms, pending = 0, "", None, 0
+    for w in accepted:
+        if w.redis_now != ms:  # a new millisecond: writes before it now count as earlier
+            ms, highest = w.redis_now, max(highest, pending)
+        if w.term < highest:
+            found.append(Violation(
+                "safety", "fence_order",
+                f"{w.node_id} had term {w.term} accepted at {w.redis_now} after {highest_by} "
+                f"had term {highest} accepted earlier", _fault_at(rec, w.redis_now)))
+        if w.term > pending:
+            pending, highest_by = w.term, f"{w.node_id}#{w.incarnation}"
+    return found
+
+
+def _stale_writes(rec: Recording, grants: list[tuple[int, int]]) -> list[Violation]:
+    found = []
+    highest_before = _HighestTermBefore(grants)
+    for w in rec.writes:
+        if not w.accepted:
+            continue
+        newer, granted_at = highest_before(w.redis_now)
+        if newer > w.term:
+            found.append(Violation(
+                "safety", "stale_write",
+                f"{w.node_id}#{w.incarnation} had a write with term {w.term} accepted at "
+                f"{w.redis_now}, after term {newer} was granted at {granted_at}",
+                _fault_at(rec, w.redis_now)))
+    previous: str | None = None
+    for s in rec.samples:
+        if s.probe is not None and s.probe != previous and s.prev_at is not None:
+            term = _probe_term(s.probe)
+            # the write landed after prev_at: a grant before prev_at came before it
+            newer, granted_at = highest_before(s.prev_at)
+            if term is not None and newer > term:
+                found.append(Violation(
+                    "safety", "stale_write",
+                    f"the probe record became {s.probe} (term {term}) between {s.prev_at} and "
+                    f"{s.at}, after term {newer} was granted at {granted_at}",
+                    _fault_at(rec, s.at)))
+        previous = s.probe
+    return found
+
+
+def _probe_term(raw: str) -> int | None:
+    try:
+        term = json.loads(raw).get("term")
+    except (ValueError, AttributeError):
+        return None
+    return term if isinstance(term, int) else None
+
+
+def _terms_increase(rec: Recording) -> list[Violation]:
+    found = []
+    for source, events in (("channel", rec.channel), ("history", rec.history)):
+        last: dict[str, Any] | None = None
+        for e in events:
+            if e.get("type") != "leader_changed":
+                continue
+            if last is not None and e["term"] <= last["term"]:
+                found.append(Violation(
+                    "safety", "terms_increase",
+                    f"{source}: leader_changed term {e['term']} ({e.get('holder_id')}, at "
+                    f"{e.get('at')}) after term {last['term']} ({last.get('holder_id')})",
+                    _fault_at(rec, int(e.get("at") or 0))))
+            last = e
+    highest: tuple[int, int] | None = None
+    for s in rec.samples:
+        if s.term is None:
+            continue
+        if highest is not None and s.term < highest[0]:
+            found.append(Violation(
+                "safety", "terms_increase",
+                f"the lease's term went back from {highest[0]} (read at {highest[1]}) to "
+                f"{s.term} (read at {s.at})", _fault_at(rec, s.at)))
+        if highest is None or s.term > highest[0]:
+            highest = (s.term, s.at)
+    return found
+
+
+def _watcher(rec: Recording) -> list[Violation]:
+    if rec.redis_final is None:
+        return [Violation("safety", "watcher", "no final read of the lease was recorded")]
+    if rec.watcher_final != rec.redis_final:
+        return [Violation("safety", "watcher",
+                          f"the watcher's final picture {rec.watcher_final} differs from "
+                          f"Redis's lease {rec.redis_final}")]
+    return []
+
+
+# ---- liveness ----------------------------------------------------------------------------
+
+def _liveness(rec: Recording, fault: Fault, grants: list[tuple[int, int]]) -> tuple[
+        Measure | None, list[Violation]]:
+    s = rec.settings
+    ttl_ms, renew_ms = round(s.lease_ttl * 1000), round(s.renew_interval * 1000)
+    found: list[Violation] = []
+    if fault.settled_ms is None:
+        found.append(Violation("liveness", "settled",
+                               f"{fault.kind}: the cluster was not whole again with a leader",
+                               fault.index))
+    removes = fault.kind in REMOVES_LEADER or (
+        fault.kind == "kill_all_but_one" and fault.target != fault.leader_before)
+    if removes:
+        target = ttl_ms + renew_ms
+        took = _first_grant_after(grants, fault.term_before or 0, fault.started_ms)
+        if took is None:
+            found.append(Violation("liveness", "new_leader",
+                                   f"{fault.kind}: no new term granted after the fault", fault.index))
+            return Measure(fault.index, fault.kind, None, target), found
+        if took > target + BEYOND_MS:
+            found.append(Violation(
+                "liveness", "new_leader",
+                f"{fault.kind}: new leader {took} ms after the fault, more than "
+                f"LEASE_TTL + RENEW_INTERVAL ({target} ms) + {BEYOND_MS} ms", fault.index))
+        return Measure(fault.index, fault.kind, took, target, took > target), found
+    if fault.kind == "graceful_stop":
+        return _graceful(rec, fault, found)
+    if fault.kind in REDIS_ONLY:
+        back = fault.ended_ms
+        if back is None:
+            found.append(Violation("liveness", "redis_back", f"{fault.kind}: Redis never came back",
+                                   fault.index))
+            return None, found
+        # Redis may serve a daemon a moment before it answers the harness's PING: count
+        # activity from when it was restarted (or the delay removed), measure from ``back``
+        since = int(fault.params.get("lifted_ms", back))
+        activity = [at for at, _ in grants if at >= since] + [
+            x.renewed_at for x in rec.samples if x.renewed_at is not None and x.renewed_at >= since]
+        took = max(0, min(activity) - back) if activity else None
+        late = took is None or took > renew_ms
+        if late:
+            found.append(Violation(
+                "liveness", "redis_back",
+                f"{fault.kind}: no lease granted or renewed within RENEW_INTERVAL ({renew_ms} ms) "
+                f"of Redis returning (first after {took} ms)", fault.index))
+        return Measure(fault.index, fault.kind, took, renew_ms, late), found
+    # a standby killed, a clock jumped, or all but the leader killed: the leader must stay
+    until = fault.settled_ms or rec.ended_ms
+    changed = [(at, term) for at, term in grants if fault.started_ms <= at <= until]
+    if changed:
+        found.append(Violation(
+            "liveness", "leader_kept",
+            f"{fault.kind} on {fault.target}: the leader changed (term {changed[0][1]} granted "
+            f"at {changed[0][0]}) though the leader was not hit", fault.index))
+    return Measure(fault.index, fault.kind, None, None), found
+
+
+def _first_grant_after(grants: list[tuple[int, int]], term: int, since: int) -> int | None:
+    for at, t in grants:
+        if t > term and at >= since:
+            return at - since
+    return None
+
+
+def _graceful(rec: Recording, fault: Fault, found: list[Violation]) -> tuple[Measure, list[Violation]]:
+    released = next((e for e in [*rec.history, *rec.channel] if e.get("type") == "lease_released"
+                     and e.get("holder_id") == fault.target and e.get("term") == fault.term_before),
+                    None)
+    gap = None
+    if released is None:
+        found.append(Violation("liveness", "graceful",
+                               f"{fault.target} was stopped but never released term {fault.term_before}",
+                               fault.index))
+    else:
+        after = [e["at"] for e in rec.history + rec.channel if e.get("type") == "leader_changed"
+                 and e.get("term", 0) > (fault.term_before or 0)]
+        gap = min(after) - released["at"] if after else None
+        if gap is None or gap > GRACEFUL_GAP_MS:
+            found.append(Violation(
+                "liveness", "graceful",
+                f"next leader {gap} ms after {fault.target} released (more than {GRACEFUL_GAP_MS} ms)",
+                fault.index))
+    for inc in rec.incarnations:
+        if inc.node_id == fault.target and inc.stopped_by == "term" and inc.ended_ms is not None \
+                and fault.started_ms <= inc.ended_ms:
+            if inc.exit_code != 0 or inc.ended_ms - fault.started_ms > GRACEFUL_EXIT_MS:
+                found.append(Violation(
+                    "liveness", "graceful",
+                    f"{fault.target} exited {inc.exit_code} {inc.ended_ms - fault.started_ms} ms "
+                    f"after SIGTERM (must be 0 within {GRACEFUL_EXIT_MS} ms)", fault.index))
+            break
+    return Measure(fault.index, fault.kind, gap, GRACEFUL_GAP_MS,
+                   gap is None or gap > GRACEFUL_GAP_MS), found
+
+
+# ---- nothing lost ------------------------------------------------------------------------
+
+def _nothing_lost(rec: Recording) -> list[Violation]:
+    found = []
+    for inc in rec.incarnations:
+        name = f"{inc.node_id}#{inc.number}"
+        fault = _fault_at(rec, inc.ended_ms) if inc.ended_ms is not None else None
+        if inc.exit_code is not None and inc.stopped_by is None:
+            found.append(Violation("lost", "exited", f"{name} exited by itself with {inc.exit_code}",
+                                   fault))
+        if inc.stopped_by == "term" and inc.exit_code not in (None, 0):
+            found.append(Violation("lost", "stop", f"{name} exited {inc.exit_code} on SIGTERM, not 0",
+                                   fault))
+        if inc.ready_ms is None:
+            found.append(Violation("lost", "restart", f"{name} never logged daemon.started",
+                                   _fault_at(rec, inc.started_ms)))
+        for error in inc.errors:
+            found.append(Violation("lost", "error_logged", f"{name} logged {error}",
+                                   _fault_at(rec, inc.started_ms)))
+    return found
+
+
+def _fault_at(rec: Recording, at: int) -> int | None:
+    """The fault in progress (or last begun) at Redis time ``at``."""
+    current = None
+    for f in rec.faults:
+        if f.started_ms <= at:
+            current = f.index
+    return current
+
+
+# ---- summaries for the report ------------------------------------------------------------
+
+def median(values: Iterable[int]) -> float | None:
+    """The median, or None for no values."""
+    data = list(values)
+    return statistics.median(data) if data else None

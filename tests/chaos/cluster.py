@@ -1,0 +1,232 @@
+"""The daemons of a chaos run: ``coordinator run`` processes, each behind its own proxy.
+
+Each node's processes ("incarnations") log JSON lines to a file of their own. Where
+libfaketime is installed, every daemon runs under it with its own time file, so the harness
+can move one daemon's wall clock while the process runs (the monotonic clock is left alone:
+``FAKETIME_DONT_FAKE_MONOTONIC=1``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.chaos.recording import Incarnation, ProbeWrite
+from tests.processes import coordinator_env
+
+PROBE_NAME = "probe"
+_LIBFAKETIME = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                "/usr/lib/*/faketime/libfaketime.so.1", "/usr/local/lib/faketime/libfaketime.so.1")
+
+
+def forget_faketime(pid: int) -> None:
+    """Remove the shared memory libfaketime leaves in /dev/shm for an ended process ``pid``:
+    it never cleans up after a killed process (nor, here, after a normal exit), and a new
+    process that gets the same pid would fail to start with "shm_open failed: File exists"."""
+    for name in (f"/dev/shm/faketime_shm_{pid}", f"/dev/shm/sem.faketime_sem_{pid}"):
+        with contextlib.suppress(OSError):
+            Path(name).unlink()
+
+
+def now_ms() -> int:
+    """The harness's wall clock in ms (the same clock as Redis's TIME: same host, not faked)."""
+    return time.time_ns() // 1_000_000
+
+
+def find_libfaketime() -> str | None:
+    """The path of libfaketime.so.1 (Debian: apt-get install faketime), or None."""
+    for pattern in _LIBFAKETIME:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+@dataclass
+class _Process:
+    record: Incarnation
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+
+class Cluster:
+    """Starts, signals, restarts and finally collects the daemons; ``close`` leaves none."""
+
+    def __init__(self, workdir: Path, nodes: list[str], proxy_ports: dict[str, int],
+                 settings_env: dict[str, str], libfaketime: str | None) -> None:
+        self.workdir = workdir
+        self.nodes = nodes
+        self._ports = proxy_ports
+        self._env = settings_env
+        self._libfaketime = libfaketime
+        self._processes: dict[str, list[_Process]] = {n: [] for n in nodes}
+
+    # ---- processes ---------------------------------------------------------------------
+
+    def start(self, node: str) -> None:
+        """Start a new incarnation of ``node`` (its previous one must have ended)."""
+        number = len(self._processes[node])
+        log_path = self.workdir / f"{node}.{number}.log"
+        env = coordinator_env(f"redis://127.0.0.1:{self._ports[node]}/0", COORDINATOR_NODE_ID=node,
+                              COORDINATOR_FENCE_PROBE_KEY=PROBE_NAME, **self._env)
+        if self._libfaketime is not None:
+            clock_file = self.clock_file(node)
+            if not clock_file.exists():
+                clock_file.write_text("+0\n")
+            env.update(LD_PRELOAD=self._libfaketime, FAKETIME_TIMESTAMP_FILE=str(clock_file),
+                       FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1")
+        with log_path.open("wb") as log:
+            popen = subprocess.Popen([sys.executable, "-m", "coordinator", "run"], env=env,
+                                     stdout=log, stderr=subprocess.STDOUT)
+        self._processes[node].append(
+            _Process(Incarnation(node, number, now_ms()), popen, log_path))
+
+    def current(self, node: str) -> _Process | None:
+        procs = self._processes[node]
+        return procs[-1] if procs else None
+
+    def running(self, node: str) -> bool:
+        proc = self.current(node)
+        return proc is not None and proc.record.ended_ms is None and proc.popen.poll() is None
+
+    def pid(self, node: str) -> int:
+        proc = self.current(node)
+        if proc is None:
+            raise LookupError(node)
+        return proc.popen.pid
+
+    def send(self, node: str, sig: int) -> None:
+        """Send ``sig`` (SIGSTOP, SIGCONT) to the running incarnation of ``node``."""
+        proc = self.current(node)
+        if proc is not None and proc.popen.poll() is None:
+            proc.popen.send_signal(sig)
+
+    def kill(self, node: str) -> None:
+        """kill -9 the running incarnation of ``node`` and reap it."""
+        proc = self.current(node)
+        if proc is None or proc.record.ended_ms is not None:
+            return
+        proc.record.stopped_by = "kill"
+        with contextlib.suppress(ProcessLookupError):
+            proc.popen.kill()
+        proc.record.exit_code = proc.popen.wait(timeout=10)
+        self._ended(proc)
+
+    def terminate(self, node: str, timeout: float = 3.0) -> None:
+        """SIGTERM ``node``; kill -9 it if it has not exited within ``timeout``."""
+        proc = self.current(node)
+        if proc is None or proc.record.ended_ms is not None:
+            return
+        proc.record.stopped_by = "term"
+        with contextlib.suppress(ProcessLookupError):
+            proc.popen.send_signal(signal.SIGCONT)
+            proc.popen.terminate()
+        try:
+            proc.record.exit_code = proc.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.popen.kill()
+            proc.record.exit_code = proc.popen.wait(timeout=10)
+        self._ended(proc)
+
+    def reap_unexpected(self) -> list[str]:
+        """Nodes whose running incarnation exited without being told to (recorded as such)."""
+        gone = []
+        for node in self.nodes:
+            proc = self.current(node)
+            if proc is not None and proc.record.ended_ms is None and proc.popen.poll() is not None:
+                proc.record.exit_code = proc.popen.returncode
+                self._ended(proc)
+                gone.append(node)
+        return gone
+
+    def mark_ready(self) -> bool:
+        """Note the incarnations that logged ``daemon.started``; True if every running one has."""
+        ready = True
+        for node in self.nodes:
+            proc = self.current(node)
+            if proc is None or proc.record.ended_ms is not None:
+                ready = False
+                continue
+            if proc.record.ready_ms is None:
+                if b'"daemon.started"' in proc.log_path.read_bytes():
+                    proc.record.ready_ms = now_ms()
+                else:
+                    ready = False
+        return ready
+
+    def set_clock(self, node: str, offset_s: float) -> None:
+        """Move ``node``'s wall clock ``offset_s`` seconds from the real one (0: back to real)."""
+        text = f"{offset_s:+.0f}\n"
+        tmp = self.clock_file(node).with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(self.clock_file(node))  # atomic: libfaketime never reads half a line
+
+    def clock_file(self, node: str) -> Path:
+        return self.workdir / f"faketime-{node}.rc"
+
+    def stop_all(self) -> None:
+        """SIGTERM every running daemon (the run's end)."""
+        for node in self.nodes:
+            self.terminate(node)
+
+    def close(self) -> None:
+        """Leave no process behind, whatever happened (SIGCONT first: a stopped one lingers)."""
+        for procs in self._processes.values():
+            for proc in procs:
+                if proc.popen.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.popen.send_signal(signal.SIGCONT)
+                        proc.popen.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.popen.wait(timeout=10)
+                if proc.record.ended_ms is None:
+                    proc.record.exit_code = proc.popen.returncode
+                    proc.record.stopped_by = proc.record.stopped_by or "kill"
+                    proc.record.ended_ms = now_ms()
+                if proc.popen.returncode is not None and self._libfaketime is not None:
+                    forget_faketime(proc.popen.pid)
+
+    def _ended(self, proc: _Process) -> None:
+        proc.record.ended_ms = now_ms()
+        if self._libfaketime is not None:
+            forget_faketime(proc.popen.pid)
+
+    # ---- what the logs say -------------------------------------------------------------
+
+    def collect(self) -> tuple[list[Incarnation], list[ProbeWrite]]:
+        """Every incarnation (with its error-level events) and every probe write logged."""
+        incarnations, writes = [], []
+        for procs in self._processes.values():
+            for proc in procs:
+                for entry in _json_lines(proc.log_path):
+                    event = entry.get("event")
+                    if event == "probe.write":
+                        writes.append(ProbeWrite(
+                            node_id=proc.record.node_id, incarnation=proc.record.number,
+                            term=int(entry["term"]), accepted=bool(entry["accepted"]),
+                            redis_now=int(entry["redis_now"]), current_term=entry.get("current_term"),
+                            seq=int(entry.get("seq", 0))))
+                    elif entry.get("level") in ("error", "critical"):
+                        proc.record.errors.append(str(event))
+                if "Traceback (most recent call last)" in proc.log_path.read_text(errors="replace"):
+                    proc.record.errors.append("a Python traceback outside the JSON log")
+                incarnations.append(proc.record)
+        return incarnations, writes
+
+
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if isinstance(entry, dict):
+                out.append(entry)
+    return out

@@ -1,0 +1,133 @@
+"""What a chaos run recorded: plain values, JSON in and out, so the checker is a pure function.
+
+Times are integer milliseconds of one clock: Redis's (TIME) for everything Redis stamped, and
+the harness's wall clock for when it injected and lifted faults. Redis and the harness run on
+the same host and neither has its clock faked, so the two are the same clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# faults whose whole point is that the leader goes away (for a while or for good)
+REMOVES_LEADER = ("kill_leader", "pause_leader", "partition_leader")
+REDIS_ONLY = ("redis_restart", "redis_outage", "slow_redis")
+KINDS = ("kill_leader", "kill_standby", "kill_all_but_one", "graceful_stop", "pause_leader",
+         "partition_leader", "redis_restart", "redis_outage", "slow_redis", "clock_jump")
+
+
+@dataclass
+class RunSettings:
+    """The settings one run used."""
+
+    lease_ttl: float
+    renew_interval: float
+    heartbeat_interval: float
+    renew_failure_threshold: int
+    daemons: int
+    redis: str = ""
+    faketime: bool = False
+
+
+@dataclass
+class Fault:
+    """One injected fault: when it began and was lifted, whom it hit, who led before."""
+
+    index: int
+    kind: str
+    started_ms: int
+    # lifted: healed, resumed, Redis answering again (for Redis faults, params["lifted_ms"] is
+    # when it was restarted or the delay removed); None for a kill
+    ended_ms: int | None = None
+    target: str | None = None
+    leader_before: str | None = None
+    term_before: int | None = None
+    stopped: list[str] = field(default_factory=list)  # nodes this fault killed or stopped
+    params: dict[str, Any] = field(default_factory=dict)
+    settled_ms: int | None = None  # when the cluster was whole again with a leader; None: never
+
+
+@dataclass
+class ProbeWrite:
+    """One fenced probe write as its daemon logged Redis's answer."""
+
+    node_id: str
+    incarnation: int
+    term: int
+    accepted: bool
+    redis_now: int
+    current_term: int | None = None
+    seq: int = 0
+
+
+@dataclass
+class Sample:
+    """The lease and the probe record as one atomic read saw them, at Redis time ``at``.
+
+    Only changes are kept; ``prev_at`` is when the previous read (still without this change)
+    was made, so a change happened in ``(prev_at, at]``.
+    """
+
+    at: int
+    prev_at: int | None
+    holder_id: str | None
+    term: int | None
+    renewed_at: int | None
+    probe: str | None
+
+
+@dataclass
+class Incarnation:
+    """One ``coordinator run`` process of a node."""
+
+    node_id: str
+    number: int
+    started_ms: int
+    ready_ms: int | None = None  # when it logged daemon.started; None: never
+    ended_ms: int | None = None
+    exit_code: int | None = None
+    stopped_by: str | None = None  # "kill", "term" (a fault or the run's end), None: itself
+    errors: list[str] = field(default_factory=list)  # error-level log events
+
+
+@dataclass
+class Recording:
+    """Everything one run saw."""
+
+    seed: int
+    settings: RunSettings
+    started_ms: int = 0
+    ended_ms: int = 0
+    faults: list[Fault] = field(default_factory=list)
+    writes: list[ProbeWrite] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    channel: list[dict[str, Any]] = field(default_factory=list)  # as a subscriber received them
+    history: list[dict[str, Any]] = field(default_factory=list)  # the history stream, in order
+    incarnations: list[Incarnation] = field(default_factory=list)
+    watcher_final: list[Any] | None = None  # [holder_id, term] as `coordinator watch` last saw
+    redis_final: list[Any] | None = None  # [holder_id, term] in Redis at the same moment
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Recording:
+        d = dict(data)
+        d["settings"] = RunSettings(**d["settings"])
+        d["faults"] = [Fault(**f) for f in d.get("faults", [])]
+        d["writes"] = [ProbeWrite(**w) for w in d.get("writes", [])]
+        d["samples"] = [Sample(**s) for s in d.get("samples", [])]
+        d["incarnations"] = [Incarnation(**i) for i in d.get("incarnations", [])]
+        return cls(**d)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json()))
+
+    @classmethod
+    def load(cls, path: Path) -> Recording:
+        return cls.from_json(json.loads(path.read_text()))

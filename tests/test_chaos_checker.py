@@ -1,0 +1,210 @@
+"""The chaos checker on hand-made recordings: clean ones pass, broken ones MUST be flagged."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from tests.chaos.checker import check
+from tests.chaos.recording import (
+    Fault,
+    Incarnation,
+    ProbeWrite,
+    Recording,
+    RunSettings,
+    Sample,
+)
+
+T0 = 1_000_000
+SETTINGS = RunSettings(lease_ttl=2.0, renew_interval=0.5, heartbeat_interval=0.5,
+                       renew_failure_threshold=2, daemons=3)
+
+
+def changed(term: int, holder: str, at: int, previous: str | None = None) -> dict[str, object]:
+    return {"type": "leader_changed", "lease": "global", "holder_id": holder, "holder_host": holder,
+            "term": term, "previous_holder_id": previous, "at": at}
+
+
+def probe(node: str, term: int, seq: int) -> str:
+    return json.dumps({"node_id": node, "term": term, "seq": seq})
+
+
+def clean() -> Recording:
+    """a leads term 1, is killed at T0+1000; b takes term 2 at T0+3100; all checks pass."""
+    events = [changed(1, "a", T0), changed(2, "b", T0 + 3100, "a")]
+    writes = [ProbeWrite("a", 0, 1, True, T0 + 100 + 500 * i) for i in range(2)] + [
+        ProbeWrite("b", 0, 2, True, T0 + 3200 + 500 * i) for i in range(3)]
+    samples = [
+        Sample(T0 + 20, None, "a", 1, T0, None),
+        Sample(T0 + 120, T0 + 100, "a", 1, T0, probe("a", 1, 1)),
+        Sample(T0 + 620, T0 + 600, "a", 1, T0 + 500, probe("a", 1, 2)),
+        Sample(T0 + 3120, T0 + 3100, "b", 2, T0 + 3100, probe("a", 1, 2)),
+        Sample(T0 + 3220, T0 + 3200, "b", 2, T0 + 3100, probe("b", 2, 1)),
+    ]
+    return Recording(
+        seed=7, settings=SETTINGS, started_ms=T0 - 1000, ended_ms=T0 + 9000,
+        faults=[Fault(0, "kill_leader", T0 + 1000, None, "a", "a", 1, ["a"], {}, T0 + 4000)],
+        writes=writes, samples=samples, channel=list(events), history=list(events),
+        incarnations=[
+            Incarnation("a", 0, T0 - 1000, T0 - 900, T0 + 1000, -9, "kill"),
+            Incarnation("a", 1, T0 + 3300, T0 + 3500, T0 + 9000, 0, "term"),
+            Incarnation("b", 0, T0 - 1000, T0 - 900, T0 + 9000, 0, "term"),
+        ],
+        watcher_final=["b", 2], redis_final=["b", 2])
+
+
+def checks(rec: Recording) -> set[str]:
+    return {f"{v.category}.{v.check}" for v in check(rec).violations}
+
+
+def test_a_clean_recording_passes_and_measures_the_failover() -> None:
+    verdict = check(clean())
+    assert verdict.ok, verdict.violations
+    [measure] = verdict.measures
+    assert measure.to_leader_ms == 2100 and measure.target_ms == 2500 and not measure.over_target
+
+
+def test_a_recording_survives_json() -> None:
+    rec = clean()
+    assert Recording.from_json(json.loads(json.dumps(rec.to_json()))) == rec
+
+
+def test_save_and_load(tmp_path: Path) -> None:
+    rec = clean()
+    rec.save(tmp_path / "r.json")
+    assert Recording.load(tmp_path / "r.json") == rec
+
+
+def test_an_old_term_accepted_after_a_newer_one_is_flagged() -> None:
+    rec = clean()
+    rec.writes.append(ProbeWrite("a", 0, 1, True, T0 + 3400))  # the resumed old leader
+    assert {"safety.fence_order", "safety.stale_write"} <= checks(rec)
+
+
+def test_an_old_term_accepted_after_a_newer_grant_but_before_any_new_write_is_flagged() -> None:
+    rec = clean()
+    rec.writes.append(ProbeWrite("a", 0, 1, True, T0 + 3150))  # after term 2 began at 3100
+    assert checks(rec) == {"safety.stale_write"}
+
+
+def test_a_refused_old_write_is_fine() -> None:
+    rec = clean()
+    rec.writes.append(ProbeWrite("a", 0, 1, False, T0 + 3400, current_term=2))
+    assert check(rec).ok
+
+
+def test_writes_in_the_same_millisecond_are_not_ordered() -> None:
+    rec = clean()
+    rec.writes.append(ProbeWrite("a", 0, 1, True, T0 + 3100))  # same ms as term 2's grant
+    rec.writes.append(ProbeWrite("b", 0, 2, True, T0 + 3100))
+    assert check(rec).ok
+
+
+def test_a_late_landing_seen_only_in_the_probe_record_is_flagged() -> None:
+    rec = clean()  # a write whose reply was lost: no daemon logged it, the record shows it
+    rec.samples.append(Sample(T0 + 3720, T0 + 3700, "b", 2, T0 + 3600, probe("a", 1, 9)))
+    assert checks(rec) == {"safety.stale_write"}
+
+
+def test_a_term_going_back_on_the_channel_or_in_redis_is_flagged() -> None:
+    rec = clean()
+    rec.channel.append(changed(2, "c", T0 + 5000, "b"))
+    assert checks(rec) == {"safety.terms_increase"}
+    rec = clean()  # Redis restarted and forgot: the lease reads term 1 again
+    rec.samples.append(Sample(T0 + 6000, T0 + 5000, "c", 1, T0 + 6000, None))
+    assert checks(rec) == {"safety.terms_increase"}
+
+
+def test_a_watcher_that_disagrees_with_redis_is_flagged() -> None:
+    rec = dataclasses.replace(clean(), watcher_final=["a", 1])
+    assert checks(rec) == {"safety.watcher"}
+    rec = dataclasses.replace(clean(), redis_final=None)
+    assert checks(rec) == {"safety.watcher"}
+
+
+def test_failover_beyond_ttl_plus_renew_plus_one_second_is_flagged() -> None:
+    rec = clean()  # b takes over 3800 ms after the kill: target 2500 + 1000 exceeded
+    for e in (*rec.channel, *rec.history):
+        if e["term"] == 2:
+            e["at"] = T0 + 4800
+    assert checks(rec) == {"liveness.new_leader"}
+    rec = clean()  # 3000 ms: over the target but within the second beyond it
+    for e in (*rec.channel, *rec.history):
+        if e["term"] == 2:
+            e["at"] = T0 + 4000
+    verdict = check(rec)
+    assert verdict.ok and verdict.measures[0].over_target
+
+
+def test_no_new_leader_or_no_settling_is_flagged() -> None:
+    rec = clean()
+    rec.channel = rec.channel[:1]
+    rec.history = rec.history[:1]
+    rec.writes = rec.writes[:2]
+    rec.samples = rec.samples[:3]
+    rec.watcher_final = rec.redis_final = ["a", 1]
+    rec.faults[0].settled_ms = None
+    assert checks(rec) == {"liveness.new_leader", "liveness.settled"}
+
+
+def graceful(gap: int, exit_code: int = 0, exit_after: int = 300) -> Recording:
+    rec = clean()
+    rec.faults = [Fault(0, "graceful_stop", T0 + 1000, None, "a", "a", 1, ["a"], {}, T0 + 2000)]
+    released = {"type": "lease_released", "lease": "global", "holder_id": "a", "term": 1,
+                "at": T0 + 1200}
+    events = [changed(1, "a", T0), released, changed(2, "b", T0 + 1200 + gap, "a")]
+    rec.channel, rec.history = list(events), list(events)
+    rec.writes = [ProbeWrite("a", 0, 1, True, T0 + 100), ProbeWrite("b", 0, 2, True, T0 + 1900)]
+    rec.samples = []
+    rec.incarnations[0] = Incarnation("a", 0, T0 - 1000, T0 - 900, T0 + 1000 + exit_after,
+                                      exit_code, "term")
+    return rec
+
+
+def test_graceful_stop_within_100_ms_passes_and_slower_or_unclean_is_flagged() -> None:
+    verdict = check(graceful(gap=3))
+    assert verdict.ok, verdict.violations
+    assert verdict.measures[0].to_leader_ms == 3
+    assert checks(graceful(gap=150)) == {"liveness.graceful"}
+    assert checks(graceful(gap=3, exit_code=1)) == {"liveness.graceful", "lost.stop"}
+    assert checks(graceful(gap=3, exit_after=1500)) == {"liveness.graceful"}
+
+
+def redis_fault(first_activity: int) -> Recording:
+    rec = clean()
+    rec.faults = [Fault(0, "redis_outage", T0 + 1000, T0 + 8000, None, "a", 1, [],
+                        {"lifted_ms": T0 + 7950}, T0 + 9000)]
+    rec.channel = [changed(1, "a", T0)]
+    rec.history = [changed(1, "a", T0), changed(2, "b", T0 + 8000 + first_activity, "a")]
+    rec.writes = [ProbeWrite("a", 0, 1, True, T0 + 100)]
+    rec.samples = [Sample(T0 + 8600, T0 + 7000, "b", 2, T0 + 8000 + first_activity, None)]
+    return rec
+
+
+def test_after_a_redis_fault_a_leader_within_one_renew_interval() -> None:
+    verdict = check(redis_fault(first_activity=300))
+    assert verdict.ok, verdict.violations
+    assert verdict.measures[0].to_leader_ms == 300
+    assert check(redis_fault(first_activity=-20)).measures[0].to_leader_ms == 0  # before the PING
+    assert checks(redis_fault(first_activity=700)) == {"liveness.redis_back"}
+
+
+def test_a_leader_change_when_only_a_clock_jumped_is_flagged() -> None:
+    rec = clean()
+    rec.faults = [Fault(0, "clock_jump", T0 + 3200, T0 + 5000, "b", "b", 2, [], {}, T0 + 6000)]
+    assert check(rec).ok
+    rec.faults[0].started_ms = T0 + 2000  # term 2 began during the jump
+    assert checks(rec) == {"liveness.leader_kept"}
+
+
+def test_a_daemon_that_exits_by_itself_or_never_restarts_is_flagged() -> None:
+    rec = clean()
+    rec.incarnations[2] = Incarnation("b", 0, T0 - 1000, T0 - 900, T0 + 5000, 1, None)
+    assert checks(rec) == {"lost.exited"}
+    rec = clean()
+    rec.incarnations[1].ready_ms = None
+    assert checks(rec) == {"lost.restart"}
+    rec = clean()
+    rec.incarnations[1].errors = ["lease.loop_error"]
+    assert checks(rec) == {"lost.error_logged"}
