@@ -91,7 +91,16 @@ def test_daemons_re_elect_through_a_sentinel_failover(tmp_path: Path) -> None:
             time.sleep(1.0)
             assert all(d.process.poll() is None for d in procs.values())
             sentinel_env = {"COORDINATOR_REDIS_SENTINELS": f"127.0.0.1:{sentinel_port}"}
-            done = coordinator("status", "--json", redis_url="redis://127.0.0.1:1/0", **sentinel_env)
+            # the sentinel may still be finishing the failover (no master to name): a
+            # status command then exits 1, and succeeds once it names the new master
+            end = time.monotonic() + 15
+            while True:
+                done = coordinator("status", "--json", redis_url="redis://127.0.0.1:1/0",
+                                   **sentinel_env)
+                if done.returncode == 0 or time.monotonic() > end:
+                    break
+                assert done.returncode == 1 and "No master found" in done.stderr, done.stderr
+                time.sleep(0.2)
             assert done.returncode == 0, done.stderr
         r.close()
 
