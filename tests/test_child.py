@@ -435,3 +435,43 @@ def test_pause_stops_the_child_and_resume_starts_it_again(cluster: Cluster,
     wait_for("child.started", 2)
     proc.terminate()
     assert _wait_exit(proc, 10)[0] == 0
+
+
+@pytest.mark.e2e
+def test_a_leader_cut_off_from_redis_stops_its_child_before_another_starts(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Each daemon reaches Redis through a proxy of its own; the leader's is blackholed."""
+    from tests.chaos.proxy import ProxyHost
+
+    out = tmp_path / "lines"
+    writer = tmp_path / "writer.py"
+    writer.write_text(WRITER)
+    proxies = ProxyHost()
+    try:
+        for node in "abc":
+            proxy = proxies.add(node, cluster.server.port)
+            cluster.spawn(node, [sys.executable, str(writer), str(out)],
+                          COORDINATOR_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0")
+        _first_line(out, after=0)
+        time.sleep(0.5)
+        leader = _lines(out)[-1][0]
+        cut_at = time.time()
+        proxies.blackhole(leader)
+        nxt = _first_line(out, after=cut_at, not_node=leader)
+        time.sleep(0.5)
+        last_of_cut = max(t for n, *_, t in _lines(out) if n == leader)
+        print(f"cut-off leader's child: last line {last_of_cut - cut_at:.3f}s after the cut, "
+              f"next child's first line {nxt[3] - cut_at:.3f}s after it")
+        assert last_of_cut < nxt[3], "the cut-off leader's child still ran when the next began"
+        assert last_of_cut < cut_at + TTL  # stopped on the local deadline, before expiry
+        assert nxt[3] - cut_at < FAILOVER_BOUND
+        proxies.heal(leader, cut=True)
+        time.sleep(1.5)  # healed: it rejoins as a standby and starts no child
+        lines = _lines(out)
+        assert max(t for n, *_, t in lines if n == leader) == last_of_cut
+        terms = [term for _, term, _, _ in lines]
+        assert terms == sorted(terms)
+        assert cluster.procs[leader].poll() is None  # the cut never made the daemon exit
+    finally:
+        proxies.close()
