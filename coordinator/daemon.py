@@ -22,7 +22,7 @@ from coordinator.errors import CoordinatorError, LeaseLostError
 from coordinator.events import Outbox
 from coordinator.handoff import choose_handoff, read_candidates
 from coordinator.hooks import Hooks, LeaderContext
-from coordinator.lease import Lease, new_instance_id
+from coordinator.lease import MAX_TERM, Lease, new_instance_id
 from coordinator.membership import ControllerStatus, Heartbeat
 from coordinator.metrics import Metrics
 from coordinator.modes import MODES
@@ -414,7 +414,9 @@ class Daemon:
         if event.get("lease") != self.settings.lease_name:
             return
         term = event.get("term")
-        if isinstance(term, int):
+        # only the lease's own events carry terms; a foreign publisher's garbage must not be
+        # able to push terms past what Lua's numbers hold exactly
+        if isinstance(term, int) and 0 < term < MAX_TERM:
             self._highest_term_heard = max(self._highest_term_heard, term)
         kind = event.get("type")
         if kind == "lease_released" and self._state.role is not Role.LEADER:

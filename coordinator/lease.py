@@ -22,6 +22,7 @@ from coordinator.records import FenceResult, LeaseRecord, LeaseResult, ReleaseRe
 from coordinator.scripts import register_scripts, run_script, run_script_and_wait
 
 DEFAULT_HISTORY_MAXLEN = 10_000
+MAX_TERM = 2**53  # terms are Lua numbers (doubles) inside the scripts: exact below this
 _MAX_TTL_MS = 365 * 24 * 3600 * 1000
 
 
@@ -88,10 +89,11 @@ class Lease:
         write (``LeaseResult.replicas_acked``): a lease only the master knows can be lost in
         a failover.
         """
-        if isinstance(highest_seen_term, bool) or not isinstance(highest_seen_term, int) or (
-            highest_seen_term < 0
+        if isinstance(highest_seen_term, bool) or not isinstance(highest_seen_term, int) or not (
+            0 <= highest_seen_term < MAX_TERM - 1
         ):
-            raise InvalidArgumentError(f"highest_seen_term must be an int >= 0, got {highest_seen_term!r}")
+            raise InvalidArgumentError(
+                f"highest_seen_term must be an int from 0 to 2**53 - 2, got {highest_seen_term!r}")
         if preferred_holder_id:
             keys.check_node_id("preferred holder id", preferred_holder_id)
         if self._held is not None:

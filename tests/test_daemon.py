@@ -314,3 +314,20 @@ async def test_status_reads_many_controllers_and_reports_a_foreign_key(redis: An
     await redis.set(keys.controller_key("coordinator", "n7"), "not a hash")
     with pytest.raises(CorruptDataError, match="controller:n7"):
         await list_controllers(redis, "coordinator", retention_ms=600_000)
+
+
+async def test_garbage_on_the_events_channel_cannot_push_the_terms(redis: Any) -> None:
+    daemon = Daemon(settings("a"), redis=redis, clock=FakeClock())
+    await daemon.start()
+    try:
+        await asyncio.sleep(0.1)  # the daemon's subscription is up
+        channel = keys.events_channel("coordinator")
+        for junk in ["not json", "[1, 2]", json.dumps({"lease": "global", "term": 10**300}),
+                     json.dumps({"type": "lease_released", "lease": "global", "term": "x"})]:
+            await redis.publish(channel, junk)
+        await asyncio.sleep(0.1)
+        await daemon.lease.release()
+        await daemon.lease_step()  # a new tenure, informed by what it heard
+        assert daemon.state.role is Role.LEADER and daemon.state.term == 2
+    finally:
+        await daemon.stop()

@@ -229,3 +229,9 @@ async def test_all_keys_of_a_namespace_share_one_hash_tag() -> None:
         keys.fenced_key("ns", "x"),
     ]
     assert all(k.startswith("{ns}:") for k in built)
+
+
+def test_a_highest_seen_term_beyond_exact_lua_numbers_is_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="highest_seen_term"):
+        asyncio.run(Lease(aioredis.Redis(port=1), holder_id="a", ttl=1).acquire(
+            highest_seen_term=2**60))
