@@ -49,6 +49,7 @@ from coordinator.state import (
 
 PassResult = Literal["scheduled", "skipped_not_leader", "skipped_paused"]
 SHUTDOWN_STEP_TIMEOUT = 0.3
+SHUTDOWN_BUDGET = 0.8
 
 
 def describe(error: BaseException) -> str:
@@ -225,27 +226,36 @@ class Daemon:
             return
         self._stopping = True
         self.log.info("daemon.stopping", role=self._state.role.value)
+        # every step below is bounded, and all of them together by one budget, so a stop
+        # takes well under a second even with Redis gone
+        ends = self._clock.monotonic() + SHUTDOWN_BUDGET
+
+        def step_timeout() -> float:
+            return max(0.01, min(SHUTDOWN_STEP_TIMEOUT, ends - self._clock.monotonic()))
+
         for task in self._loops:
             task.cancel()
         # bounded: a library that swallows a cancellation must not hold up the shutdown
         if self._loops:
-            await asyncio.wait(self._loops, timeout=SHUTDOWN_STEP_TIMEOUT)
+            await asyncio.wait(self._loops, timeout=step_timeout())
         self._cancel_deadline_timer()
-        if self._state.role is Role.LEADER:
+        # a degraded daemon may still hold the lease in Redis: releasing it (only ours can be
+        # released) spares the others a wait for its expiry
+        if self._state.role in (Role.LEADER, Role.DEGRADED) and self._state.term is not None:
             await self._stop_leader_work("daemon stopping")
             with contextlib.suppress(TimeoutError):  # announce earlier changes first, in order
-                await bounded(self._outbox.flush(), SHUTDOWN_STEP_TIMEOUT)
+                await bounded(self._outbox.flush(), step_timeout())
             try:
                 result = await bounded(
-                    self._lease.release(term=self._state.term), SHUTDOWN_STEP_TIMEOUT)
+                    self._lease.release(term=self._state.term), step_timeout())
                 self.log.info("lease.released", term=self._state.term, released=result.released)
             except (CoordinatorError, TimeoutError) as e:
                 self.log.warning("lease.release_failed", error=describe(e))
             await self._observe(Released(self._clock.monotonic()))
         with contextlib.suppress(CoordinatorError, TimeoutError):
-            await bounded(self._heartbeat.beat("stopping"), SHUTDOWN_STEP_TIMEOUT)
+            await bounded(self._heartbeat.beat("stopping"), step_timeout())
         with contextlib.suppress(TimeoutError):
-            await bounded(self._outbox.flush(), SHUTDOWN_STEP_TIMEOUT)
+            await bounded(self._outbox.flush(), step_timeout())
         if self._owns_redis:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()

@@ -251,3 +251,20 @@ def test_a_leader_frozen_past_its_ttl_steps_down_within_ms_of_waking(
             assert terms == sorted(set(terms))
     finally:
         events.close()
+
+
+def test_sigterm_with_redis_gone_still_exits_0_within_a_second(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    with daemons(server.url, ["a"], tmp_path) as procs:
+        wait_for_leader(server)
+        server.stop()
+        time.sleep(1.5)  # renewals fail: degraded
+        began = time.monotonic()
+        procs["a"].signal(signal.SIGTERM)
+        status = procs["a"].process.wait(timeout=5)
+        took = time.monotonic() - began
+        assert any(e["event"] == "state.changed" and e["to"] == "degraded"
+                   for e in procs["a"].logs())
+    print(f"SIGTERM with Redis gone: exit {status} after {took:.2f}s")
+    assert status == 0 and took < 1.0
