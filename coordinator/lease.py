@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import secrets
 import socket
-from dataclasses import replace
 from typing import Any
 
 from redis import exceptions as redis_exceptions
@@ -73,6 +72,10 @@ class Lease:
         self._redis = redis
         self._scripts = register_scripts(redis)
         self._held: LeaseRecord | None = None  # the record as of this process's last acquire
+        # the hot path's arguments, encoded once (the client would encode them on every call)
+        self._renew_keys = [self.key, self.mode_key]
+        self._renew_args = [self.holder_id.encode(), self.instance_id.encode(),
+                            str(self.ttl_ms).encode()]
 
     async def acquire(
         self,
@@ -130,8 +133,7 @@ class Lease:
     async def _renew(self, wait_replicas: int, wait_timeout_ms: int) -> LeaseResult | None:
         """The leader's hot path (renew.lua); None if the lease is no longer ours."""
         reply, acked = await self._call(
-            self._scripts.renew, [self.key, self.mode_key],
-            [self.holder_id, self.instance_id, self.ttl_ms], wait_replicas, wait_timeout_ms)
+            self._scripts.renew, self._renew_keys, self._renew_args, wait_replicas, wait_timeout_ms)
         if reply[0] == "lost":
             self._held = None
             return None
@@ -164,7 +166,9 @@ class Lease:
                 instance_id=self.instance_id, term=term, lease_expires_at=expires,
                 renewed_at=now, acquired_at=int(reply[4] or 0),
                 preferred_holder_id=fallback[1] or None, metadata=fallback[0] or {})
-        self._held = replace(held, lease_expires_at=expires, renewed_at=now)
+        self._held = LeaseRecord(  # positional, not dataclasses.replace: this runs every renewal
+            held.holder_id, held.holder_host, held.instance_id, held.term, expires, now,
+            held.acquired_at, held.preferred_holder_id, held.metadata, held.reserved)
         return self._held
 
     async def release(self, *, term: int | None = None, handoff_to: str | None = None) -> ReleaseResult:
