@@ -86,10 +86,22 @@ async def redis_time_ms(redis: Any) -> int:
 
 async def alive_node_ids(redis: Any, namespace: str, *, within_ms: int) -> list[str]:
     """Node ids that heartbeated within the last ``within_ms`` (a range query)."""
+    return await _heard(redis, namespace, newer_than=within_ms)
+
+
+async def stale_node_ids(redis: Any, namespace: str, *, older_than_ms: int) -> list[str]:
+    """Node ids whose last heartbeat is older than ``older_than_ms`` but still retained."""
+    return await _heard(redis, namespace, older_than=older_than_ms)
+
+
+async def _heard(redis: Any, namespace: str, *, newer_than: int | None = None,
+                 older_than: int | None = None) -> list[str]:
     key = keys.heartbeats_key(namespace)
     with redis_errors(key):
         now = await redis_time_ms(redis)
-        members = await redis.zrangebyscore(key, now - within_ms, "+inf")
+        low = now - newer_than if newer_than is not None else "-inf"
+        high = f"({now - older_than}" if older_than is not None else "+inf"
+        members = await redis.zrangebyscore(key, low, high)
     return [str(text(m)) for m in members]
 
 

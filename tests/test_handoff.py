@@ -154,3 +154,18 @@ async def test_a_flapping_preferred_node_never_takes_over(redis: Any) -> None:
         assert standby.state.role is Role.LEADER and standby.state.term == 1
     finally:
         await standby.stop()
+
+
+async def test_who_is_alive_and_who_went_stale_are_range_queries(redis: Any) -> None:
+    from coordinator.membership import alive_node_ids, stale_node_ids
+
+    def beat(node: str) -> Heartbeat:
+        return Heartbeat(redis, namespace="coordinator", node_id=node, host="h", role="standby",
+                         priority=50, version="1", instance_id=node, interval=0.05, retention=60)
+
+    await beat("old").beat()
+    await asyncio.sleep(0.2)
+    await beat("new").beat()
+    assert await alive_node_ids(redis, "coordinator", within_ms=150) == ["new"]
+    assert await stale_node_ids(redis, "coordinator", older_than_ms=150) == ["old"]
+    assert sorted(await alive_node_ids(redis, "coordinator", within_ms=60_000)) == ["new", "old"]
