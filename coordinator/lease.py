@@ -7,13 +7,9 @@ import secrets
 import socket
 from typing import Any
 
-from redis import exceptions as redis_exceptions
-
 from coordinator import keys
-from coordinator.boundary import redis_errors, text_map
+from coordinator.boundary import reading, text_map
 from coordinator.errors import (
-    CoordinatorError,
-    CorruptDataError,
     InvalidArgumentError,
     UnexpectedReplyError,
 )
@@ -231,11 +227,6 @@ class Lease:
 async def read_lease(redis: Any, namespace: str, name: str) -> LeaseRecord | None:
     """Read the current lease of ``namespace``/``name`` without holding it."""
     key = keys.lease_key(namespace, name)
-    try:
-        with redis_errors(key):
-            raw = await redis.hgetall(key)
-    except CoordinatorError as e:
-        if isinstance(e.__cause__, redis_exceptions.ResponseError):
-            raise CorruptDataError(key, f"cannot be read as a lease ({e.__cause__})") from e
-        raise
+    with reading(key, "a lease"):
+        raw = await redis.hgetall(key)
     return LeaseRecord.from_fields(key, text_map(raw)) if raw else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -106,31 +107,15 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a readable file")
         return value
 
-    @field_validator("namespace", "lease_name")
+    @field_validator("namespace", "lease_name", "fence_probe_key")
     @classmethod
-    def _names_are_key_safe(cls, value: str) -> str:
-        try:
-            return keys.check_name("name", value)
-        except InvalidArgumentError as e:
-            raise ValueError(str(e).removeprefix("name ")) from None
-
-    @field_validator("fence_probe_key")
-    @classmethod
-    def _probe_key_is_key_safe(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return keys.check_name("name", value)
-        except InvalidArgumentError as e:
-            raise ValueError(str(e).removeprefix("name ")) from None
+    def _names_are_key_safe(cls, value: str | None) -> str | None:
+        return None if value is None else _key_safe(keys.check_name, "name", value)
 
     @field_validator("node_id")
     @classmethod
     def _node_id_is_key_safe(cls, value: str) -> str:
-        try:
-            return keys.check_node_id("node id", value)
-        except InvalidArgumentError as e:
-            raise ValueError(str(e).removeprefix("node id ")) from None
+        return _key_safe(keys.check_node_id, "node id", value)
 
     @field_validator("host")
     @classmethod
@@ -212,6 +197,15 @@ class _FieldRule(ValueError):
     def __init__(self, field: str, rule: str) -> None:
         super().__init__(rule)
         self.field = field
+
+
+def _key_safe(check: Callable[[str, str], str], kind: str, value: str) -> str:
+    """Run a ``keys`` check as a pydantic validator: its error becomes a ValueError whose
+    message reads after the variable's name."""
+    try:
+        return check(kind, value)
+    except InvalidArgumentError as e:
+        raise ValueError(str(e).removeprefix(kind + " ")) from None
 
 
 def redact_url(url: str) -> str:
