@@ -146,6 +146,11 @@ class Settings(BaseSettings):
             raise _FieldRule("redis_cluster", "cannot be combined with COORDINATOR_REDIS_SENTINELS")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise _FieldRule("tls_key_file", "and COORDINATOR_TLS_CERT_FILE go together")
+        if self.redis_cluster and self.min_replicas_ack:
+            # WAIT carries no key: a cluster client would send it to some node, not the
+            # master of the lease's slot, so the acknowledgement would prove nothing
+            raise _FieldRule("min_replicas_ack", "cannot be combined with "
+                             "COORDINATOR_REDIS_CLUSTER (WAIT would not reach the lease's master)")
         if self.min_replicas_ack and self.replica_ack_timeout >= self.renew_interval:
             raise _FieldRule("replica_ack_timeout", "must be below COORDINATOR_RENEW_INTERVAL")
         if self.heartbeat_retention < 3 * self.heartbeat_interval:

@@ -184,6 +184,21 @@ async def test_lease_membership_and_daemon_work_on_a_real_cluster() -> None:
             await client.aclose()
 
 
+def test_cluster_with_replica_acknowledgement_is_refused_before_touching_redis() -> None:
+    # Once a traceback at start and a restart loop: the renew's WAIT went down a pipeline,
+    # which redis-py refuses in cluster mode (and WAIT, carrying no key, would have gone to
+    # a node other than the lease's master). Now the settings refuse the pair, exit 2.
+    with three_master_cluster() as nodes:
+        done = coordinator("run", redis_url=nodes[0].url, timeout=20,
+                           COORDINATOR_REDIS_CLUSTER="true", COORDINATOR_MIN_REPLICAS_ACK="1",
+                           COORDINATOR_NODE_ID="a")
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "COORDINATOR_MIN_REPLICAS_ACK" in done.stderr
+        assert "COORDINATOR_REDIS_CLUSTER" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert all(redis.Redis(port=n.port).dbsize() == 0 for n in nodes)  # nothing touched
+
+
 def make_certificates(directory: Path) -> dict[str, Path]:
     def ssl(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
