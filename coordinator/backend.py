@@ -61,6 +61,7 @@ def _sentinel_master(settings: Settings, url: str, common: dict[str, Any]) -> An
                                        "socket_connect_timeout": common["socket_connect_timeout"]}
     if settings.redis_sentinel_password is not None:
         sentinel_kwargs["password"] = settings.redis_sentinel_password.get_secret_value()
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        settings.sentinel_addresses, sentinel_kwargs=sentinel_kwargs, **master)
+    # through Any: redis-py before 8 leaves Sentinel untyped, 8 types it; either passes
+    make_sentinel: Any = Sentinel
+    sentinel = make_sentinel(settings.sentinel_addresses, sentinel_kwargs=sentinel_kwargs, **master)
     return sentinel.master_for(settings.redis_sentinel_service, retry=Retry(NoBackoff(), 1))
