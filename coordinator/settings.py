@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 from collections.abc import Callable
@@ -28,6 +29,15 @@ def _package_version() -> str:
 
 class SettingsError(InvalidArgumentError):
     """A setting is invalid; the message names the variable and the rule."""
+
+
+class UnknownSettingError(SettingsError, TypeError):
+    """A keyword argument or COORDINATOR_* variable that is no setting (a misspelling)."""
+
+
+# COORDINATOR_* names the daemon itself sets for a leader-only child (which may run
+# `coordinator status` in turn) that are not settings
+CHILD_ONLY_VARIABLES = frozenset({ENV_PREFIX + "TERM"})
 
 
 class Settings(BaseSettings):
@@ -234,6 +244,7 @@ def load_settings(**overrides: Any) -> Settings:
 
     Raises ``SettingsError`` naming the variable and the rule; secrets are never echoed.
     """
+    _refuse_unknown(overrides)
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**given)
@@ -249,3 +260,32 @@ def load_settings(**overrides: Any) -> Settings:
             message = str(error["msg"]).removeprefix("Value error, ")
             problems.append(f"{env_name(field)}: {message}{shown}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+def _closest(name: str, known: list[str]) -> str:
+    match = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
+def _refuse_unknown(overrides: dict[str, Any]) -> None:
+    """A misspelled setting would silently run with the default (a 30 s TTL for a user who
+    believes in 2 s): refuse unknown keywords, variables and .env lines, naming the closest."""
+    fields = list(Settings.model_fields)
+    for name in overrides:
+        if name not in Settings.model_fields:
+            raise UnknownSettingError(f"unknown setting {name!r}{_closest(name, fields)}")
+    variables = [env_name(f) for f in fields]
+    sources = [("the environment", list(os.environ))]
+    env_file = Settings.model_config.get("env_file")
+    if isinstance(env_file, str) and os.path.isfile(env_file):
+        from dotenv import dotenv_values  # pydantic-settings' own .env reader
+
+        sources.append((f"{env_file} file", list(dotenv_values(env_file))))
+    for where, names in sources:
+        for name in names:
+            upper = name.upper()
+            if (upper.startswith(ENV_PREFIX) and upper not in variables
+                    and upper not in CHILD_ONLY_VARIABLES):
+                raise UnknownSettingError(
+                    f"invalid settings: {name}: unknown variable in {where}"
+                    f"{_closest(upper, variables)}")
