@@ -18,11 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import structlog
-
 from coordinator.clock import bounded
 from coordinator.errors import CoordinatorError, InvalidArgumentError
 from coordinator.hooks import Hooks, LeaderContext
+from coordinator.logs import get_logger
 from coordinator.settings import ENV_PREFIX, Settings
 from coordinator.watchdog import startable
 from coordinator.watchdog_link import OutputRelay, WatchdogLink, spawn_watchdog
@@ -141,7 +140,7 @@ class ChildRunner:
         self._state: dict[str, Any] = {"running": False, "pid": None, "term": None,
                                        "started_at": None, "restarts": 0,
                                        "last_exit_status": None}
-        self.log = structlog.get_logger("coordinator.child").bind(node_id=settings.node_id)
+        self.log = get_logger("coordinator.child").bind(node_id=settings.node_id)
 
     def hooks(self) -> Hooks:
         """The daemon hooks that drive the child."""

@@ -12,8 +12,6 @@ import json
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal
 
-import structlog
-
 from coordinator import keys
 from coordinator.backend import connect
 from coordinator.boundary import UNAVAILABLE
@@ -23,6 +21,7 @@ from coordinator.events import Outbox
 from coordinator.handoff import choose_handoff, read_candidates
 from coordinator.hooks import Hooks, LeaderContext
 from coordinator.lease import MAX_TERM, Lease, new_instance_id
+from coordinator.logs import get_logger
 from coordinator.membership import ControllerStatus, Heartbeat
 from coordinator.metrics import Metrics
 from coordinator.modes import MODES
@@ -112,7 +111,7 @@ class Daemon:
         self._checklist_done = False
         self._stopping = False
         self.stopped = asyncio.Event()
-        self.log = structlog.get_logger("coordinator.daemon").bind(node_id=settings.node_id)
+        self.log = get_logger("coordinator.daemon").bind(node_id=settings.node_id)
 
     # ---- the public surface -------------------------------------------------------------
 

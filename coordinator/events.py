@@ -7,13 +7,12 @@ import collections
 import json
 from typing import Any
 
-import structlog
-
 from coordinator import keys
 from coordinator.boundary import redis_errors
 from coordinator.clock import Clock
+from coordinator.logs import get_logger
 
-log = structlog.get_logger("coordinator.events")
+log = get_logger("coordinator.events")
 
 
 def encode(event: dict[str, Any]) -> str:

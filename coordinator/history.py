@@ -5,15 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import structlog
-
 from coordinator import keys
 from coordinator.boundary import reading, redis_errors, text, text_map
 from coordinator.errors import CorruptDataError, InvalidArgumentError
 from coordinator.event_models import WatchEvent, parse_event
+from coordinator.logs import get_logger
 from coordinator.membership import redis_time_ms
 
-log = structlog.get_logger("coordinator.history")
+log = get_logger("coordinator.history")
 
 PAGE = 500
 _STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")

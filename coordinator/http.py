@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol
 
-import structlog
-
 from coordinator.errors import CoordinatorError
+from coordinator.logs import get_logger
 from coordinator.membership import ALIVE_INTERVALS
 from coordinator.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from coordinator.metrics import Metrics
@@ -43,7 +42,7 @@ _VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
 _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 _TARGET = re.compile(rb"/[\x21-\x7e]*")
 
-log = structlog.get_logger("coordinator.http")
+log = get_logger("coordinator.http")
 
 
 class Observed(Protocol):

@@ -13,19 +13,18 @@ import asyncio
 import json
 from typing import Any
 
-import structlog
-
 from coordinator import keys
 from coordinator.boundary import UNAVAILABLE
 from coordinator.daemon import Daemon, describe
 from coordinator.errors import CoordinatorError, LeaseLostError
 from coordinator.hooks import LeaderContext
+from coordinator.logs import get_logger
 
 
 async def run_probe(daemon: Daemon, name: str) -> None:
     """Until cancelled: every renew interval, one scheduler pass doing one fenced write."""
     key = keys.fenced_key(daemon.settings.namespace, name)
-    log = structlog.get_logger("coordinator.probe").bind(node_id=daemon.settings.node_id)
+    log = get_logger("coordinator.probe").bind(node_id=daemon.settings.node_id)
     interval = daemon.settings.renew_interval
     seq = 0
 

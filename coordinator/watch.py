@@ -14,7 +14,6 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-import structlog
 from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -39,9 +38,10 @@ from coordinator.history import (
     read_entries,
 )
 from coordinator.lease import read_lease
+from coordinator.logs import get_logger
 from coordinator.membership import redis_time_ms
 
-log = structlog.get_logger("coordinator.watch")
+log = get_logger("coordinator.watch")
 
 # under a second even at full jitter, so the resync follows Redis's return within ~1 s
 MAX_BACKOFF = 0.8

@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from coordinator import keys
 from coordinator.daemon import Daemon
@@ -18,6 +17,7 @@ from coordinator.settings import Settings, load_settings
 from coordinator.state import Role
 from tests.conftest import Breakable
 from tests.fake_clock import FakeClock
+from tests.log_capture import capture_logs
 
 
 def settings(node: str, **kw: Any) -> Settings:

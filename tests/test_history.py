@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from coordinator import CorruptDataError, InvalidArgumentError, Lease, keys
 from coordinator.event_models import (
@@ -18,6 +17,7 @@ from coordinator.event_models import (
 )
 from coordinator.history import events_since, next_stream_id, parse_duration_ms, parse_stream_id
 from coordinator.modes import set_automation_mode
+from tests.log_capture import capture_logs
 
 
 def lease(redis: Any, holder: str, ttl: float = 5.0) -> Lease:

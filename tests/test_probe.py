@@ -8,12 +8,12 @@ import json
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from coordinator import keys
 from coordinator.daemon import Daemon
 from coordinator.probe import start_probe
 from coordinator.settings import SettingsError, load_settings
+from tests.log_capture import capture_logs
 
 
 def settings(node: str, **kw: Any) -> Any:

@@ -14,7 +14,6 @@ from typing import Any
 import fakeredis
 import pytest
 import redis.asyncio as aioredis
-from structlog.testing import capture_logs
 
 from coordinator import InvalidArgumentError, Lease, keys
 from coordinator.event_models import (
@@ -30,6 +29,7 @@ from coordinator.events import publish
 from coordinator.history import events_since
 from coordinator.modes import set_automation_mode
 from coordinator.watch import backoff_delay, watch, watch_with_callbacks
+from tests.log_capture import capture_logs
 from tests.redis_server import RedisServer, running_redis
 
 CHANNEL = keys.events_channel("coordinator")
