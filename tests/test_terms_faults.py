@@ -80,17 +80,19 @@ async def test_a_failover_that_lost_the_last_grant_never_grants_its_term_again(
     # the replica is promoted before b's grant reaches it: that write is lost
     await replica.execute_command("REPLICAOF", "NO", "ONE")
     b_client = aioredis.Redis(port=master.connection_pool.connection_kwargs["port"])
-    b = lease(b_client, "b")
-    term_b = (await b.acquire()).term
-    await asyncio.sleep(0.01)  # a failover takes time (the clocks agree within it)
-    c = lease(replica, "c")  # a fresh process that never heard of term_b
-    got_c = await c.acquire()
-    assert got_c.is_leader
-    assert got_c.term > term_b > term_a
-    # b still trusts its local deadline and writes through the new master
-    await fail_over(b_client, replica_port)
-    stale = await b.fenced_set(FENCED, "from-b", term_b)
-    await b_client.aclose()
+    try:
+        b = lease(b_client, "b")
+        term_b = (await b.acquire()).term
+        await asyncio.sleep(0.01)  # a failover takes time (the clocks agree within it)
+        c = lease(replica, "c")  # a fresh process that never heard of term_b
+        got_c = await c.acquire()
+        assert got_c.is_leader
+        assert got_c.term > term_b > term_a
+        # b still trusts its local deadline and writes through the new master
+        await fail_over(b_client, replica_port)
+        stale = await b.fenced_set(FENCED, "from-b", term_b)
+    finally:
+        await b_client.aclose()
     assert (stale.accepted, stale.current_term) == (False, got_c.term)
     assert await replica.get(FENCED) is None
     assert (await c.fenced_set(FENCED, "from-c", got_c.term)).accepted
