@@ -68,6 +68,12 @@ def controller_key(namespace: str, node_id: str) -> str:
     return f"{_tag(namespace)}:controller:{check_node_id('node id', node_id)}"
 
 
+def no_controller_key(namespace: str) -> str:
+    """A key no controller ever has and nothing writes: stands in for "no controller" where a
+    script takes a controller hash in KEYS, so its key count stays fixed."""
+    return f"{_tag(namespace)}:no-controller"
+
+
 def automation_mode_key(namespace: str) -> str:
     """String holding the namespace's automation mode (running | draining | paused)."""
     return f"{_tag(namespace)}:automation_mode"

@@ -13,11 +13,19 @@ from coordinator.errors import (
     InvalidArgumentError,
     UnexpectedReplyError,
 )
-from coordinator.records import FenceResult, LeaseRecord, LeaseResult, ReleaseResult, pairs_to_dict
+from coordinator.records import (
+    MAX_TERM,
+    FenceResult,
+    LeaseRecord,
+    LeaseResult,
+    ReleaseResult,
+    pairs_to_dict,
+)
 from coordinator.scripts import register_scripts, run_script, run_script_and_wait
 
+__all__ = ["DEFAULT_HISTORY_MAXLEN", "MAX_TERM", "Lease", "new_instance_id", "read_lease", "ttl_to_ms"]
+
 DEFAULT_HISTORY_MAXLEN = 10_000
-MAX_TERM = 2**53  # terms are Lua numbers (doubles) inside the scripts: exact below this
 _MAX_TTL_MS = 365 * 24 * 3600 * 1000
 
 
@@ -65,9 +73,16 @@ class Lease:
         self.history_key = keys.history_key(namespace)
         self.mode_key = keys.automation_mode_key(namespace)
         self.channel = keys.events_channel(namespace)
+        self._no_controller_key = keys.no_controller_key(namespace)
         self._redis = redis
         self._scripts = register_scripts(redis)
         self._held: LeaseRecord | None = None  # the record as of this process's last acquire
+        # the highest term any reply showed: a lease this process gets back after Redis lost
+        # its grant (failover, empty restart) must carry a larger term than its old writes
+        self._highest_term = 0
+        # the node the last "held" reply said the lease is reserved for: the next acquire
+        # passes its controller hash, so a reservation for a dead node ends early
+        self._reserved_for: str | None = None
         # the hot path's arguments, encoded once (the client would encode them on every call)
         self._renew_keys = [self.key, self.mode_key]
         self._renew_args = [self.holder_id.encode(), self.instance_id.encode(),
@@ -84,6 +99,8 @@ class Lease:
     ) -> LeaseResult:
         """Acquire the lease if free, renew it if ours; otherwise report who holds it.
 
+        A new tenure's term is larger than the stored term, than ``highest_seen_term``, than
+        every term this object saw in a reply, and at least the Redis server's clock in ms.
         With ``wait_replicas``, the same round trip WAITs for that many replicas to have the
         write (``LeaseResult.replicas_acked``): a lease only the master knows can be lost in
         a failover.
@@ -99,18 +116,21 @@ class Lease:
             renewed = await self._renew(wait_replicas, wait_timeout_ms)
             if renewed is not None:
                 return renewed
-        call_keys = [self.key, self.tenure_key, self.history_key, self.mode_key]
+        reserved_for = self._reserved_for
+        call_keys = [self.key, self.tenure_key, self.history_key, self.mode_key,
+                     self._controller_key(reserved_for)]
         call_args = [
             self.holder_id,
             self.holder_host,
             self.instance_id,
             self.ttl_ms,
-            highest_seen_term,
+            max(highest_seen_term, self._highest_term),
             json.dumps(metadata, separators=(",", ":")) if metadata else "{}",
             preferred_holder_id or "",
             self.name,
             self.channel,
             self.history_maxlen,
+            reserved_for or "",
         ]
         reply, acked = await self._call(self._scripts.acquire, call_keys, call_args,
                                         wait_replicas, wait_timeout_ms)
@@ -121,7 +141,9 @@ class Lease:
             record = LeaseRecord.from_fields(self.key, pairs_to_dict(reply[3:]))
         else:
             raise UnexpectedReplyError(f"acquire replied {code!r}")
+        self._saw_term(record.term)
         self._held = record if code != "held" else None
+        self._reserved_for = record.holder_id if record.reserved else None
         return LeaseResult(is_leader=code != "held", operation=None if code == "held" else code,
                            record=record, redis_now=now, automation_mode=mode,
                            replicas_acked=acked)
@@ -136,9 +158,18 @@ class Lease:
         if reply[0] != "renew" or len(reply) != 5:
             raise UnexpectedReplyError(f"renew replied {reply!r}")
         record = self._renewed([reply[0], reply[1], reply[2], reply[3], None, reply[4]])
+        if record.term > self._highest_term:  # inline: this runs every renewal
+            self._highest_term = record.term
         return LeaseResult(is_leader=True, operation="renew", record=record,
                            redis_now=int(reply[1]), automation_mode=str(reply[2] or "running"),
                            replicas_acked=acked)
+
+    def _saw_term(self, term: int | None) -> None:
+        if term is not None and term > self._highest_term:
+            self._highest_term = term
+
+    def _controller_key(self, node_id: str | None) -> str:
+        return keys.controller_key(self.namespace, node_id) if node_id else self._no_controller_key
 
     async def _call(self, script: Any, call_keys: list[str], call_args: list[Any],
                     wait_replicas: int, wait_timeout_ms: int) -> tuple[list[Any], int | None]:
@@ -171,13 +202,17 @@ class Lease:
         """Release the lease if this process holds it (for ``term``, if given).
 
         With ``handoff_to``, the lease is reserved for that node for one TTL, so the handover
-        goes to it and not to whichever standby is fastest.
+        goes to it and not to whichever standby is fastest, provided its controller record
+        says it is alive (checked atomically with the release); a dead or unknown target gets
+        no reservation, so every standby may take the lease (``ReleaseResult.handoff_refused``
+        says why).
         """
         if handoff_to is not None:
             keys.check_node_id("handover target", handoff_to)
         reply = await run_script(
             self._scripts.release,
-            [self.key, self.history_key, self.tenure_key, keys.handoff_key(self.namespace, self.name)],
+            [self.key, self.history_key, self.tenure_key, keys.handoff_key(self.namespace, self.name),
+             self._controller_key(handoff_to)],
             [
                 self.holder_id,
                 self.instance_id,
@@ -191,12 +226,17 @@ class Lease:
         )
         code, now = reply[0], int(reply[1])
         if code == "released":
+            if len(reply) != 4:
+                raise UnexpectedReplyError(f"release replied {reply!r}")
             self._held = None
-            return ReleaseResult(released=True, current=None, redis_now=now)
+            return ReleaseResult(released=True, current=None, redis_now=now,
+                                 reserved_for=reply[2] or None, handoff_refused=reply[3] or None)
         if code != "not_holder":
             raise UnexpectedReplyError(f"release replied {code!r}")
         fields = pairs_to_dict(reply[2:])
         current = LeaseRecord.from_fields(self.key, fields) if fields else None
+        if current is not None:
+            self._saw_term(current.term)
         return ReleaseResult(released=False, current=current, redis_now=now)
 
     async def get(self) -> LeaseRecord | None:
@@ -206,21 +246,25 @@ class Lease:
     async def fenced_set(
         self, key: str, value: str | bytes, term: int, *, px: int | None = None
     ) -> FenceResult:
-        """SET ``key`` only if ``term`` is still the term of the live lease, atomically.
+        """SET ``key`` only while this process's tenure ``term`` is the live lease, atomically.
 
+        The live lease must carry ``term`` and this Lease's holder and instance id: a term
+        alone could be shared by two tenures after a failover that lost writes.
         On Redis Cluster ``key`` must share the namespace's hash tag (see ``keys.fenced_key``).
         """
-        if isinstance(term, bool) or not isinstance(term, int) or term < 1:
-            raise InvalidArgumentError(f"term must be an int >= 1, got {term!r}")
+        if isinstance(term, bool) or not isinstance(term, int) or not 1 <= term < MAX_TERM:
+            raise InvalidArgumentError(f"term must be an int from 1 to 2**53 - 1, got {term!r}")
         if not isinstance(key, str) or not key:
             raise InvalidArgumentError("fenced_set needs a non-empty key")
         reply = await run_script(
-            self._scripts.fence, [self.key, key], [term, value, px or 0]
+            self._scripts.fence, [self.key, key],
+            [term, value, px or 0, self.holder_id, self.instance_id],
         )
         code, now = reply[0], int(reply[1])
-        current = int(reply[2]) if reply[2] not in ("", None) else None
         if code not in ("ok", "stale"):
             raise UnexpectedReplyError(f"fence replied {code!r}")
+        current = int(reply[2]) if reply[2] not in ("", None) else None
+        self._saw_term(current)
         return FenceResult(accepted=code == "ok", term=term, current_term=current, redis_now=now)
 
 

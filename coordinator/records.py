@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from coordinator.errors import CorruptDataError
 
 Operation = Literal["acquire", "renew"]
+
+MAX_TERM = 2**53  # terms are Lua numbers (doubles) inside the scripts: exact below this
+_TERM = re.compile(r"[0-9]{1,16}")
+
+
+def parse_term(value: str | None) -> int:
+    """A stored term: decimal digits for an integer from 0 to 2**53 - 1, else ``ValueError``."""
+    if value is None or not _TERM.fullmatch(value) or int(value) >= MAX_TERM:
+        raise ValueError(f"field 'term' is not an integer from 0 to 2**53 - 1: {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -37,7 +48,7 @@ class LeaseRecord:
                 holder_id=_required(fields, "holder_id"),
                 holder_host=fields.get("holder_host", ""),
                 instance_id=_required(fields, "instance_id"),
-                term=int(_required(fields, "term")),
+                term=parse_term(fields.get("term")),
                 lease_expires_at=int(_required(fields, "lease_expires_at")),
                 renewed_at=int(fields.get("renewed_at") or 0),
                 acquired_at=int(fields.get("acquired_at") or 0),
@@ -118,11 +129,18 @@ class LeaseResult:
 
 @dataclass(frozen=True)
 class ReleaseResult:
-    """What release returned: ``released`` is False when the caller was not the holder."""
+    """What release returned: ``released`` is False when the caller was not the holder.
+
+    With a handover target, ``reserved_for`` names the node the lease is now reserved for;
+    a target found dead or unknown gets no reservation and ``handoff_refused`` says why
+    ("unknown node", "status is stopping", "heartbeat is stale").
+    """
 
     released: bool
     current: LeaseRecord | None
     redis_now: int
+    reserved_for: str | None = None
+    handoff_refused: str | None = None
 
 
 @dataclass(frozen=True)

@@ -88,5 +88,5 @@ def _checked(reply: Any) -> list[Any]:
     if decoded[0] == "wrongtype":
         raise CorruptDataError(str(decoded[1]), "holds a value of a type the coordinator never writes")
     if decoded[0] == "corrupt":
-        raise CorruptDataError(str(decoded[1]), f"field {decoded[2]!r} is missing or malformed")
+        raise CorruptDataError(str(decoded[1]), f"field {decoded[2]!r} is missing, malformed or out of range")
     return decoded

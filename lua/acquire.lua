@@ -1,35 +1,62 @@
 -- acquire.lua: acquire-or-renew the leader lease in one atomic step.
 --
 -- Caller holds it    -> expiry and renewed_at move forward, term unchanged, nothing
---                       published; code "renew". This is the hot path (every renew
---                       interval), kept to TIME, HMGET, GET, HSET and PEXPIREAT.
--- No live lease      -> the caller becomes holder with term max(stored, highest seen) + 1,
---                       announces leader_changed (PUBLISH + history stream); code "acquire".
+--                       published; code "renew". (A leader's hot path is renew.lua; this is
+--                       its fallback and a restarted caller's first call.)
+-- No live lease      -> the caller becomes holder with a new term (below), announces
+--                       leader_changed (PUBLISH + history stream); code "acquire".
 -- Another holds it   -> nothing changes; code "held" with the holder's record.
 -- Reserved for another (a handover in progress, see release.lua) -> code "held" with a
 --                       stand-in record: holder_id = the node it is reserved for,
 --                       instance_id "reserved", lease_expires_at = when the reservation ends.
+--                       Unless the caller names that node in ARGV[11] and its controller
+--                       record (KEYS[5]) says it is dead (status not alive, or its last
+--                       heartbeat three of its intervals old, or no record): then the
+--                       reservation is dropped and the lease granted.
+--
+-- The new term is max(stored term + 1, highest term the caller has seen + 1, TIME in ms): it
+-- looks like Unix milliseconds and is larger than any term granted before even when this
+-- Redis lost the last writes (a failover, a restart without persistence), provided the
+-- servers' clocks agree within the time that took. A term that would reach 2^53 (no longer
+-- exact as a Lua number) is refused; a stored term that is not decimal digits below 2^53 is
+-- reported as corrupt, never used or overwritten.
 -- All times are the Redis server's clock (TIME), integer milliseconds; the hash expires exactly at
 -- lease_expires_at (PEXPIREAT), so the reported expiry is the real one. Host, metadata and
 -- preferred holder are written when a tenure starts; a renewal only moves the times.
 --
 -- KEYS[1] lease hash (expires with the TTL)
--- KEYS[2] tenure hash (never expires: highest term granted, last holder id)
+-- KEYS[2] tenure hash (never expires: term = highest term granted, holder_id = last holder,
+--         reserved_for / reserved_until while a handover reservation stands)
 -- KEYS[3] history stream (capped)
 -- KEYS[4] automation mode string (only read: it rides along so the daemon needs no extra call)
+-- KEYS[5] controller hash of the node named in ARGV[11], or a placeholder key that is never
+--         written when ARGV[11] is "" (the key count stays fixed); only read
 -- ARGV[1] holder id          ARGV[2] holder host      ARGV[3] instance id (one per process)
--- ARGV[4] ttl in ms          ARGV[5] highest term the caller has seen
+-- ARGV[4] ttl in ms          ARGV[5] highest term the caller has seen (0 .. 2^53 - 2)
 -- ARGV[6] metadata json      ARGV[7] preferred holder id ("" for none)
 -- ARGV[8] lease name         ARGV[9] events channel   ARGV[10] history max length
+-- ARGV[11] the node a reservation was last reported for ("" for none)
 -- Returns (automation_mode is "" when unset)
 --   {"renew", now_ms, automation_mode, term, acquired_at, lease_expires_at}
 --   {"acquire" | "held", now_ms, automation_mode, field1, value1, ...} with the lease hash
---   {"wrongtype", key} | {"corrupt", key, field}, touching nothing.
+--   {"wrongtype", key} | {"corrupt", key, field}, touching nothing ({"corrupt", tenure, "term"}
+--   also when no term below 2^53 is left).
 local lease_key, tenure_key, history_key, mode_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local target_key = KEYS[5]
 local holder_id, holder_host, instance_id = ARGV[1], ARGV[2], ARGV[3]
-local ttl_ms, highest_seen = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ttl_ms, highest_seen = tonumber(ARGV[4]), tonumber(ARGV[5]) or 0
 local metadata_json, preferred = ARGV[6], ARGV[7]
 local lease_name, channel, history_maxlen = ARGV[8], ARGV[9], tonumber(ARGV[10])
+local target_id = ARGV[11]
+local TERM_LIMIT = 9007199254740992  -- 2^53
+
+-- a stored term: decimal digits below 2^53 (exact as a Lua number), else nil
+local function term_of(s)
+  if type(s) ~= 'string' or #s > 16 or not s:match('^%d+$') then return nil end
+  local n = tonumber(s)
+  if n >= TERM_LIMIT then return nil end
+  return n
+end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -46,7 +73,7 @@ mode = mode or ''
 if cur[1] or cur[2] or cur[3] then
   if not cur[1] or cur[1] == '' then return {'corrupt', lease_key, 'holder_id'} end
   if not cur[2] or cur[2] == '' then return {'corrupt', lease_key, 'instance_id'} end
-  if not tonumber(cur[3]) then return {'corrupt', lease_key, 'term'} end
+  if not term_of(cur[3]) then return {'corrupt', lease_key, 'term'} end
   if not tonumber(cur[4]) then return {'corrupt', lease_key, 'lease_expires_at'} end
   if cur[1] == holder_id and cur[2] == instance_id then
     redis.call('HSET', lease_key, 'lease_expires_at', expires, 'renewed_at', now)
@@ -67,25 +94,42 @@ if kind ~= 'none' and kind ~= 'hash' then return {'wrongtype', tenure_key} end
 kind = redis.call('TYPE', history_key)['ok']
 if kind ~= 'none' and kind ~= 'stream' then return {'wrongtype', history_key} end
 local tenure = redis.call('HMGET', tenure_key, 'term', 'holder_id', 'reserved_for', 'reserved_until')
-local stored_term = tenure[1]
-if stored_term and not tonumber(stored_term) then return {'corrupt', tenure_key, 'term'} end
-
-if tenure[3] and tenure[3] ~= holder_id and (tonumber(tenure[4]) or 0) > now then
-  return {'held', now, mode, 'holder_id', tenure[3], 'holder_host', '', 'instance_id', 'reserved',
-    'term', tostring(stored_term or 0), 'lease_expires_at', tenure[4], 'reserved', '1'}
+local stored = 0
+if tenure[1] then
+  stored = term_of(tenure[1])
+  if not stored then return {'corrupt', tenure_key, 'term'} end
 end
 
-local term = math.max(tonumber(stored_term) or 0, highest_seen or 0) + 1
+local reserved_for = tenure[3]
+if reserved_for and reserved_for ~= holder_id and (tonumber(tenure[4]) or 0) > now then
+  local target_dead = false
+  if reserved_for == target_id then
+    -- the same liveness rule as request_handoff.lua and release.lua
+    local c = redis.pcall('HMGET', target_key, 'status', 'last_heartbeat_at', 'heartbeat_interval_ms')
+    if c.err then return {'wrongtype', target_key} end
+    target_dead = c[1] ~= 'alive' or now - (tonumber(c[2]) or 0) >= 3 * (tonumber(c[3]) or 0)
+  end
+  if not target_dead then
+    return {'held', now, mode, 'holder_id', reserved_for, 'holder_host', '', 'instance_id', 'reserved',
+      'term', tenure[1] or '0', 'lease_expires_at', tenure[4], 'reserved', '1'}
+  end
+end
+
+local term = math.max(stored + 1, highest_seen + 1, now)
+if term >= TERM_LIMIT then return {'corrupt', tenure_key, 'term'} end
+local term_text = string.format('%.0f', term)  -- tostring would round to 14 digits
 local previous = tenure[2]
 redis.call('HSET', lease_key, 'holder_id', holder_id, 'holder_host', holder_host,
-  'instance_id', instance_id, 'term', term, 'acquired_at', now, 'renewed_at', now,
+  'instance_id', instance_id, 'term', term_text, 'acquired_at', now, 'renewed_at', now,
   'lease_expires_at', expires, 'preferred_holder_id', preferred, 'metadata_json', metadata_json)
 redis.call('PEXPIREAT', lease_key, expires)
-redis.call('HSET', tenure_key, 'term', term, 'holder_id', holder_id)
+redis.call('HSET', tenure_key, 'term', term_text, 'holder_id', holder_id)
 redis.call('HDEL', tenure_key, 'reserved_for', 'reserved_until')
 
-local event = cjson.encode({type = 'leader_changed', lease = lease_name, holder_id = holder_id,
-  holder_host = holder_host, term = term, previous_holder_id = previous or cjson.null, at = now})
+-- cjson writes numbers with 14 significant digits: the term goes in as its exact text
+local event = '{"term":' .. term_text .. ',' .. string.sub(cjson.encode({type = 'leader_changed',
+  lease = lease_name, holder_id = holder_id, holder_host = holder_host,
+  previous_holder_id = previous or cjson.null, at = now}), 2)
 redis.call('XADD', history_key, 'MAXLEN', '~', history_maxlen, '*', 'event', event)
 redis.call('PUBLISH', channel, event)
 

@@ -1,14 +1,19 @@
--- fence.lua: write a value only while the given term is the term of the live lease.
+-- fence.lua: write a value only while the caller's tenure is the live lease.
 --
--- A paused or partitioned old leader carries an old term; its write is refused here,
--- atomically with the check, so it can never land after a newer tenure began.
+-- A paused or partitioned old leader carries an old tenure; its write is refused here,
+-- atomically with the check, so it can never land after a newer tenure began. A tenure is
+-- its term AND its holder's id and instance id: after a failover that lost writes, or with
+-- terms lifted beyond the clock, two tenures could carry one term, and the term alone
+-- would let the stale one write.
 --
 -- KEYS[1] lease hash      KEYS[2] the key to write (a string key)
 -- ARGV[1] term            ARGV[2] value            ARGV[3] expiry in ms ("" or "0" = none)
+-- ARGV[4] holder id       ARGV[5] instance id (the writer's process)
 -- Returns {"ok", now_ms, term} | {"stale", now_ms, current_term or ""}
 --       | {"wrongtype", key} | {"corrupt", key, field}.
 local lease_key, target_key = KEYS[1], KEYS[2]
-local term, value, px = ARGV[1], ARGV[2], tonumber(ARGV[3]) or 0
+local term, value, px = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]) or 0
+local holder_id, instance_id = ARGV[4], ARGV[5]
 
 local kind = redis.call('TYPE', lease_key)['ok']
 if kind ~= 'none' and kind ~= 'hash' then return {'wrongtype', lease_key} end
@@ -18,9 +23,17 @@ if kind ~= 'none' and kind ~= 'string' then return {'wrongtype', target_key} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local current = redis.call('HGET', lease_key, 'term')
-if current and not tonumber(current) then return {'corrupt', lease_key, 'term'} end
-if not current or tonumber(current) ~= tonumber(term) then return {'stale', now, current or ''} end
+local cur = redis.call('HMGET', lease_key, 'term', 'holder_id', 'instance_id')
+local current = cur[1]
+if current then
+  -- a stored term: decimal digits below 2^53 (exact as a Lua number)
+  if #current > 16 or not current:match('^%d+$') or tonumber(current) >= 9007199254740992 then
+    return {'corrupt', lease_key, 'term'}
+  end
+end
+if not current or tonumber(current) ~= term or cur[2] ~= holder_id or cur[3] ~= instance_id then
+  return {'stale', now, current or ''}
+end
 
 if px > 0 then
   redis.call('SET', target_key, value, 'PX', px)

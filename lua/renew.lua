@@ -1,7 +1,9 @@
 -- renew.lua: the hot path of a leader: extend the lease this process holds, nothing else.
 --
 -- Used by a holder that believes it holds the lease; anything unexpected answers "lost" and
--- the caller falls back to acquire.lua (acquire-or-renew), which handles every other case.
+-- the caller falls back to acquire.lua (acquire-or-renew), which handles every other case
+-- (and validates what it finds). The caller passes the lost tenure's term as its highest
+-- seen, so a lease it gets back has a larger term than the one its old writes carry.
 --
 -- KEYS[1] lease hash      KEYS[2] automation mode string (rides along, read only)
 -- ARGV[1] holder id       ARGV[2] instance id          ARGV[3] ttl in ms

@@ -89,7 +89,7 @@ async def test_watch_json_prints_one_event_per_line_across_a_restart(sig: int) -
             assert [e["type"] for e in before] == [
                 "leader_changed", "lease_released", "automation_mode_changed"]
             assert before[0] == {"type": "leader_changed", "lease": "global", "holder_id": "a",
-                                 "holder_host": "a.host", "term": 1, "previous_holder_id": None,
+                                 "holder_host": "a.host", "term": got.term, "previous_holder_id": None,
                                  "at": got.redis_now}
             server.stop()
             assert (await watcher.next_event())["type"] == "disconnected"

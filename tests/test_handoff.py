@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
+
+import pytest
 
 from coordinator import Lease, keys
 from coordinator.daemon import Daemon
@@ -51,23 +54,100 @@ def test_an_operator_request_wins_if_its_target_is_healthy() -> None:
     assert choose([], requested=candidate("x", age=500)) is None
 
 
+def heartbeat(redis: Any, node: str, interval: float = 5.0) -> Heartbeat:
+    return Heartbeat(redis, namespace="coordinator", node_id=node, host="h", role="standby",
+                     priority=50, version="1", instance_id=f"{node}-1", interval=interval, retention=60)
+
+
+async def last_event(redis: Any) -> dict[str, Any]:
+    entries = await redis.xrange(keys.history_key("coordinator"))
+    return dict(json.loads(entries[-1][1][b"event"]))
+
+
 async def test_release_with_a_handover_reserves_the_lease_for_the_target(redis: Any) -> None:
+    await heartbeat(redis, "target").beat()
     old = Lease(redis, holder_id="old", ttl=0.3)
     term = (await old.acquire()).term
-    assert (await old.release(term=term, handoff_to="target")).released
+    released = await old.release(term=term, handoff_to="target")
+    assert (released.released, released.reserved_for, released.handoff_refused) == (True, "target", None)
+    assert (await last_event(redis))["handoff_to"] == "target"
     other = await Lease(redis, holder_id="other", ttl=5).acquire()
     assert not other.is_leader and other.record.reserved and other.holder_id == "target"
     assert 0 < other.remaining_ms <= 300
     taken = await Lease(redis, holder_id="target", ttl=5).acquire()
-    assert (taken.is_leader, taken.term) == (True, term + 1)
+    assert taken.is_leader and taken.term > term
 
 
 async def test_an_unclaimed_reservation_lapses_after_one_ttl(redis: Any) -> None:
+    await heartbeat(redis, "silent").beat()  # alive, but it never claims the lease
     old = Lease(redis, holder_id="old", ttl=0.1)
     await old.acquire()
-    await old.release(handoff_to="gone")
+    assert (await old.release(handoff_to="silent")).reserved_for == "silent"
     await asyncio.sleep(0.15)
     assert (await Lease(redis, holder_id="other", ttl=5).acquire()).is_leader
+
+
+async def make_stale(redis: Any, node: str) -> None:
+    """The node's last heartbeat is now three of its intervals old: it counts as dead."""
+    await redis.hset(keys.controller_key("coordinator", node), "last_heartbeat_at", 0)
+
+
+@pytest.mark.parametrize(("target_is", "reason"), [
+    ("unknown", "unknown node"), ("stopping", "status is stopping"), ("stale", "heartbeat is stale")])
+async def test_release_to_a_dead_target_is_not_reserved_and_wakes_everyone(
+        redis: Any, target_is: str, reason: str) -> None:
+    if target_is != "unknown":
+        await heartbeat(redis, "target").beat("stopping" if target_is == "stopping" else "alive")
+    if target_is == "stale":
+        await make_stale(redis, "target")
+    old = Lease(redis, holder_id="old", ttl=5)
+    term = (await old.acquire()).term
+    released = await old.release(term=term, handoff_to="target")
+    assert (released.released, released.reserved_for, released.handoff_refused) == (True, None, reason)
+    event = await last_event(redis)
+    assert event["type"] == "lease_released" and "handoff_to" not in event
+    assert not await redis.hexists(keys.tenure_key("coordinator", "global"), "reserved_for")
+    other = await Lease(redis, holder_id="other", ttl=5).acquire()
+    assert other.is_leader and other.term > term
+
+
+@pytest.mark.parametrize("death", ["record deleted", "heartbeat stale", "stopping"])
+async def test_a_reservation_ends_early_once_its_target_is_seen_dead(redis: Any, death: str) -> None:
+    target = heartbeat(redis, "target")
+    await target.beat()
+    old = Lease(redis, holder_id="old", ttl=5)
+    await old.acquire()
+    assert (await old.release(handoff_to="target")).reserved_for == "target"
+    other = Lease(redis, holder_id="other", ttl=5)
+    waiting = await other.acquire()
+    assert not waiting.is_leader and waiting.record.reserved and waiting.holder_id == "target"
+    assert not (await other.acquire()).is_leader  # the target is alive: the reservation holds
+    if death == "record deleted":
+        await redis.delete(keys.controller_key("coordinator", "target"))
+    elif death == "heartbeat stale":
+        await make_stale(redis, "target")
+    else:
+        await target.beat("stopping")
+    taken = await other.acquire()  # long before the reservation's TTL (5 s) ends
+    assert (taken.is_leader, taken.operation) == (True, "acquire")
+    assert not await redis.hexists(keys.tenure_key("coordinator", "global"), "reserved_for")
+
+
+async def test_a_remembered_target_that_is_no_longer_the_reserved_one_ends_nothing(redis: Any) -> None:
+    await heartbeat(redis, "x").beat()
+    await heartbeat(redis, "y").beat()
+    old = Lease(redis, holder_id="old", ttl=5)
+    await old.acquire()
+    await old.release(handoff_to="x")
+    other = Lease(redis, holder_id="other", ttl=5)
+    assert (await other.acquire()).holder_id == "x"  # other now remembers x
+    x = Lease(redis, holder_id="x", ttl=5)
+    assert (await x.acquire()).is_leader
+    assert (await x.release(handoff_to="y")).reserved_for == "y"
+    await redis.delete(keys.controller_key("coordinator", "x"))  # x dies; y is alive
+    still = await other.acquire()
+    assert (still.is_leader, still.record.reserved, still.holder_id) == (False, True, "y")
+    assert not (await other.acquire()).is_leader
 
 
 async def test_steady_run_survives_regular_beats_and_restarts_after_a_gap(redis: Any) -> None:
@@ -131,10 +211,12 @@ async def test_preferred_primary_takes_over_once_when_steady(redis: Any) -> None
     await primary.start()
     try:
         assert standby.state.role is Role.LEADER and primary.state.role is Role.STANDBY
+        first = standby.state.term
         assert await wait_until(lambda: primary.state.role is Role.LEADER, 3)
-        assert primary.state.term == 2  # a release and one acquire: term + 1
+        handed_over = primary.state.term  # a release and one acquire: a larger term
+        assert handed_over is not None and first is not None and handed_over > first
         await asyncio.sleep(0.6)
-        assert primary.state.term == 2 and standby.state.role is Role.STANDBY
+        assert primary.state.term == handed_over and standby.state.role is Role.STANDBY
         assert not (primary.can_schedule() and standby.can_schedule())
     finally:
         await primary.stop()
@@ -144,6 +226,7 @@ async def test_preferred_primary_takes_over_once_when_steady(redis: Any) -> None
 async def test_a_flapping_preferred_node_never_takes_over(redis: Any) -> None:
     standby = Daemon(fast("s", "standby", handoff_steady_intervals=5), redis=redis)
     await standby.start()
+    first = standby.state.term
     try:
         for _ in range(6):  # restarts every 0.25 s: never 5 steady intervals (0.5 s)
             flapper = Daemon(fast("p", "primary", handoff_steady_intervals=5), redis=redis)
@@ -151,7 +234,7 @@ async def test_a_flapping_preferred_node_never_takes_over(redis: Any) -> None:
             await asyncio.sleep(0.25)
             assert flapper.state.role is Role.STANDBY
             await flapper.stop()
-        assert standby.state.role is Role.LEADER and standby.state.term == 1
+        assert standby.state.role is Role.LEADER and standby.state.term == first
     finally:
         await standby.stop()
 

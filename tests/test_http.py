@@ -114,12 +114,12 @@ async def test_leader_answers_every_endpoint(redis: Any) -> None:
         status = await get(port, "/status")
         assert status.status == 200 and status.headers["content-type"] == "application/json"
         assert set(status.json()) == STATUS_KEYS
-        assert status.json()["role"] == "leader" and status.json()["current_term"] == 1
+        assert status.json()["role"] == "leader" and status.json()["current_term"] == daemon.state.term
         metrics = await get(port, "/metrics")
         assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
         got = samples(metrics.body.decode())
     assert got[("coordinator_is_leader", frozenset())] == 1
-    assert got[("coordinator_lease_term", frozenset())] == 1
+    assert got[("coordinator_lease_term", frozenset())] == daemon.state.term
     assert got[("coordinator_role", frozenset({("role", "leader")}))] == 1
     assert got[("coordinator_lease_state", frozenset({("state", "held")}))] == 1
     assert 0 < got[("coordinator_lease_deadline_seconds", frozenset())] <= 2

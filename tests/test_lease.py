@@ -35,15 +35,16 @@ async def events(redis: Any) -> Any:
     await pubsub.aclose()
 
 
-async def test_first_acquire_takes_term_one_and_announces_it(redis: Any, events: Any) -> None:
+async def test_first_acquire_takes_a_term_from_the_redis_clock_and_announces_it(redis: Any, events: Any) -> None:
     result = await lease(redis, "a").acquire()
-    assert (result.is_leader, result.operation, result.term) == (True, "acquire", 1)
+    assert (result.is_leader, result.operation) == (True, "acquire")
+    assert result.term >= result.record.acquired_at  # at least TIME in ms: like Unix ms
     assert result.holder_id == "a" and result.holder_host == "a.host"
     assert result.lease_expires_at == result.renewed_at + 5000
     event = await next_event(events)
     assert event == {
         "type": "leader_changed", "lease": "global", "holder_id": "a", "holder_host": "a.host",
-        "term": 1, "previous_holder_id": None, "at": result.redis_now,
+        "term": result.term, "previous_holder_id": None, "at": result.redis_now,
     }
 
 
@@ -63,20 +64,20 @@ async def test_another_holder_is_told_who_holds_it_and_changes_nothing(redis: An
     held = await lease(redis, "a").acquire()
     other = await lease(redis, "b").acquire()
     assert (other.is_leader, other.operation) == (False, None)
-    assert (other.holder_id, other.term, other.lease_expires_at) == ("a", 1, held.lease_expires_at)
+    assert (other.holder_id, other.term, other.lease_expires_at) == ("a", held.term, held.lease_expires_at)
     assert 0 < other.remaining_ms <= 5000
     assert (await lease(redis, "a").get()) == held.record
 
 
 async def test_expired_lease_goes_to_the_next_caller_with_a_higher_term(redis: Any, events: Any) -> None:
-    await lease(redis, "a", ttl=0.15).acquire()
+    first = await lease(redis, "a", ttl=0.15).acquire()
     assert (await lease(redis, "b").acquire()).is_leader is False
     await asyncio.sleep(0.2)
     taken = await lease(redis, "b").acquire()
-    assert (taken.is_leader, taken.operation, taken.term) == (True, "acquire", 2)
+    assert (taken.is_leader, taken.operation) == (True, "acquire") and taken.term > first.term
     await next_event(events)
     event = await next_event(events)
-    assert event is not None and event["previous_holder_id"] == "a" and event["term"] == 2
+    assert event is not None and event["previous_holder_id"] == "a" and event["term"] == taken.term
 
 
 async def test_release_by_holder_frees_it_and_announces_it(redis: Any, events: Any) -> None:
@@ -86,11 +87,12 @@ async def test_release_by_holder_frees_it_and_announces_it(redis: Any, events: A
     released = await a.release(term=got.term)
     assert released.released and released.current is None
     assert await next_event(events) == {
-        "type": "lease_released", "lease": "global", "holder_id": "a", "term": 1,
+        "type": "lease_released", "lease": "global", "holder_id": "a", "term": got.term,
         "at": released.redis_now,
     }
+    assert (released.reserved_for, released.handoff_refused) == (None, None)
     assert await a.get() is None
-    assert (await lease(redis, "b").acquire()).term == 2
+    assert (await lease(redis, "b").acquire()).term > got.term
 
 
 async def test_release_by_anyone_else_is_refused_and_changes_nothing(redis: Any) -> None:
@@ -115,9 +117,9 @@ async def test_two_processes_with_one_node_id_never_both_hold_it(redis: Any) -> 
 
 
 async def test_restarted_process_gets_a_new_tenure_after_expiry(redis: Any) -> None:
-    assert (await lease(redis, "a", ttl=0.1).acquire()).term == 1
+    first = (await lease(redis, "a", ttl=0.1).acquire()).term
     await asyncio.sleep(0.15)
-    assert (await lease(redis, "a").acquire()).term == 2
+    assert (await lease(redis, "a").acquire()).term > first
 
 
 async def test_term_never_decreases_and_honours_highest_seen(redis: Any) -> None:
@@ -126,11 +128,12 @@ async def test_term_never_decreases_and_honours_highest_seen(redis: Any) -> None
         holder = lease(redis, f"n{i}")
         terms.append((await holder.acquire()).term)
         await holder.release()
-    assert terms == [1, 2, 3, 4, 5]
+    assert terms == sorted(set(terms))  # strictly increasing, even within one millisecond
+    ahead = terms[-1] + 10**9  # far beyond the clock for the length of this test
     jumped = lease(redis, "x")
-    assert (await jumped.acquire(highest_seen_term=41)).term == 42
+    assert (await jumped.acquire(highest_seen_term=ahead)).term == ahead + 1
     await jumped.release()
-    assert (await lease(redis, "y").acquire(highest_seen_term=3)).term == 43
+    assert (await lease(redis, "y").acquire(highest_seen_term=3)).term == ahead + 2
 
 
 async def test_fenced_write_lands_only_with_the_live_term(redis: Any) -> None:
@@ -142,11 +145,13 @@ async def test_fenced_write_lands_only_with_the_live_term(redis: Any) -> None:
     await asyncio.sleep(0.2)
     stale_no_lease = await a.fenced_set(key, "late-a", term_a)
     assert (stale_no_lease.accepted, stale_no_lease.current_term) == (False, None)
-    term_b = (await lease(redis, "b").acquire()).term
+    b = lease(redis, "b")
+    term_b = (await b.acquire()).term
     stale = await a.fenced_set(key, "late-a", term_a)
     assert (stale.accepted, stale.current_term) == (False, term_b)
     assert await redis.get(key) == b"from-a"
-    assert (await a.fenced_set(key, "from-b", term_b, px=10_000)).accepted
+    assert not (await a.fenced_set(key, "late-a", term_b)).accepted  # b's term, not a's tenure
+    assert (await b.fenced_set(key, "from-b", term_b, px=10_000)).accepted
     assert await redis.get(key) == b"from-b" and await redis.pttl(key) > 0
 
 

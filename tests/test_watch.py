@@ -58,7 +58,7 @@ async def test_a_watcher_started_after_the_leader_resyncs_with_it_first(redis: A
         first = await next_of(events)
     assert isinstance(first, Resync)
     assert first.to_json() == {"type": "resync", "lease": "global", "holder_id": "a",
-                               "holder_host": "a.host", "term": 1, "at": first.at}
+                               "holder_host": "a.host", "term": got.term, "at": first.at}
     assert got.redis_now <= first.at < got.redis_now + 5000
 
 
@@ -166,7 +166,7 @@ async def test_callbacks_get_every_event_and_each_new_leader_once() -> None:
     task = asyncio.create_task(
         watch_with_callbacks(redis, on_event=on_event, on_new_leader=on_new_leader))
     try:
-        await until(lambda: leaders == [("a", 1)])
+        await until(lambda: [h for h, _ in leaders] == ["a"])
         await a.acquire()  # a renewal announces nothing and is no new leader
         await a.release()
         await lease(redis, "b").acquire()
@@ -176,7 +176,7 @@ async def test_callbacks_get_every_event_and_each_new_leader_once() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await redis.aclose()
-    assert leaders == [("a", 1), ("b", 2)]
+    assert [h for h, _ in leaders] == ["a", "b"] and leaders[0][1] < leaders[1][1]
     assert seen == ["resync", "lease_released", "leader_changed"]
 
 
