@@ -305,9 +305,10 @@ async def test_status_reads_many_controllers_and_reports_a_foreign_key(redis: An
     from coordinator.errors import CorruptDataError
     from coordinator.membership import Heartbeat
 
-    for i in range(2500):  # more than one read batch
+    for i in range(2500):  # more than one read batch; a long interval: writing them all takes
+        # seconds on a loaded machine, and alive means younger than three intervals
         await Heartbeat(redis, namespace="coordinator", node_id=f"n{i}", host="h", role="standby",
-                        priority=50, version="1", instance_id="i", interval=1, retention=600).beat()
+                        priority=50, version="1", instance_id="i", interval=60, retention=600).beat()
     found = await list_controllers(redis, "coordinator", retention_ms=600_000)
     assert len(found) == 2500 and all(c.alive and c.host == "h" for c in found)
     await redis.delete(keys.controller_key("coordinator", "n7"))
