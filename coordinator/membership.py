@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from coordinator import keys
 from coordinator.boundary import redis_errors, text
-from coordinator.errors import CorruptDataError, UnexpectedReplyError
-from coordinator.scripts import register_scripts, run_script
+from coordinator.errors import UnexpectedReplyError
+from coordinator.scripts import register_scripts, run_script, script_errors
 
 ControllerStatus = Literal["alive", "degraded", "stopping"]
 # a controller is alive while its last heartbeat is younger than this many intervals
@@ -122,10 +122,8 @@ async def list_controllers(redis: Any, namespace: str, *, retention_ms: int) -> 
     read = register_scripts(redis).controllers
     for start in range(0, len(ids), _BATCH):  # bounded batches keep Redis responsive
         batch = [keys.controller_key(namespace, n) for n in ids[start:start + _BATCH]]
-        with redis_errors(key):
+        with redis_errors(key), script_errors():
             flat = await read(keys=batch, args=list(_FIELDS))
-        if flat and text(flat[0]) == "wrongtype":
-            raise CorruptDataError(str(text(flat[1])), "is not a controller hash")
         width = len(_FIELDS)
         records.extend(flat[i:i + width] for i in range(0, len(flat), width))
     return [

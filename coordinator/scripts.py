@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from redis import exceptions as redis_exceptions
 from redis.commands.core import AsyncScript
 
 from coordinator.boundary import redis_errors, text
@@ -54,13 +57,28 @@ def register_scripts(redis: Any) -> Scripts:
     return Scripts(**{name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES})
 
 
-async def run_script(script: AsyncScript, keys: list[str], args: list[Any]) -> list[Any]:
-    """Run one script and return its reply with bytes decoded.
+@contextlib.contextmanager
+def script_errors() -> Iterator[None]:
+    """Inside ``redis_errors``, for a script call: the scripts' error replies for a foreign key
+    (``COORDINATOR_WRONGTYPE <key>``, ``COORDINATOR_CORRUPT <key> <field>``) become
+    ``CorruptDataError`` naming that key. They are error replies, never values in the
+    reply, so no user data (a controller whose host is "wrongtype") can look like one."""
+    try:
+        yield
+    except redis_exceptions.ResponseError as e:
+        code, _, rest = str(e).partition(" ")
+        bad_key, _, field = rest.partition(" ")
+        if code == "COORDINATOR_WRONGTYPE" and bad_key:
+            raise CorruptDataError(bad_key, "holds a value of a type the coordinator never writes") from e
+        if code == "COORDINATOR_CORRUPT" and bad_key:
+            raise CorruptDataError(bad_key, f"field {field!r} is missing, malformed or out of range") from e
+        raise
 
-    Redis failures are translated at this boundary; the shared ``wrongtype``/``corrupt``
-    replies become ``CorruptDataError`` naming the key, so no caller guesses at them.
-    """
-    with redis_errors(keys[0]):
+
+async def run_script(script: AsyncScript, keys: list[str], args: list[Any]) -> list[Any]:
+    """Run one script and return its reply with bytes decoded; Redis failures and the
+    scripts' error replies are translated at this boundary (see ``script_errors``)."""
+    with redis_errors(keys[0]), script_errors():
         reply = await script(keys=keys, args=args)
     return _checked(reply)
 
@@ -73,7 +91,7 @@ async def run_script_and_wait(
     WAIT counts the writes of its own connection, so both go down one pipeline; returns the
     checked reply and how many replicas acknowledged.
     """
-    with redis_errors(keys[0]):
+    with redis_errors(keys[0]), script_errors():
         pipe = script.registered_client.pipeline(transaction=False)
         await script(keys=keys, args=args, client=pipe)  # type: ignore[arg-type]  # pipelines work
         pipe.execute_command("WAIT", replicas, timeout_ms)
@@ -84,9 +102,4 @@ async def run_script_and_wait(
 def _checked(reply: Any) -> list[Any]:
     if not isinstance(reply, list) or not reply:
         raise UnexpectedReplyError(f"unexpected script reply {reply!r}")
-    decoded = [text(v) for v in reply]
-    if decoded[0] == "wrongtype":
-        raise CorruptDataError(str(decoded[1]), "holds a value of a type the coordinator never writes")
-    if decoded[0] == "corrupt":
-        raise CorruptDataError(str(decoded[1]), f"field {decoded[2]!r} is missing, malformed or out of range")
-    return decoded
+    return [text(v) for v in reply]

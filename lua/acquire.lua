@@ -39,8 +39,9 @@
 -- Returns (automation_mode is "" when unset)
 --   {"renew", now_ms, automation_mode, term, acquired_at, lease_expires_at}
 --   {"acquire" | "held", now_ms, automation_mode, field1, value1, ...} with the lease hash
---   {"wrongtype", key} | {"corrupt", key, field}, touching nothing ({"corrupt", tenure, "term"}
---   also when no term below 2^53 is left).
+--   or an error reply, touching nothing: COORDINATOR_WRONGTYPE <key> | COORDINATOR_CORRUPT <key>
+--   <field> (COORDINATOR_CORRUPT <tenure key> term also when no term below 2^53 is left).
+-- Errors are error replies, never in band, so no user data can look like one (see scripts.py).
 local lease_key, tenure_key, history_key, mode_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local target_key = KEYS[5]
 local holder_id, holder_host, instance_id = ARGV[1], ARGV[2], ARGV[3]
@@ -65,16 +66,16 @@ local expires = now + ttl_ms
 -- pcall: a key of another type is reported, not a script error
 local cur = redis.pcall('HMGET', lease_key, 'holder_id', 'instance_id', 'term', 'lease_expires_at',
   'acquired_at')
-if cur.err then return {'wrongtype', lease_key} end
+if cur.err then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. lease_key) end
 local mode = redis.pcall('GET', mode_key)
-if type(mode) == 'table' then return {'wrongtype', mode_key} end
+if type(mode) == 'table' then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. mode_key) end
 mode = mode or ''
 
 if cur[1] or cur[2] or cur[3] then
-  if not cur[1] or cur[1] == '' then return {'corrupt', lease_key, 'holder_id'} end
-  if not cur[2] or cur[2] == '' then return {'corrupt', lease_key, 'instance_id'} end
-  if not term_of(cur[3]) then return {'corrupt', lease_key, 'term'} end
-  if not tonumber(cur[4]) then return {'corrupt', lease_key, 'lease_expires_at'} end
+  if not cur[1] or cur[1] == '' then return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' holder_id') end
+  if not cur[2] or cur[2] == '' then return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' instance_id') end
+  if not term_of(cur[3]) then return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' term') end
+  if not tonumber(cur[4]) then return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' lease_expires_at') end
   if cur[1] == holder_id and cur[2] == instance_id then
     redis.call('HSET', lease_key, 'lease_expires_at', expires, 'renewed_at', now)
     redis.call('PEXPIREAT', lease_key, expires)
@@ -85,19 +86,19 @@ if cur[1] or cur[2] or cur[3] then
   return out
 end
 if redis.call('EXISTS', lease_key) == 1 then
-  return {'corrupt', lease_key, 'holder_id'}  -- a hash, but none of the lease's fields
+  return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' holder_id')  -- a hash, but none of the lease's fields
 end
 
 -- no live lease: the cold path checks everything it is about to write
 local kind = redis.call('TYPE', tenure_key)['ok']
-if kind ~= 'none' and kind ~= 'hash' then return {'wrongtype', tenure_key} end
+if kind ~= 'none' and kind ~= 'hash' then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. tenure_key) end
 kind = redis.call('TYPE', history_key)['ok']
-if kind ~= 'none' and kind ~= 'stream' then return {'wrongtype', history_key} end
+if kind ~= 'none' and kind ~= 'stream' then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. history_key) end
 local tenure = redis.call('HMGET', tenure_key, 'term', 'holder_id', 'reserved_for', 'reserved_until')
 local stored = 0
 if tenure[1] then
   stored = term_of(tenure[1])
-  if not stored then return {'corrupt', tenure_key, 'term'} end
+  if not stored then return redis.error_reply('COORDINATOR_CORRUPT ' .. tenure_key .. ' term') end
 end
 
 local reserved_for = tenure[3]
@@ -106,7 +107,7 @@ if reserved_for and reserved_for ~= holder_id and (tonumber(tenure[4]) or 0) > n
   if reserved_for == target_id then
     -- the same liveness rule as request_handoff.lua and release.lua
     local c = redis.pcall('HMGET', target_key, 'status', 'last_heartbeat_at', 'heartbeat_interval_ms')
-    if c.err then return {'wrongtype', target_key} end
+    if c.err then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. target_key) end
     target_dead = c[1] ~= 'alive' or now - (tonumber(c[2]) or 0) >= 3 * (tonumber(c[3]) or 0)
   end
   if not target_dead then
@@ -116,7 +117,7 @@ if reserved_for and reserved_for ~= holder_id and (tonumber(tenure[4]) or 0) > n
 end
 
 local term = math.max(stored + 1, highest_seen + 1, now)
-if term >= TERM_LIMIT then return {'corrupt', tenure_key, 'term'} end
+if term >= TERM_LIMIT then return redis.error_reply('COORDINATOR_CORRUPT ' .. tenure_key .. ' term') end
 local term_text = string.format('%.0f', term)  -- tostring would round to 14 digits
 local previous = tenure[2]
 redis.call('HSET', lease_key, 'holder_id', holder_id, 'holder_host', holder_host,

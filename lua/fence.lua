@@ -10,15 +10,15 @@
 -- ARGV[1] term            ARGV[2] value            ARGV[3] expiry in ms ("" or "0" = none)
 -- ARGV[4] holder id       ARGV[5] instance id (the writer's process)
 -- Returns {"ok", now_ms, term} | {"stale", now_ms, current_term or ""}
---       | {"wrongtype", key} | {"corrupt", key, field}.
+--       | error COORDINATOR_WRONGTYPE <key> | COORDINATOR_CORRUPT <key> <field>.
 local lease_key, target_key = KEYS[1], KEYS[2]
 local term, value, px = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]) or 0
 local holder_id, instance_id = ARGV[4], ARGV[5]
 
 local kind = redis.call('TYPE', lease_key)['ok']
-if kind ~= 'none' and kind ~= 'hash' then return {'wrongtype', lease_key} end
+if kind ~= 'none' and kind ~= 'hash' then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. lease_key) end
 kind = redis.call('TYPE', target_key)['ok']
-if kind ~= 'none' and kind ~= 'string' then return {'wrongtype', target_key} end
+if kind ~= 'none' and kind ~= 'string' then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. target_key) end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -28,7 +28,7 @@ local current = cur[1]
 if current then
   -- a stored term: decimal digits below 2^53 (exact as a Lua number)
   if #current > 16 or not current:match('^%d+$') or tonumber(current) >= 9007199254740992 then
-    return {'corrupt', lease_key, 'term'}
+    return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' term')
   end
 end
 if not current or tonumber(current) ~= term or cur[2] ~= holder_id or cur[3] ~= instance_id then

@@ -16,7 +16,7 @@
 -- ARGV[5] status      ARGV[6] version    ARGV[7] instance id ARGV[8] metadata json
 -- ARGV[9] retention in ms  ARGV[10] heartbeat interval in ms (readers judge liveness by it)
 -- ARGV[11] "1" if this controller is preferred, else "0"
--- Returns {now_ms, started_at_ms} | {"wrongtype", key}.
+-- Returns {now_ms, started_at_ms} | error COORDINATOR_WRONGTYPE <key>.
 local zset_key, controller_key, preferred_key = KEYS[1], KEYS[2], KEYS[3]
 local node_id, host, role, priority = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local status, version, instance_id, metadata_json = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
@@ -27,8 +27,16 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local known = redis.pcall('HMGET', controller_key, 'instance_id', 'started_at', 'last_heartbeat_at',
   'status', 'steady_since', 'preferred')
-if known.err then return {'wrongtype', controller_key} end
+if known.err then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. controller_key) end
 local same_process = known[1] == instance_id and tonumber(known[2]) ~= nil
+-- both sorted sets are checked before the first write (reads that fail on another type),
+-- so a foreign key fails the whole beat with nothing applied, on every branch
+for _, key in ipairs({zset_key, preferred_key}) do
+  local score = redis.pcall('ZSCORE', key, node_id)
+  if type(score) == 'table' and score.err then
+    return redis.error_reply('COORDINATOR_WRONGTYPE ' .. key)
+  end
+end
 
 local steady_since = known[5]
 if status ~= 'alive' then
@@ -51,12 +59,13 @@ else
 end
 redis.call('PEXPIRE', controller_key, retention_ms)
 
-local added = redis.pcall('ZADD', zset_key, now, node_id)
-if type(added) == 'table' and added.err then return {'wrongtype', zset_key} end
+redis.call('ZADD', zset_key, now, node_id)
 if preferred == '1' or known[6] == '1' or not same_process then
-  local write = preferred == '1' and redis.pcall('ZADD', preferred_key, now, node_id)
-    or redis.pcall('ZREM', preferred_key, node_id)
-  if type(write) == 'table' and write.err then return {'wrongtype', preferred_key} end
+  if preferred == '1' then
+    redis.call('ZADD', preferred_key, now, node_id)
+  else
+    redis.call('ZREM', preferred_key, node_id)
+  end
 end
 if now % 16 == 0 then
   redis.call('ZREMRANGEBYSCORE', zset_key, '-inf', '(' .. (now - retention_ms))

@@ -20,7 +20,7 @@
 -- ARGV[7] handover target node id ("" = none)      ARGV[8] reservation length in ms
 -- Returns {"released", now_ms, reserved_for or "", why the handover was refused or ""}
 --       | {"not_holder", now_ms, field1, value1, ...}
---       | {"wrongtype", key} | {"corrupt", key, field}.
+--       | error COORDINATOR_WRONGTYPE <key> | COORDINATOR_CORRUPT <key> <field>.
 local lease_key, history_key, tenure_key, request_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local target_key = KEYS[5]
 local holder_id, instance_id, want_term = ARGV[1], ARGV[2], ARGV[3]
@@ -39,7 +39,7 @@ local expected = {[lease_key] = 'hash', [history_key] = 'stream', [tenure_key] =
   [request_key] = 'string', [target_key] = 'hash'}
 for key, want in pairs(expected) do
   local kind = redis.call('TYPE', key)['ok']
-  if kind ~= 'none' and kind ~= want then return {'wrongtype', key} end
+  if kind ~= 'none' and kind ~= want then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. key) end
 end
 
 local t = redis.call('TIME')
@@ -47,7 +47,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local cur = redis.call('HMGET', lease_key, 'holder_id', 'instance_id', 'term')
 local term = term_of(cur[3])
-if (cur[1] or cur[2] or cur[3]) and not term then return {'corrupt', lease_key, 'term'} end
+if (cur[1] or cur[2] or cur[3]) and not term then return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' term') end
 if cur[1] ~= holder_id or cur[2] ~= instance_id or (want_term ~= '' and term ~= tonumber(want_term)) then
   local out = {'not_holder', now}
   for _, v in ipairs(redis.call('HGETALL', lease_key)) do out[#out + 1] = v end

@@ -9,7 +9,7 @@
 -- ARGV[1] target node id   ARGV[2] request ttl in ms   ARGV[3] events channel
 -- ARGV[4] history max length   ARGV[5] lease name
 -- Returns {"requested", now_ms} | {"already_leader", now_ms} | {"no_leader", now_ms}
---       | {"not_alive", now_ms, reason} | {"wrongtype", key}.
+--       | {"not_alive", now_ms, reason} | error COORDINATOR_WRONGTYPE <key>.
 local request_key, controller_key, lease_key, history_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local target, ttl_ms, channel = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local history_maxlen, lease_name = tonumber(ARGV[4]), ARGV[5]
@@ -17,7 +17,7 @@ local history_maxlen, lease_name = tonumber(ARGV[4]), ARGV[5]
 for key, want in pairs({[request_key] = 'string', [controller_key] = 'hash', [lease_key] = 'hash',
     [history_key] = 'stream'}) do
   local kind = redis.call('TYPE', key)['ok']
-  if kind ~= 'none' and kind ~= want then return {'wrongtype', key} end
+  if kind ~= 'none' and kind ~= want then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. key) end
 end
 
 local t = redis.call('TIME')
