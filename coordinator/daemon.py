@@ -22,7 +22,7 @@ from coordinator.errors import CoordinatorError, LeaseLostError
 from coordinator.events import Outbox
 from coordinator.handoff import choose_handoff, read_candidates
 from coordinator.hooks import Hooks, LeaderContext
-from coordinator.lease import MAX_TERM, Lease, new_instance_id
+from coordinator.lease import Lease, new_instance_id
 from coordinator.membership import ControllerStatus, Heartbeat
 from coordinator.metrics import Metrics
 from coordinator.modes import MODES
@@ -97,7 +97,6 @@ class Daemon:
                               clock=self._clock, retry_cap=settings.renew_interval)
         self._state = State()
         self._last_sent_at = 0.0
-        self._highest_term_heard = 0
         self._last_heartbeat_at: int | None = None
         self._last_heartbeat_local: float | None = None
         self._automation_mode = "running"
@@ -272,7 +271,8 @@ class Daemon:
         try:
             result = await bounded(
                 self._lease.acquire(
-                    highest_seen_term=max(self._state.highest_seen_term, self._highest_term_heard),
+                    # only terms from Redis's own replies: the events channel is advisory
+                    highest_seen_term=self._state.highest_seen_term,
                     preferred_holder_id=self.settings.node_id if self.settings.is_preferred else None,
                     wait_replicas=self.settings.min_replicas_ack,
                     wait_timeout_ms=round(self.settings.replica_ack_timeout * 1000),
@@ -423,11 +423,9 @@ class Daemon:
             return
         if event.get("lease") != self.settings.lease_name:
             return
-        term = event.get("term")
-        # only the lease's own events carry terms; a foreign publisher's garbage must not be
-        # able to push terms past what Lua's numbers hold exactly
-        if isinstance(term, int) and 0 < term < MAX_TERM:
-            self._highest_term_heard = max(self._highest_term_heard, term)
+        # the channel is advisory: anyone who may PUBLISH can write to it, so nothing heard
+        # here (a term above all) may raise the term floor or stop this daemon from leading;
+        # an event only prompts an earlier look at Redis
         kind = event.get("type")
         if kind == "lease_released" and self._state.role is not Role.LEADER:
             if event.get("handoff_to") in (None, self.settings.node_id):
