@@ -43,6 +43,7 @@ from coordinator.state import (
     Transition,
     can_schedule,
     next_attempt_delay,
+    redis_clock_jump,
     retry_delay,
     step,
 )
@@ -97,6 +98,8 @@ class Daemon:
                               clock=self._clock, retry_cap=settings.renew_interval)
         self._state = State()
         self._last_sent_at = 0.0
+        self._last_early_look = float("-inf")
+        self._early_look: asyncio.TimerHandle | None = None
         self._last_heartbeat_at: int | None = None
         self._last_heartbeat_local: float | None = None
         self._automation_mode = "running"
@@ -300,11 +303,25 @@ class Daemon:
             if result.operation == "acquire":
                 self.log.info("lease.acquired", term=result.term, lease=self.settings.lease_name)
             seen = Granted(sent, received, result.operation, result.holder_id, result.term,
-                           result.lease_expires_at)
+                           result.lease_expires_at, result.redis_now)
         else:
             seen = HeldByOther(received, result.holder_id, result.term, result.lease_expires_at,
-                               result.remaining_ms)
+                               result.remaining_ms, result.redis_now, sent)
+        self._report_redis_clock(seen)
         await self._observe(seen)
+
+    def _report_redis_clock(self, seen: Observation) -> None:
+        """Log and count a step of Redis's clock this reply shows (the state machine acts)."""
+        jump = redis_clock_jump(self._state, seen)
+        if jump > self._timing.clock_jump_margin:
+            self.metrics.redis_clock_jumped(forward=True)
+            self.log.warning("lease.redis_clock_jumped", jump_s=round(jump, 3),
+                             term=self._state.term, action="leaving leadership")
+        elif jump < -self._timing.clock_jump_margin:
+            # a backward step makes the lease outlast the local deadline: longer, not shorter
+            self.metrics.redis_clock_jumped(forward=False)
+            self.log.warning("lease.redis_clock_jumped", jump_s=round(jump, 3),
+                             term=self._state.term, action="none: the lease only lasts longer")
 
     async def heartbeat_once(self, status: ControllerStatus | None = None) -> None:
         """Write one heartbeat (status follows the role unless given)."""
@@ -427,11 +444,34 @@ class Daemon:
         # here (a term above all) may raise the term floor or stop this daemon from leading;
         # an event only prompts an earlier look at Redis
         kind = event.get("type")
-        if kind == "lease_released" and self._state.role is not Role.LEADER:
+        if kind == "leader_changed" and self._state.role is Role.LEADER:
+            if event.get("holder_id") != self.settings.node_id:
+                # someone says another node leads: a prompt, not a verdict. Look at Redis
+                # now rather than at the next renewal (e.g. after Redis's clock stepped,
+                # the key lapsed early and another node took it); only the reply decides
+                self._look_early()
+        elif kind == "lease_released" and self._state.role is not Role.LEADER:
             if event.get("handoff_to") in (None, self.settings.node_id):
                 self._wake.set()
         elif kind == "handoff_requested" and self._state.role is Role.LEADER:
             self._background(self.consider_handoff())
+
+    def _look_early(self) -> None:
+        # at once, or as soon as the last early look is a tenth of a renew interval old: a
+        # flood of events on the channel costs at most ten extra renewals per interval
+        if self._early_look is not None:
+            return
+        wait = self._last_early_look + self._timing.renew_interval / 10 - self._clock.monotonic()
+
+        def look() -> None:
+            self._early_look = None
+            self._last_early_look = self._clock.monotonic()
+            self._wake.set()
+
+        if wait <= 0:
+            look()
+        else:
+            self._early_look = asyncio.get_running_loop().call_later(wait, look)
 
     def _follow_mode(self, mode: Any) -> None:
         if mode == self._automation_mode:
@@ -472,11 +512,11 @@ class Daemon:
     def _announce(self, change: Transition) -> None:
         self.metrics.transition(change.from_role.value, change.to_role.value)
         self.log.info("state.changed", **{"from": change.from_role.value, "to": change.to_role.value},
-                      term=change.term, error=self._state.last_error)
+                      term=change.term, reason=change.reason, error=self._state.last_error)
         self._outbox.put({
             "type": "state_changed", "node_id": self.settings.node_id, "host": self.settings.host,
             "from": change.from_role.value, "to": change.to_role.value, "term": change.term,
-            "at": self._clock.wall_ms(),
+            "reason": change.reason, "at": self._clock.wall_ms(),
         })
 
     def _status_fields(self) -> dict[str, Any]:

@@ -22,24 +22,32 @@ def settings(node: str, **kw: Any) -> Settings:
     return load_settings(**{**base, **kw})
 
 
+async def pause(clock: FakeClock, seconds: float) -> None:
+    """Let real time pass, and the daemon's clock with it: Redis's clock moves on its own,
+    and a daemon whose clock stood still would take that for a step of Redis's clock."""
+    await asyncio.sleep(seconds)
+    clock.advance(seconds)
+
+
 @pytest.mark.parametrize("heard", [(2**53 - 1, 2**53 - 2), (2**53 - 2,)])
 async def test_terms_heard_on_the_events_channel_do_not_raise_the_floor(
     redis: Any, heard: tuple[int, ...]
 ) -> None:
     """The channel is advisory: a publisher's near-2**53 terms neither stop a daemon from
     leading nor push its terms to 2**53."""
-    daemon = Daemon(settings("a"), redis=redis, clock=FakeClock())
+    clock = FakeClock()
+    daemon = Daemon(settings("a"), redis=redis, clock=clock)
     await daemon.start()
     try:
         first = daemon.state.term
         assert daemon.state.role is Role.LEADER and first is not None
-        await asyncio.sleep(0.1)  # the daemon's subscription is up
+        await pause(clock, 0.1)  # the daemon's subscription is up
         channel = keys.events_channel("coordinator")
         for term in heard:
             await redis.publish(channel, json.dumps(
                 {"type": "leader_changed", "lease": "global", "holder_id": "x",
                  "holder_host": "x", "term": term, "previous_holder_id": None, "at": 1}))
-        await asyncio.sleep(0.1)  # both were heard
+        await pause(clock, 0.1)  # both were heard
         await daemon.lease.release()
         await daemon.lease_step()  # a new tenure
         term = daemon.state.term
