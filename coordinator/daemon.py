@@ -20,6 +20,7 @@ from coordinator.boundary import UNAVAILABLE
 from coordinator.clock import Clock, bounded
 from coordinator.errors import CoordinatorError, LeaseLostError
 from coordinator.events import Outbox
+from coordinator.eviction import UNKNOWN, RedisReport, check_eviction
 from coordinator.handoff import choose_handoff, read_candidates
 from coordinator.hooks import Hooks, LeaderContext
 from coordinator.lease import Lease, new_instance_id
@@ -112,6 +113,7 @@ class Daemon:
         self._leading_term: int | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._checklist_done = False
+        self.redis_report = RedisReport()  # what start() found about Redis's configuration
         self._stopping = False
         self.stopped = asyncio.Event()
         self.log = structlog.get_logger("coordinator.daemon").bind(node_id=settings.node_id)
@@ -208,6 +210,7 @@ class Daemon:
         self.log.info("daemon.starting", redis=self.settings.redis_url_redacted,
                       namespace=self.settings.namespace, lease=self.settings.lease_name,
                       instance_id=self.instance_id)
+        await self._check_redis()
         await self.heartbeat_once()  # 1. register the controller, first heartbeat
         self._spawn(self._heartbeat_loop())  # 2. heartbeat loop
         self._spawn(self._outbox.run())
@@ -220,6 +223,18 @@ class Daemon:
             self._start_leader_work(self._state.term)
         self._spawn(self._lease_loop())
         self.log.info("daemon.started", role=self._state.role.value, term=self._state.term)
+
+    async def _check_redis(self) -> None:
+        """Warn once, at start, about a Redis that may evict the lease (it never stops us:
+        the lease works until memory runs short, and an unreadable setting is no error)."""
+        self.redis_report = await check_eviction(self._redis, self._op_timeout)
+        policy = self.redis_report.maxmemory_policy
+        for warning in self.redis_report.warnings:
+            self.log.warning("redis.eviction_risk", maxmemory_policy=policy, warning=warning)
+        if policy == UNKNOWN:
+            self.log.info("redis.eviction_unknown", maxmemory_policy=policy,
+                          hint="CONFIG GET maxmemory-policy was refused or not answered; "
+                          "make sure it is noeviction")
 
     async def stop(self) -> None:
         """Stop the loops, hand the lease back if held, mark the controller stopping."""

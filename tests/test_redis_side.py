@@ -7,13 +7,19 @@ import asyncio
 import json
 from typing import Any
 
+import fakeredis
 import pytest
+import redis.asyncio as aioredis
+from structlog.testing import capture_logs
 
 from coordinator import keys
 from coordinator.daemon import Daemon
+from coordinator.eviction import check_eviction
 from coordinator.settings import Settings, load_settings
 from coordinator.state import Role
+from coordinator.status import cluster_status, render_status
 from tests.fake_clock import FakeClock
+from tests.redis_server import running_redis
 
 
 def settings(node: str, **kw: Any) -> Settings:
@@ -55,3 +61,65 @@ async def test_terms_heard_on_the_events_channel_do_not_raise_the_floor(
         assert term is not None and first < term < 2**53 - 2
     finally:
         await daemon.stop()
+
+
+# ---- a Redis that may evict the lease ------------------------------------------------------
+
+async def test_a_redis_that_may_evict_the_lease_is_reported_at_start_and_in_status() -> None:
+    with running_redis("--maxmemory-policy", "allkeys-lru") as server:
+        client = aioredis.Redis(port=server.port)
+        daemon = Daemon(settings("a"), redis=client)
+        try:
+            with capture_logs() as logs:
+                await daemon.start()
+            risks = [e for e in logs if e["event"] == "redis.eviction_risk"]
+            assert len(risks) == 1 and risks[0]["maxmemory_policy"] == "allkeys-lru"
+            assert daemon.redis_report.maxmemory_policy == "allkeys-lru"
+            assert daemon.state.role is Role.LEADER  # a warning, it does not stop the daemon
+            (warning,) = daemon.redis_report.warnings
+            assert "set maxmemory-policy noeviction, or use a dedicated Redis" in warning
+            status = await cluster_status(client, settings("a"))
+            assert status["redis"] == {"maxmemory_policy": "allkeys-lru", "warnings": [warning]}
+            assert f"warning: {warning}" in render_status(status).splitlines()
+            await client.config_set("maxmemory-policy", "volatile-ttl")
+            status = await cluster_status(client, settings("a"))
+            assert status["redis"]["maxmemory_policy"] == "volatile-ttl"
+            assert len(status["redis"]["warnings"]) == 1
+            await client.config_set("maxmemory-policy", "noeviction")
+            status = await cluster_status(client, settings("a"))
+            assert status["redis"] == {"maxmemory_policy": "noeviction", "warnings": []}
+        finally:
+            await daemon.stop()
+            await client.aclose()
+
+
+async def test_a_user_refused_config_get_sees_unknown_and_the_daemon_runs() -> None:
+    with running_redis("--maxmemory-policy", "allkeys-lru") as server:
+        admin = aioredis.Redis(port=server.port)
+        # least privilege, as in deploy/redis/redis.conf: no CONFIG
+        await admin.execute_command(
+            "ACL", "SETUSER", "coordinator", "on", ">pw", "~{coordinator}:*", "~coordinator:*",
+            "&*", "+@all", "-config")
+        client = aioredis.Redis(port=server.port, username="coordinator", password="pw")
+        daemon = Daemon(settings("a"), redis=client)
+        try:
+            with capture_logs() as logs:
+                await daemon.start()
+            assert daemon.state.role is Role.LEADER
+            assert daemon.redis_report.to_json() == {"maxmemory_policy": "unknown", "warnings": []}
+            assert [e["event"] for e in logs if e["event"].startswith("redis.")] == [
+                "redis.eviction_unknown"]
+            status = await cluster_status(client, settings("a"))
+            assert status["redis"] == {"maxmemory_policy": "unknown", "warnings": []}
+        finally:
+            await daemon.stop()
+            await client.aclose()
+            await admin.aclose()
+
+
+async def test_a_server_without_config_get_is_unknown_and_the_default_is_safe(redis: Any) -> None:
+    report = await check_eviction(redis, timeout=1.0)
+    if isinstance(redis, fakeredis.FakeAsyncRedis):  # fakeredis has no CONFIG GET
+        assert report.to_json() == {"maxmemory_policy": "unknown", "warnings": []}
+    else:  # the session's server runs with Redis's default
+        assert report.to_json() == {"maxmemory_policy": "noeviction", "warnings": []}
