@@ -13,12 +13,12 @@ import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from coordinator import keys
+from coordinator.clock import Clock
 from coordinator.daemon import Daemon
 from coordinator.eviction import check_eviction
 from coordinator.settings import Settings, load_settings
 from coordinator.state import Role
 from coordinator.status import cluster_status, render_status
-from tests.fake_clock import FakeClock
 from tests.redis_server import running_redis
 
 
@@ -28,11 +28,13 @@ def settings(node: str, **kw: Any) -> Settings:
     return load_settings(**{**base, **kw})
 
 
-async def pause(clock: FakeClock, seconds: float) -> None:
-    """Let real time pass, and the daemon's clock with it: Redis's clock moves on its own,
-    and a daemon whose clock stood still would take that for a step of Redis's clock."""
-    await asyncio.sleep(seconds)
-    clock.advance(seconds)
+class WakeOnlyClock(Clock):
+    """Real time (Redis's clock moves with it, so no step is seen), but the daemon's loops
+    wait only for a wake-up: the lease loop never renews on its own."""
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        await event.wait()
+        return True
 
 
 @pytest.mark.parametrize("heard", [(2**53 - 1, 2**53 - 2), (2**53 - 2,)])
@@ -41,19 +43,18 @@ async def test_terms_heard_on_the_events_channel_do_not_raise_the_floor(
 ) -> None:
     """The channel is advisory: a publisher's near-2**53 terms neither stop a daemon from
     leading nor push its terms to 2**53."""
-    clock = FakeClock()
-    daemon = Daemon(settings("a"), redis=redis, clock=clock)
+    daemon = Daemon(settings("a"), redis=redis, clock=WakeOnlyClock())
     await daemon.start()
     try:
         first = daemon.state.term
         assert daemon.state.role is Role.LEADER and first is not None
-        await pause(clock, 0.1)  # the daemon's subscription is up
+        await asyncio.sleep(0.1)  # the daemon's subscription is up
         channel = keys.events_channel("coordinator")
         for term in heard:
             await redis.publish(channel, json.dumps(
                 {"type": "leader_changed", "lease": "global", "holder_id": "x",
                  "holder_host": "x", "term": term, "previous_holder_id": None, "at": 1}))
-        await pause(clock, 0.1)  # both were heard
+        await asyncio.sleep(0.1)  # both were heard
         await daemon.lease.release()
         await daemon.lease_step()  # a new tenure
         term = daemon.state.term
@@ -123,3 +124,32 @@ async def test_a_server_without_config_get_is_unknown_and_the_default_is_safe(re
         assert report.to_json() == {"maxmemory_policy": "unknown", "warnings": []}
     else:  # the session's server runs with Redis's default
         assert report.to_json() == {"maxmemory_policy": "noeviction", "warnings": []}
+
+
+async def test_a_leader_told_another_node_leads_looks_at_redis_and_believes_only_redis(
+    redis: Any,
+) -> None:
+    """The channel is advisory both ways: a (false) leader_changed prompts a renewal at
+    once instead of at the next interval, and the reply, not the event, decides."""
+    daemon = Daemon(settings("a"), redis=redis, clock=WakeOnlyClock())  # only a wake renews
+    await daemon.start()
+    try:
+        await asyncio.sleep(0.1)  # the daemon's subscription is up
+        before = renewals(daemon)
+        await redis.publish(keys.events_channel("coordinator"), json.dumps(
+            {"type": "leader_changed", "lease": "global", "holder_id": "x", "holder_host": "x",
+             "term": 2**53 - 1, "previous_holder_id": "a", "at": 1}))
+        for _ in range(200):
+            if renewals(daemon) > before:
+                break
+            await asyncio.sleep(0.01)
+        assert renewals(daemon) == before + 1
+        assert daemon.state.role is Role.LEADER and daemon.can_schedule()
+    finally:
+        await daemon.stop()
+
+
+def renewals(daemon: Daemon) -> float:
+    value = daemon.metrics.registry.get_sample_value(
+        "coordinator_lease_renew_duration_seconds_count", {"result": "ok"})
+    return value or 0.0
