@@ -330,8 +330,10 @@ class Daemon:
         jump = redis_clock_jump(self._state, seen)
         if jump > self._timing.clock_jump_margin:
             self.metrics.redis_clock_jumped(forward=True)
+            leading = self._state.role is Role.LEADER
             self.log.warning("lease.redis_clock_jumped", jump_s=round(jump, 3),
-                             term=self._state.term, action="leaving leadership")
+                             term=self._state.term,
+                             action="leaving leadership" if leading else "not leading")
         elif jump < -self._timing.clock_jump_margin:
             # a backward step makes the lease outlast the local deadline: longer, not shorter
             self.metrics.redis_clock_jumped(forward=False)
