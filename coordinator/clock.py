@@ -10,6 +10,23 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+# CLOCK_BOOTTIME counts the time a host spends suspended; CLOCK_MONOTONIC (time.monotonic)
+# stops, so a lease deadline measured on it would outlive a suspend that outlasted the TTL
+BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def boot_monotonic() -> float:
+    """Seconds on the clock every process of one node measures lease deadlines on:
+    CLOCK_BOOTTIME where the platform has it (Linux), else ``time.monotonic()``.
+
+    Deadlines cross from the daemon to the child runner and the watchdog, so all of them
+    must read this function. asyncio's timers run on ``time.monotonic()``: convert a
+    deadline to a delay (``deadline - boot_monotonic()``) before handing it to the loop.
+    """
+    if BOOTTIME is not None:
+        return time.clock_gettime(BOOTTIME)
+    return time.monotonic()
+
 
 async def bounded(awaitable: Awaitable[T], seconds: float) -> T:
     """``await awaitable``, raising TimeoutError after ``seconds``.
@@ -25,8 +42,8 @@ class Clock:
     """Monotonic time for deadlines, wall time for event stamps, waits and jitter."""
 
     def monotonic(self) -> float:
-        """Seconds on a clock that never jumps (deadlines are measured on it)."""
-        return time.monotonic()
+        """Seconds on a clock that never jumps and counts a suspend (``boot_monotonic``)."""
+        return boot_monotonic()
 
     def wall_ms(self) -> int:
         """Wall-clock milliseconds, only for stamping this daemon's own events."""

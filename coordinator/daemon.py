@@ -18,9 +18,10 @@ from coordinator.boundary import UNAVAILABLE
 from coordinator.clock import Clock, bounded
 from coordinator.errors import CoordinatorError, LeaseLostError
 from coordinator.events import Outbox
+from coordinator.eviction import UNKNOWN, RedisReport, check_eviction
 from coordinator.handoff import choose_handoff, read_candidates
 from coordinator.hooks import Hooks, LeaderContext
-from coordinator.lease import MAX_TERM, Lease, new_instance_id
+from coordinator.lease import Lease, new_instance_id
 from coordinator.logs import get_logger
 from coordinator.membership import ControllerStatus, Heartbeat
 from coordinator.metrics import Metrics
@@ -42,6 +43,7 @@ from coordinator.state import (
     Transition,
     can_schedule,
     next_attempt_delay,
+    redis_clock_jump,
     retry_delay,
     step,
 )
@@ -96,7 +98,8 @@ class Daemon:
                               clock=self._clock, retry_cap=settings.renew_interval)
         self._state = State()
         self._last_sent_at = 0.0
-        self._highest_term_heard = 0
+        self._last_early_look = float("-inf")
+        self._early_look: asyncio.TimerHandle | None = None
         self._last_heartbeat_at: int | None = None
         self._last_heartbeat_local: float | None = None
         self._automation_mode = "running"
@@ -109,6 +112,7 @@ class Daemon:
         self._leading_term: int | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._checklist_done = False
+        self.redis_report = RedisReport()  # what start() found about Redis's configuration
         self._stopping = False
         self.stopped = asyncio.Event()
         self.log = get_logger("coordinator.daemon").bind(node_id=settings.node_id)
@@ -205,6 +209,7 @@ class Daemon:
         self.log.info("daemon.starting", redis=self.settings.redis_url_redacted,
                       namespace=self.settings.namespace, lease=self.settings.lease_name,
                       instance_id=self.instance_id)
+        await self._check_redis()
         await self.heartbeat_once()  # 1. register the controller, first heartbeat
         self._spawn(self._heartbeat_loop())  # 2. heartbeat loop
         self._spawn(self._outbox.run())
@@ -217,6 +222,18 @@ class Daemon:
             self._start_leader_work(self._state.term)
         self._spawn(self._lease_loop())
         self.log.info("daemon.started", role=self._state.role.value, term=self._state.term)
+
+    async def _check_redis(self) -> None:
+        """Warn once, at start, about a Redis that may evict the lease (it never stops us:
+        the lease works until memory runs short, and an unreadable setting is no error)."""
+        self.redis_report = await check_eviction(self._redis, self._op_timeout)
+        policy = self.redis_report.maxmemory_policy
+        for warning in self.redis_report.warnings:
+            self.log.warning("redis.eviction_risk", maxmemory_policy=policy, warning=warning)
+        if policy == UNKNOWN:
+            self.log.info("redis.eviction_unknown", maxmemory_policy=policy,
+                          hint="CONFIG GET maxmemory-policy was refused or not answered; "
+                          "make sure it is noeviction")
 
     async def stop(self) -> None:
         """Stop the loops, hand the lease back if held, mark the controller stopping."""
@@ -271,7 +288,8 @@ class Daemon:
         try:
             result = await bounded(
                 self._lease.acquire(
-                    highest_seen_term=max(self._state.highest_seen_term, self._highest_term_heard),
+                    # only terms from Redis's own replies: the events channel is advisory
+                    highest_seen_term=self._state.highest_seen_term,
                     preferred_holder_id=self.settings.node_id if self.settings.is_preferred else None,
                     wait_replicas=self.settings.min_replicas_ack,
                     wait_timeout_ms=round(self.settings.replica_ack_timeout * 1000),
@@ -299,11 +317,27 @@ class Daemon:
             if result.operation == "acquire":
                 self.log.info("lease.acquired", term=result.term, lease=self.settings.lease_name)
             seen = Granted(sent, received, result.operation, result.holder_id, result.term,
-                           result.lease_expires_at)
+                           result.lease_expires_at, result.redis_now)
         else:
             seen = HeldByOther(received, result.holder_id, result.term, result.lease_expires_at,
-                               result.remaining_ms)
+                               result.remaining_ms, result.redis_now, sent)
+        self._report_redis_clock(seen)
         await self._observe(seen)
+
+    def _report_redis_clock(self, seen: Observation) -> None:
+        """Log and count a step of Redis's clock this reply shows (the state machine acts)."""
+        jump = redis_clock_jump(self._state, seen)
+        if jump > self._timing.clock_jump_margin:
+            self.metrics.redis_clock_jumped(forward=True)
+            leading = self._state.role is Role.LEADER
+            self.log.warning("lease.redis_clock_jumped", jump_s=round(jump, 3),
+                             term=self._state.term,
+                             action="leaving leadership" if leading else "not leading")
+        elif jump < -self._timing.clock_jump_margin:
+            # a backward step makes the lease outlast the local deadline: longer, not shorter
+            self.metrics.redis_clock_jumped(forward=False)
+            self.log.warning("lease.redis_clock_jumped", jump_s=round(jump, 3),
+                             term=self._state.term, action="none: the lease only lasts longer")
 
     async def heartbeat_once(self, status: ControllerStatus | None = None) -> None:
         """Write one heartbeat (status follows the role unless given)."""
@@ -422,17 +456,38 @@ class Daemon:
             return
         if event.get("lease") != self.settings.lease_name:
             return
-        term = event.get("term")
-        # only the lease's own events carry terms; a foreign publisher's garbage must not be
-        # able to push terms past what Lua's numbers hold exactly
-        if isinstance(term, int) and 0 < term < MAX_TERM:
-            self._highest_term_heard = max(self._highest_term_heard, term)
+        # the channel is advisory: anyone who may PUBLISH can write to it, so nothing heard
+        # here (a term above all) may raise the term floor or stop this daemon from leading;
+        # an event only prompts an earlier look at Redis
         kind = event.get("type")
-        if kind == "lease_released" and self._state.role is not Role.LEADER:
+        if kind == "leader_changed" and self._state.role is Role.LEADER:
+            if event.get("holder_id") != self.settings.node_id:
+                # someone says another node leads: a prompt, not a verdict. Look at Redis
+                # now rather than at the next renewal (e.g. after Redis's clock stepped,
+                # the key lapsed early and another node took it); only the reply decides
+                self._look_early()
+        elif kind == "lease_released" and self._state.role is not Role.LEADER:
             if event.get("handoff_to") in (None, self.settings.node_id):
                 self._wake.set()
         elif kind == "handoff_requested" and self._state.role is Role.LEADER:
             self._background(self.consider_handoff())
+
+    def _look_early(self) -> None:
+        # at once, or as soon as the last early look is a tenth of a renew interval old: a
+        # flood of events on the channel costs at most ten extra renewals per interval
+        if self._early_look is not None:
+            return
+        wait = self._last_early_look + self._timing.renew_interval / 10 - self._clock.monotonic()
+
+        def look() -> None:
+            self._early_look = None
+            self._last_early_look = self._clock.monotonic()
+            self._wake.set()
+
+        if wait <= 0:
+            look()
+        else:
+            self._early_look = asyncio.get_running_loop().call_later(wait, look)
 
     def _follow_mode(self, mode: Any) -> None:
         if mode == self._automation_mode:
@@ -473,11 +528,11 @@ class Daemon:
     def _announce(self, change: Transition) -> None:
         self.metrics.transition(change.from_role.value, change.to_role.value)
         self.log.info("state.changed", **{"from": change.from_role.value, "to": change.to_role.value},
-                      term=change.term, error=self._state.last_error)
+                      term=change.term, reason=change.reason, error=self._state.last_error)
         self._outbox.put({
             "type": "state_changed", "node_id": self.settings.node_id, "host": self.settings.host,
             "from": change.from_role.value, "to": change.to_role.value, "term": change.term,
-            "at": self._clock.wall_ms(),
+            "reason": change.reason, "at": self._clock.wall_ms(),
         })
 
     def _status_fields(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from http import HTTPStatus
 from typing import Any, Protocol
 
 from coordinator.errors import CoordinatorError
+from coordinator.eviction import RedisReport
 from coordinator.logs import get_logger
 from coordinator.membership import ALIVE_INTERVALS
 from coordinator.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -50,6 +51,7 @@ class Observed(Protocol):
 
     settings: Settings
     metrics: Metrics
+    redis_report: RedisReport
 
     def status_snapshot(self) -> dict[str, Any]:
         """The /status document."""
@@ -160,10 +162,17 @@ def route(daemon: Observed, request: Request) -> Response:
     if request.path == "/healthz":
         return text(200, "ok") if daemon.loops_running() else text(503, "not running")
     if request.path == "/readyz":
+        # a Redis that may evict the lease is a warning in the body, not unreadiness: every
+        # daemon shares that Redis, so all would go unready at once (a rollout or a
+        # PodDisruptionBudget would stall) and none would be safer for it
         reason = readiness(daemon)
-        return text(200, "ready") if reason is None else text(503, f"not ready: {reason}")
+        warnings = [f"warning: {w}" for w in daemon.redis_report.warnings]
+        if reason is None:
+            return text(200, "\n".join(["ready", *warnings]))
+        return text(503, "\n".join([f"not ready: {reason}", *warnings]))
     if request.path == "/status":
-        body = json.dumps(daemon.status_snapshot(), separators=(",", ":")).encode("utf-8")
+        status = {**daemon.status_snapshot(), "redis": daemon.redis_report.to_json()}
+        body = json.dumps(status, separators=(",", ":")).encode("utf-8")
         return Response(200, body, "application/json")
     if request.path == "/metrics":
         daemon.metrics.set_state(daemon.status_snapshot(), deadline_in=daemon.lease_deadline_in(),

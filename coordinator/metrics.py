@@ -53,6 +53,12 @@ class Metrics:
                                        registry=r)
         self._heartbeat_failures = Counter("coordinator_heartbeat_failures",
                                            "Heartbeats that failed or timed out", registry=r)
+        self._clock_jumps = Counter("coordinator_redis_clock_jumps",
+                                    "Steps of the Redis server's clock seen between two lease "
+                                    "replies, beyond the margin (forward ones end leadership)",
+                                    ["direction"], registry=r)
+        for direction in ("forward", "backward"):
+            self._clock_jumps.labels(direction=direction)
         self._transitions = Counter("coordinator_state_transitions",
                                     "Role changes of this node", ["from", "to"], registry=r)
         for role in Role:  # every series exists from the first scrape, so rate() sees the first 1
@@ -75,6 +81,10 @@ class Metrics:
         self._heartbeat.labels(result="ok" if ok else "error").observe(seconds)
         if not ok:
             self._heartbeat_failures.inc()
+
+    def redis_clock_jumped(self, *, forward: bool) -> None:
+        """Count one step of Redis's clock."""
+        self._clock_jumps.labels(direction="forward" if forward else "backward").inc()
 
     def transition(self, from_role: str, to_role: str) -> None:
         """Count one role change."""

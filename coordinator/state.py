@@ -7,12 +7,14 @@ feeds it and carries out the effects it returns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Literal
 
 # how long after the reported expiry a standby tries: Redis keeps a key at its expiry ms
 EXPIRY_AIM = 0.002
+# Redis's TIME reaches the scripts truncated to whole ms: two readings are off by up to 2 ms
+REDIS_TIME_RESOLUTION = 0.002
 
 
 class Role(StrEnum):
@@ -36,6 +38,24 @@ class Timing:
         """How far before the TTL a leader stops trusting its lease (clock-rate drift, timers)."""
         return min(0.1, self.lease_ttl * 0.05)
 
+    @property
+    def clock_jump_margin(self) -> float:
+        """How much further Redis's clock may move between two renewals than this node's
+        did before the leader stops trusting the lease: the safety margin (a forward step
+        up to it still expires the key after the local deadline, so it cannot let another
+        node in), plus the resolution of Redis's TIME. Rate drift (NTP slews at most
+        500 ppm: 2.5 ms over a 5 s interval) stays well inside it; a step does not."""
+        return self.safety_margin + REDIS_TIME_RESOLUTION
+
+
+@dataclass(frozen=True)
+class RedisClockMark:
+    """Redis's clock as one reply read it, and when (local) the request went and came back."""
+
+    redis_now: int  # Redis-clock ms
+    sent_at: float
+    received_at: float
+
 
 @dataclass(frozen=True)
 class State:
@@ -52,6 +72,8 @@ class State:
     last_error: str | None = None
     last_operation: Literal["acquire", "renew", "observe", "release"] | None = None
     highest_seen_term: int = 0
+    # Redis's clock at the last grant, to compare the next one with (None: not leading)
+    redis_clock: RedisClockMark | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +86,7 @@ class Granted:
     holder_id: str
     term: int
     lease_expires_at: int
+    redis_now: int | None = None  # Redis-clock ms when the script ran
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,8 @@ class HeldByOther:
     term: int
     lease_expires_at: int
     remaining_ms: int
+    redis_now: int | None = None  # Redis-clock ms when the script ran
+    sent_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +148,7 @@ class Transition:
     from_role: Role
     to_role: Role
     term: int | None
+    reason: str = field(default="", compare=False)  # a short human sentence, for the event
 
 
 Effect = StartLeading | StopLeading | Transition
@@ -133,19 +159,54 @@ def can_schedule(state: State, now: float) -> bool:
     return state.role is Role.LEADER and state.deadline is not None and now < state.deadline
 
 
+def redis_clock_jump(state: State, seen: Observation) -> float:
+    """Seconds by which Redis's clock moved further between this node's last grant and
+    ``seen`` than this node's own clock can have: positive for a forward step, negative
+    for a backward one, 0 when the two agree or there is nothing to compare.
+
+    Each reading was taken somewhere between its request's send and its reply, so the
+    local clock moved at least ``seen.sent - last.received`` and at most
+    ``seen.received - last.sent``; only a movement outside that window is a step.
+    """
+    last = state.redis_clock
+    if last is None or not isinstance(seen, Granted | HeldByOther) or seen.redis_now is None:
+        return 0.0
+    sent = seen.sent_at if seen.sent_at is not None else seen.received_at
+    redis_moved = (seen.redis_now - last.redis_now) / 1000
+    if redis_moved > seen.received_at - last.sent_at:
+        return redis_moved - (seen.received_at - last.sent_at)
+    if redis_moved < sent - last.received_at:
+        return redis_moved - (sent - last.received_at)
+    return 0.0
+
+
+def jumped_forward(state: State, seen: Observation, timing: Timing) -> float | None:
+    """The forward step of Redis's clock ``seen`` shows, if beyond the margin, else None."""
+    jump = redis_clock_jump(state, seen)
+    return jump if jump > timing.clock_jump_margin else None
+
+
+def jump_reason(jump: float) -> str:
+    """The reason a leader gives for leaving after Redis's clock stepped forward."""
+    return f"Redis clock jumped forward {jump:.1f} s"
+
+
 def step(state: State, seen: Observation, timing: Timing) -> tuple[State, list[Effect]]:
     """The next state and the effects to carry out, for one observation."""
     if isinstance(seen, Granted):
         return _granted(state, seen, timing)
     if isinstance(seen, HeldByOther):
+        jump = jumped_forward(state, seen, timing) if state.role is Role.LEADER else None
+        reason = jump_reason(jump) if jump is not None else "lease held by another node"
         new = replace(
             state, role=Role.STANDBY, term=seen.term, leader_id=seen.holder_id,
             lease_expires_at=seen.lease_expires_at, deadline=None, consecutive_failures=0,
             other_expires_local=seen.received_at + seen.remaining_ms / 1000,
             ever_reached_redis=True, last_operation="observe",
-            highest_seen_term=max(state.highest_seen_term, seen.term),
+            highest_seen_term=max(state.highest_seen_term, seen.term), redis_clock=None,
+            last_error=reason if jump is not None else state.last_error,
         )
-        return new, _moved(state, new, "lease held by another node")
+        return new, _moved(state, new, reason)
     if isinstance(seen, Failed):
         failures = state.consecutive_failures + 1
         degrade = failures >= timing.renew_failure_threshold or not state.ever_reached_redis
@@ -153,18 +214,20 @@ def step(state: State, seen: Observation, timing: Timing) -> tuple[State, list[E
             state, consecutive_failures=failures, last_error=seen.error,
             role=Role.DEGRADED if degrade else state.role,
             deadline=None if degrade else state.deadline,
+            redis_clock=None if degrade else state.redis_clock,
         )
-        return new, _moved(state, new, f"{failures} consecutive lease failures")
+        return new, _moved(state, new, f"{failures} consecutive lease failures: {seen.error}")
     if isinstance(seen, DeadlinePassed):
         if state.role is not Role.LEADER or state.deadline is None or seen.at < state.deadline:
             return state, []
         new = replace(
             state, role=Role.DEGRADED if state.consecutive_failures else Role.STANDBY,
             deadline=None, last_error="local lease deadline passed without a renewal",
+            redis_clock=None,
         )
         return new, _moved(state, new, "local lease deadline passed")
     new = replace(state, role=Role.STANDBY, deadline=None, leader_id=None,
-                  lease_expires_at=None, last_operation="release")
+                  lease_expires_at=None, last_operation="release", redis_clock=None)
     return new, _moved(state, new, "lease released")
 
 
@@ -174,11 +237,27 @@ def _granted(state: State, seen: Granted, timing: Timing) -> tuple[State, list[E
         # The answer came too late to trust: by now another node may hold the lease.
         late = Failed(seen.received_at, "lease reply arrived after the local deadline")
         return step(replace(state, ever_reached_redis=True), late, timing)
+    mark = (RedisClockMark(seen.redis_now, seen.sent_at, seen.received_at)
+            if seen.redis_now is not None else None)
+    jump = jumped_forward(state, seen, timing)
+    if jump is not None:
+        # Redis expires the key on its own clock: one that stepped forward may have let the
+        # key lapse, and another node in, while this node still trusted its deadline. Stop
+        # at once; the next renewal (one interval on) that finds the clock steady leads again.
+        reason = jump_reason(jump)
+        new = replace(
+            state, role=Role.STANDBY, term=seen.term, leader_id=None,
+            lease_expires_at=seen.lease_expires_at, deadline=None, consecutive_failures=0,
+            other_expires_local=None, ever_reached_redis=True, last_operation=seen.operation,
+            highest_seen_term=max(state.highest_seen_term, seen.term), last_error=reason,
+            redis_clock=mark,
+        )
+        return new, _moved(state, new, reason)
     new = replace(
         state, role=Role.LEADER, term=seen.term, leader_id=seen.holder_id,
         lease_expires_at=seen.lease_expires_at, deadline=deadline, consecutive_failures=0,
         other_expires_local=None, ever_reached_redis=True, last_operation=seen.operation,
-        highest_seen_term=max(state.highest_seen_term, seen.term),
+        highest_seen_term=max(state.highest_seen_term, seen.term), redis_clock=mark,
     )
     effects: list[Effect] = []
     if state.role is Role.LEADER and state.term != seen.term:
@@ -186,14 +265,15 @@ def _granted(state: State, seen: Granted, timing: Timing) -> tuple[State, list[E
     if state.role is not Role.LEADER or state.term != seen.term:
         effects.append(StartLeading(seen.term))
     if state.role is not Role.LEADER:
-        effects.insert(0, Transition(state.role, Role.LEADER, seen.term))
+        reason = "lease acquired" if seen.operation == "acquire" else "lease renewed"
+        effects.insert(0, Transition(state.role, Role.LEADER, seen.term, reason))
     return new, effects
 
 
 def _moved(old: State, new: State, reason: str) -> list[Effect]:
     if old.role is new.role:
         return []
-    effects: list[Effect] = [Transition(old.role, new.role, new.term)]
+    effects: list[Effect] = [Transition(old.role, new.role, new.term, reason)]
     if old.role is Role.LEADER:
         effects.insert(0, StopLeading(reason))
     return effects

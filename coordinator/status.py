@@ -6,13 +6,15 @@ from typing import Any
 
 from coordinator import keys
 from coordinator.boundary import redis_errors, text
+from coordinator.eviction import check_eviction
 from coordinator.lease import read_lease
 from coordinator.membership import list_controllers, redis_time_ms
 from coordinator.settings import Settings
 
 
 async def cluster_status(redis: Any, settings: Settings) -> dict[str, Any]:
-    """One JSON-ready object: ``lease`` (or None), ``controllers``, ``automation_mode``."""
+    """One JSON-ready object: ``lease`` (or None), ``controllers``, ``automation_mode``,
+    ``redis`` (its maxmemory-policy and warnings)."""
     record = await read_lease(redis, settings.namespace, settings.lease_name)
     controllers = await list_controllers(
         redis, settings.namespace, retention_ms=round(settings.heartbeat_retention * 1000))
@@ -20,6 +22,7 @@ async def cluster_status(redis: Any, settings: Settings) -> dict[str, Any]:
     with redis_errors(mode_key):
         now = await redis_time_ms(redis)
         mode = text(await redis.get(mode_key)) or "running"
+    redis_report = await check_eviction(redis, timeout=2.0)
     lease = None
     if record is not None:
         lease = {**record.to_json(), "remaining_ms": max(0, record.lease_expires_at - now)}
@@ -30,6 +33,7 @@ async def cluster_status(redis: Any, settings: Settings) -> dict[str, Any]:
         "lease": lease,
         "controllers": [c.to_json() for c in controllers],
         "automation_mode": mode,
+        "redis": redis_report.to_json(),
     }
 
 
@@ -45,6 +49,9 @@ def render_status(status: dict[str, Any]) -> str:
             f"{lease['remaining_ms'] / 1000:.1f}s left"
         )
     lines.append(f"automation mode: {status['automation_mode']}")
+    redis = status.get("redis") or {}
+    lines.append(f"redis maxmemory-policy: {redis.get('maxmemory_policy', 'unknown')}")
+    lines.extend(f"warning: {w}" for w in redis.get("warnings", []))
     lines.append(f"controllers ({len(status['controllers'])}):")
     for c in status["controllers"]:
         liveness = "alive" if c["alive"] else "not alive"

@@ -230,8 +230,10 @@ async def test_graceful_stop_releases_announces_and_marks_stopping(redis: Any) -
     assert [e["type"] for e in seen] == ["leader_changed", "state_changed", "lease_released",
                                          "state_changed"]
     assert seen[1] == {"type": "state_changed", "node_id": "a", "host": "a.example",
-                       "from": "standby", "to": "leader", "term": seen[0]["term"], "at": seen[1]["at"]}
-    assert (seen[3]["from"], seen[3]["to"]) == ("leader", "standby")
+                       "from": "standby", "to": "leader", "term": seen[0]["term"],
+                       "reason": "lease acquired", "at": seen[1]["at"]}
+    assert (seen[3]["from"], seen[3]["to"], seen[3]["reason"]) == (
+        "leader", "standby", "lease released")
     assert await daemon.lease.get() is None
     (me,) = await list_controllers(redis, "coordinator", retention_ms=60_000)
     assert (me.status, me.alive) == ("stopping", False)
@@ -318,15 +320,18 @@ async def test_status_reads_many_controllers_and_reports_a_foreign_key(redis: An
 
 
 async def test_garbage_on_the_events_channel_cannot_push_the_terms(redis: Any) -> None:
-    daemon = Daemon(settings("a"), redis=redis, clock=FakeClock())
+    clock = FakeClock()
+    daemon = Daemon(settings("a"), redis=redis, clock=clock)
     await daemon.start()
     try:
         await asyncio.sleep(0.1)  # the daemon's subscription is up
+        clock.advance(0.1)  # else Redis's clock seems to step forward against the daemon's
         channel = keys.events_channel("coordinator")
         for junk in ["not json", "[1, 2]", json.dumps({"lease": "global", "term": 10**300}),
                      json.dumps({"type": "lease_released", "lease": "global", "term": "x"})]:
             await redis.publish(channel, junk)
         await asyncio.sleep(0.1)
+        clock.advance(0.1)
         await daemon.lease.release()
         await daemon.lease_step()  # a new tenure, informed by what it heard
         assert daemon.state.role is Role.LEADER and (daemon.state.term or 0) < (daemon.state.lease_expires_at or 0)

@@ -22,7 +22,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from coordinator.cli import EXIT_UNAVAILABLE, EXIT_USAGE, main
 from coordinator.daemon import Daemon
 from coordinator.errors import CoordinatorError
-from coordinator.http import EVICT_AFTER, HttpServer, RequestRejected, parse_head, readiness
+from coordinator.eviction import RedisReport, report_for
+from coordinator.http import (
+    EVICT_AFTER,
+    HttpServer,
+    Request,
+    RequestRejected,
+    parse_head,
+    readiness,
+    route,
+)
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings, SettingsError, load_settings
 from tests.redis_server import RedisServer, free_port
@@ -32,7 +41,7 @@ STATUS_KEYS = {
     "node_id", "host", "role", "lease_state", "scheduler_enabled", "can_schedule",
     "current_leader_id", "current_term", "lease_expires_at", "last_heartbeat_at",
     "last_lease_operation", "next_lease_operation", "consecutive_renew_failures", "last_error",
-    "automation_mode",
+    "automation_mode", "redis",
 }
 SECRET = "s3cret-pw"
 
@@ -193,6 +202,7 @@ class StubDaemon:
     running: bool = True
     settings: Settings = field(default_factory=lambda: fast_settings("stub"))
     metrics: Metrics = field(default_factory=Metrics)
+    redis_report: RedisReport = field(default_factory=RedisReport)
 
     def status_snapshot(self) -> dict[str, Any]:
         return {"role": self.role}
@@ -219,6 +229,24 @@ def test_ready_means_leader_or_standby_with_a_heartbeat_younger_than_three_inter
     stub: StubDaemon, reason: str | None
 ) -> None:
     assert readiness(stub) == reason
+
+
+def test_a_redis_that_may_evict_the_lease_is_a_warning_on_readyz_not_unreadiness() -> None:
+    risky = StubDaemon(role="leader", redis_report=report_for({"allkeys-lru"}))
+    ready = route(risky, Request("GET", "/readyz"))
+    lines = ready.body.decode().splitlines()
+    assert ready.status == 200 and lines[0] == "ready"
+    assert lines[1].startswith("warning: maxmemory-policy allkeys-lru lets Redis evict the lease")
+    assert lines[1].endswith("set maxmemory-policy noeviction, or use a dedicated Redis")
+    unready = route(StubDaemon(role="degraded", redis_report=risky.redis_report),
+                    Request("GET", "/readyz"))
+    assert unready.status == 503
+    assert unready.body.decode().splitlines()[0] == "not ready: role is degraded"
+    status = json.loads(route(risky, Request("GET", "/status")).body)
+    assert status["redis"] == {"maxmemory_policy": "allkeys-lru",
+                               "warnings": list(risky.redis_report.warnings)}
+    safe = route(StubDaemon(redis_report=report_for({"noeviction"})), Request("GET", "/readyz"))
+    assert (safe.status, safe.body) == (200, b"ready\n")
 
 
 # ---- the strict request parser --------------------------------------------------------------

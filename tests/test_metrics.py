@@ -53,3 +53,14 @@ def test_state_gauges_follow_the_snapshot() -> None:
     assert get("coordinator_lease_deadline_seconds") == 0
     assert get("coordinator_heartbeat_age_seconds") == math.inf
     assert b"coordinator_role{role=\"degraded\"} 1.0" in m.render()
+
+
+def test_redis_clock_steps_are_counted_by_direction_from_the_first_scrape() -> None:
+    m = Metrics()
+    get = m.registry.get_sample_value
+    assert get("coordinator_redis_clock_jumps_total", {"direction": "forward"}) == 0
+    m.redis_clock_jumped(forward=True)
+    m.redis_clock_jumped(forward=False)
+    m.redis_clock_jumped(forward=True)
+    assert get("coordinator_redis_clock_jumps_total", {"direction": "forward"}) == 2
+    assert get("coordinator_redis_clock_jumps_total", {"direction": "backward"}) == 1

@@ -9,6 +9,7 @@ from coordinator.state import (
     Failed,
     Granted,
     HeldByOther,
+    Observation,
     Released,
     Role,
     StartLeading,
@@ -18,6 +19,7 @@ from coordinator.state import (
     Transition,
     can_schedule,
     next_attempt_delay,
+    redis_clock_jump,
     retry_delay,
     step,
 )
@@ -146,3 +148,89 @@ def test_backoff_grows_with_failures_and_is_capped_at_the_renew_interval() -> No
     assert retry_delay(State(consecutive_failures=1), T, jitter=0.0) < 0.05
     degraded = replace(State(), role=Role.DEGRADED, consecutive_failures=3)
     assert next_attempt_delay(degraded, T, last_sent_at=0, now=0, jitter=0.5) <= T.renew_interval
+
+
+def renewal(sent: float, redis_now: int, *, rtt: float = 0.002, term: int = 1,
+            op: str = "renew") -> Granted:
+    return Granted(sent_at=sent, received_at=sent + rtt, operation=op,  # type: ignore[arg-type]
+                   holder_id="me", term=term, lease_expires_at=redis_now + 2000,
+                   redis_now=redis_now)
+
+
+def leading_on_redis_clock(sent: float = 10.0, redis_now: int = 5_000_000) -> State:
+    state, _ = step(State(), renewal(sent, redis_now, op="acquire"), T)
+    assert state.role is Role.LEADER and state.redis_clock is not None
+    return state
+
+
+def test_a_forward_step_of_redis_clock_makes_the_leader_stop_at_once_with_the_reason() -> None:
+    state = leading_on_redis_clock(10.0, 5_000_000)
+    # half a second here, 15.5 s on Redis: its clock stepped 15 s forward
+    new, effects = step(state, renewal(10.5, 5_015_500), T)
+    assert not can_schedule(new, 10.51) and new.role is Role.STANDBY and new.deadline is None
+    assert effects == [StopLeading("Redis clock jumped forward 15.0 s"),
+                       Transition(Role.LEADER, Role.STANDBY, 1)]
+    transition = effects[1]
+    assert isinstance(transition, Transition) and transition.reason == effects[0].reason  # type: ignore[union-attr]
+    assert new.last_error == "Redis clock jumped forward 15.0 s"
+    # the next renewal finds the clock steady again: leading again, the same tenure
+    again, effects = step(new, renewal(11.0, 5_016_000), T)
+    assert can_schedule(again, 11.01) and again.term == 1
+    assert effects == [Transition(Role.STANDBY, Role.LEADER, 1), StartLeading(1)]
+
+
+def test_a_forward_step_seen_as_another_holder_is_named_as_the_reason() -> None:
+    state = leading_on_redis_clock(10.0, 5_000_000)
+    held = HeldByOther(received_at=10.502, holder_id="other", term=2, lease_expires_at=0,
+                       remaining_ms=2000, redis_now=5_015_500, sent_at=10.5)
+    new, effects = step(state, held, T)
+    assert new.role is Role.STANDBY and new.last_error == "Redis clock jumped forward 15.0 s"
+    assert effects[0] == StopLeading("Redis clock jumped forward 15.0 s")
+
+
+def test_redis_clock_moving_as_fast_as_ours_within_the_round_trips_is_no_step() -> None:
+    state = leading_on_redis_clock(10.0, 5_000_000)
+    # the first reading may have been taken as the request left, the second as the reply came
+    # back: Redis's clock may move up to (10.5 + rtt) - 10.0 = 0.51 s, plus the margin
+    edge = 5_000_000 + round((0.510 + T.clock_jump_margin) * 1000) - 1
+    new, effects = step(state, renewal(10.5, edge, rtt=0.010), T)
+    assert new.role is Role.LEADER and effects == []
+    assert redis_clock_jump(state, renewal(10.5, 5_000_500)) == 0.0
+
+
+def test_a_step_just_beyond_the_margin_is_one() -> None:
+    state = leading_on_redis_clock(10.0, 5_000_000)
+    beyond = 5_000_000 + round((0.510 + T.clock_jump_margin) * 1000) + 2
+    new, _ = step(state, renewal(10.5, beyond, rtt=0.010), T)
+    assert new.role is Role.STANDBY
+
+
+def test_a_backward_step_keeps_the_leader_it_only_lengthens_the_lease() -> None:
+    state = leading_on_redis_clock(10.0, 5_000_000)
+    seen = renewal(10.5, 4_990_500)  # Redis went 9.5 s back
+    assert redis_clock_jump(state, seen) < -9
+    new, effects = step(state, seen, T)
+    assert new.role is Role.LEADER and effects == [] and can_schedule(new, 10.6)
+
+
+def test_a_standby_has_no_redis_clock_to_compare_with() -> None:
+    state, _ = step(State(), HeldByOther(1.0, "other", 7, 5000, 1500, redis_now=3500), T)
+    assert state.redis_clock is None
+    new, _ = step(state, renewal(2.0, 9_000_000, op="acquire"), T)  # much later on Redis
+    assert new.role is Role.LEADER
+
+
+def test_every_transition_says_why() -> None:
+    state = leading_on_redis_clock(10.0, 5_000_000)
+    cases: list[tuple[State, Observation, str]] = [
+        (State(), renewal(1.0, 1000, op="acquire"), "lease acquired"),
+        (state, HeldByOther(10.6, "other", 2, 0, 1000), "lease held by another node"),
+        (state, DeadlinePassed(20.0), "local lease deadline passed"),
+        (state, Released(10.6), "lease released"),
+        (replace(state, consecutive_failures=1), Failed(10.6, "Redis did not answer in time"),
+         "2 consecutive lease failures: Redis did not answer in time"),
+    ]
+    for before, seen, reason in cases:
+        _, effects = step(before, seen, T)
+        transitions = [e for e in effects if isinstance(e, Transition)]
+        assert [t.reason for t in transitions] == [reason], seen

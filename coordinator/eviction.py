@@ -1,0 +1,70 @@
+"""Whether the Redis may evict the lease: its maxmemory-policy, read once, and what to do.
+
+Under ``volatile-*`` the lease hash (it has a TTL) may be evicted under memory pressure
+(``volatile-ttl`` picks it first: its TTL is the shortest around); under ``allkeys-*`` the
+tenure hash may go too. An evicted lease is a free lease: a standby takes it while the
+leader, whose local deadline has not passed, still schedules. Only ``noeviction`` is safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import exceptions as redis_exceptions
+
+from coordinator.boundary import UNAVAILABLE, text
+from coordinator.clock import bounded
+
+SAFE_POLICY = "noeviction"
+UNKNOWN = "unknown"
+REMEDY = "set maxmemory-policy noeviction, or use a dedicated Redis"
+
+
+@dataclass(frozen=True)
+class RedisReport:
+    """What the daemon found out about its Redis's configuration."""
+
+    maxmemory_policy: str = UNKNOWN
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``redis`` object of ``status --json`` and ``/status``."""
+        return {"maxmemory_policy": self.maxmemory_policy, "warnings": list(self.warnings)}
+
+
+def report_for(policies: set[str]) -> RedisReport:
+    """The report for the policies the servers answered (a cluster answers per node)."""
+    if not policies:
+        return RedisReport()
+    risky = sorted(p for p in policies if p != SAFE_POLICY)
+    shown = risky[0] if risky else SAFE_POLICY
+    if len(policies) > 1:
+        shown = ",".join(sorted(policies))
+    warnings = tuple(
+        f"maxmemory-policy {p} lets Redis evict the lease under memory pressure, and another "
+        f"node take it while the leader still trusts it: {REMEDY}" for p in risky)
+    return RedisReport(shown, warnings)
+
+
+async def check_eviction(redis: Any, timeout: float) -> RedisReport:
+    """Read maxmemory-policy; "unknown" (and no warning) where CONFIG GET is refused, as it
+    is for a least-privilege ACL user, or Redis does not answer. Never raises for Redis."""
+    try:
+        reply = await bounded(redis.config_get("maxmemory-policy"), timeout)
+    except (redis_exceptions.RedisError, TimeoutError, *UNAVAILABLE):
+        return RedisReport()
+    return report_for(set(_policies(reply)))
+
+
+def _policies(reply: Any) -> list[str]:
+    """The policy values in a CONFIG GET reply: a dict, or one dict per node (Cluster)."""
+    if not isinstance(reply, dict):
+        return []
+    found = []
+    for key, value in reply.items():
+        if isinstance(value, dict):
+            found.extend(_policies(value))
+        elif text(key) == "maxmemory-policy" and value is not None:
+            found.append(str(text(value)))
+    return found
