@@ -37,6 +37,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def now() -> float:
+    """Seconds on the clock every deadline is measured on, in the daemon, the watchdog and
+    the child runner alike (deadlines cross the socket): CLOCK_BOOTTIME where the platform
+    has it (it keeps counting while the machine is suspended), else ``time.monotonic()``."""
+    if _BOOTTIME is not None:
+        return time.clock_gettime(_BOOTTIME)
+    return time.monotonic()
 
 
 # ---- the pure decision: which signal, when ----------------------------------------------
