@@ -24,7 +24,7 @@ from coordinator.clock import bounded
 from coordinator.errors import CoordinatorError, InvalidArgumentError
 from coordinator.hooks import Hooks, LeaderContext
 from coordinator.settings import ENV_PREFIX, Settings
-from coordinator.watchdog import startable
+from coordinator.watchdog import now, startable
 from coordinator.watchdog_link import OutputRelay, WatchdogLink, spawn_watchdog
 
 RestartPolicy = Literal["on-failure", "always", "never"]
@@ -76,8 +76,15 @@ def child_env(settings: Settings, term: int) -> dict[str, str]:
 
 
 def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The daemon's environment without the Redis URL: the watchdog's and the child's base."""
-    return {k: v for k, v in environ.items() if k != ENV_PREFIX + "REDIS_URL"}
+    """The daemon's environment without any COORDINATOR_* setting: the watchdog's and the
+    child's base.
+
+    Every setting goes, not only those that hold a secret (the Redis URL, the Sentinel
+    password): what the child learns of the coordinator is exactly ``child_env``, and a
+    secret setting added later cannot leak by being forgotten here. Names are matched in
+    any case, as the settings themselves are read. The rest of the environment (PATH,
+    HOME, the program's own configuration) is the user's and passes on."""
+    return {k: v for k, v in environ.items() if not k.upper().startswith(ENV_PREFIX)}
 
 
 def after_exit(policy: RestartPolicy, status: int, *, signalled: bool) -> Decision:
@@ -126,6 +133,7 @@ class ChildRunner:
         self._grace = settings.effective_child_grace
         self._policy: RestartPolicy = settings.child_restart
         self._deadline: float | None = None
+        self._term: int | None = None  # the tenure's, once known; tags deadline messages
         self._mode = "running"
         self._changed = asyncio.Event()
         self._idle = asyncio.Event()
@@ -195,11 +203,12 @@ class ChildRunner:
 
     async def _lead(self, ctx: LeaderContext) -> None:
         self._mode = ctx.automation_mode
+        self._term = ctx.term
         quick_exits = 0
         try:
             while True:
                 await self._until_startable()
-                began = time.monotonic()
+                began = now()
                 result = await self._run_once(ctx.term)
                 if result is None:
                     decision: Decision = "restart"  # the start failed; logged already
@@ -207,8 +216,12 @@ class ChildRunner:
                     status, signalled = result
                     if self._stopping:
                         return
-                    if self._mode == "paused":
-                        continue  # stopped for the pause; starts again on resume
+                    if self._mode != "running":
+                        # stopped for a pause, or finished while draining: not restarted
+                        # whatever the policy; it starts again once the mode is running
+                        self.log.info("child.not_restarted", term=ctx.term, mode=self._mode,
+                                      exit_status=status)
+                        continue
                     decision = after_exit(self._policy, status, signalled=signalled)
                     if decision == "finish":
                         self.exit_status = exit_code(status)
@@ -217,7 +230,7 @@ class ChildRunner:
                         self._on_finished()
                     if decision != "restart":
                         await _forever()
-                quick_exits = quick_exits + 1 if time.monotonic() - began < STABLE_RUN else 1
+                quick_exits = quick_exits + 1 if now() - began < STABLE_RUN else 1
                 delay = restart_delay(quick_exits)
                 self.log.info("child.restarting", term=ctx.term, delay=delay,
                               restarts=self._state["restarts"] + 1)
@@ -240,9 +253,16 @@ class ChildRunner:
             self._send({"stop": True})
         self._changed.set()
 
-    def _deadline_moved(self, deadline: float | None) -> None:
+    def _deadline_moved(self, deadline: float | None, term: int | None = None) -> None:
+        """The lease deadline moved (None: leadership ended). The message names the term
+        once it is known (the daemon may say it; else the tenure's first deadline comes
+        before ``_lead`` learns it), so the watchdog can refuse starts of an ended tenure."""
+        if term is not None:
+            self._term = term
         self._deadline = deadline
-        self._send({"deadline": deadline})
+        self._send({"deadline": deadline, "term": self._term})
+        if deadline is None:
+            self._term = None
         self._changed.set()
 
     # ---- one run ----
@@ -252,8 +272,7 @@ class ChildRunner:
             self._changed.clear()
             if self._stopping:
                 await _forever()
-            if self._mode == "running" and startable(self._deadline, time.monotonic(),
-                                                     self._grace):
+            if self._mode == "running" and startable(self._deadline, now(), self._grace):
                 return
             await self._changed.wait()
 
@@ -293,6 +312,8 @@ class ChildRunner:
                            error=report["failed"].get("error"))
             self._settle(None)
         elif "cancelled" in report:
+            self.log.info("child.start_cancelled", term=report["cancelled"].get("term"),
+                          reason=report["cancelled"].get("reason"))
             self._settle(None)
 
     def _settle(self, result: tuple[int, bool] | None) -> None:

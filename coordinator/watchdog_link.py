@@ -46,6 +46,10 @@ def spawn_watchdog(grace: float, node_id: str, *, env: Mapping[str, str],
             watchdog_command(theirs.fileno(), grace, node_id, write_ends),
             pass_fds=[theirs.fileno(), *(write_ends or ())], env=dict(env),
             stdin=subprocess.DEVNULL,
+            # out of reach of a stop of the daemon's process group or terminal (Ctrl-Z):
+            # the watchdog must keep time while the daemon is frozen. It still ends with
+            # the daemon: it reads EOF on the socket when the daemon dies.
+            start_new_session=True,
         )
     except BaseException:
         ours.close()

@@ -86,6 +86,15 @@ def test_the_child_learns_its_term_and_the_redis_url_only_on_request() -> None:
     assert inherited_env({"COORDINATOR_REDIS_URL": url, "PATH": "/bin"}) == {"PATH": "/bin"}
 
 
+def test_no_coordinator_setting_is_passed_on_in_any_spelling() -> None:
+    from coordinator.settings import Settings, env_name
+
+    environ = {env_name(name): "x" for name in Settings.model_fields}
+    environ |= {"coordinator_redis_sentinel_password": "s", "Coordinator_Redis_Url": "u",
+                "PATH": "/bin", "MY_COORDINATOR_HOME": "/srv"}
+    assert inherited_env(environ) == {"PATH": "/bin", "MY_COORDINATOR_HOME": "/srv"}
+
+
 def test_grace_defaults_to_a_third_of_the_ttl_up_to_five_seconds() -> None:
     assert load_settings(lease_ttl=2, renew_interval=0.5).effective_child_grace == pytest.approx(
         2 / 3)

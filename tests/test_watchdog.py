@@ -292,11 +292,19 @@ def test_the_child_dies_with_a_killed_watchdog(harness: Any) -> None:
 # ---- a tenure that ended starts nothing, whatever the order of the messages --------------
 
 
+def start_stubborn(wd: Harness, tmp_path: Path) -> Path:
+    """A child of term 7 that ignores SIGTERM, once its handler is in place."""
+    log = tmp_path / "stubborn"
+    wd.start([sys.executable, script(tmp_path, STUBBORN), str(log)], now() + 30)
+    assert "started" in wd.report()[1]
+    assert wait_until(lambda: log.exists() and "START" in log.read_text(), 5)
+    return log
+
+
 def test_leadership_ending_cancels_a_start_queued_behind_a_dying_child(harness: Any,
                                                                        tmp_path: Path) -> None:
     wd = harness(0.5)
-    wd.start([sys.executable, script(tmp_path, STUBBORN), str(tmp_path / "a")], now() + 30)
-    wd.report()
+    start_stubborn(wd, tmp_path)
     wd.send({"stop": True})  # SIGTERM, which it ignores: it dies at the SIGKILL, 0.5 s on
     wd.start(["/bin/sleep", "300"], now() + 30, term=8)  # queued behind it
     wd.send({"deadline": None})  # ... and then the tenure ends
@@ -309,8 +317,7 @@ def test_leadership_ending_cancels_a_start_queued_behind_a_dying_child(harness: 
 def test_a_queued_start_runs_to_the_latest_deadline_not_to_its_own(harness: Any,
                                                                    tmp_path: Path) -> None:
     wd = harness(0.3)
-    wd.start([sys.executable, script(tmp_path, STUBBORN), str(tmp_path / "a")], now() + 30)
-    wd.report()
+    start_stubborn(wd, tmp_path)
     began = now()
     wd.send({"stop": True})
     wd.start(["/bin/sleep", "300"], began + 30, term=8)
@@ -344,21 +351,28 @@ def test_a_start_older_than_the_latest_deadlines_term_is_cancelled(harness: Any)
     assert report["cancelled"]["term"] == 8
 
 
-def test_a_deadline_of_a_newer_term_cancels_the_queued_start_and_stops_the_old_child(
-    harness: Any, tmp_path: Path
-) -> None:
+def test_a_deadline_of_a_newer_term_stops_the_old_terms_child_at_once(harness: Any,
+                                                                      tmp_path: Path) -> None:
     wd = harness(0.3)
-    log = tmp_path / "a"
-    wd.start([sys.executable, script(tmp_path, STUBBORN), str(log)], now() + 30)
-    wd.report()
-    wd.start(["/bin/sleep", "300"], now() + 30, term=8)  # queued: term 7's child still runs
+    log = start_stubborn(wd, tmp_path)
     sent = now()
+    wd.send({"deadline": now() + 30, "term": 9})  # term 7 is over, whatever its deadline
+    at, report = wd.report()
+    assert report["exited"]["term"] == 7 and report["exited"]["signalled"] == "SIGKILL"
+    assert notes(log)["TERM"] - sent < 0.2 and at - sent < 0.3 + 0.2
+
+
+def test_a_deadline_of_a_newer_term_cancels_a_queued_start(harness: Any,
+                                                          tmp_path: Path) -> None:
+    wd = harness(0.3)
+    start_stubborn(wd, tmp_path)
+    wd.send({"stop": True})
+    wd.start(["/bin/sleep", "300"], now() + 30, term=8)  # queued behind the dying child
     wd.send({"deadline": now() + 30, "term": 9})
     reports = [wd.report()[1], wd.report()[1]]
     assert [r["cancelled"]["term"] for r in reports if "cancelled" in r] == [8]
-    (exited,) = [r["exited"] for r in reports if "exited" in r]
-    assert exited["term"] == 7 and exited["signalled"] == "SIGKILL"
-    assert notes(log)["TERM"] - sent < 0.2  # stopped at once: its tenure is over
+    assert [r["exited"]["term"] for r in reports if "exited" in r] == [7]
+    assert wd.quiet_for(0.5)
 
 
 def test_renewals_of_the_childs_own_term_keep_it(harness: Any) -> None:
