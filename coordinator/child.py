@@ -25,7 +25,7 @@ from coordinator.errors import CoordinatorError, InvalidArgumentError
 from coordinator.hooks import Hooks, LeaderContext
 from coordinator.settings import ENV_PREFIX, Settings
 from coordinator.watchdog import now, startable
-from coordinator.watchdog_link import OutputRelay, WatchdogLink, spawn_watchdog
+from coordinator.watchdog_link import Backstop, OutputRelay, WatchdogLink, spawn_watchdog
 
 RestartPolicy = Literal["on-failure", "always", "never"]
 Decision = Literal["restart", "done", "finish"]
@@ -34,6 +34,7 @@ BACKOFF_CAP = 30.0
 STABLE_RUN = 10.0  # a child that ran this long before exiting starts the backoff afresh
 WATCHDOG_EXIT_WAIT = 1.0
 WATCHDOG_READY_WAIT = 10.0
+BACKSTOP_WAIT = 1.0  # for a child the daemon itself SIGKILLed to be gone
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class ChildRunner:
         self._grace = settings.effective_child_grace
         self._policy: RestartPolicy = settings.child_restart
         self._deadline: float | None = None
+        self._last_deadline: float | None = None
         self._term: int | None = None  # the tenure's, once known; tags deadline messages
         self._mode = "running"
         self._changed = asyncio.Event()
@@ -145,6 +147,8 @@ class ChildRunner:
         self._link: WatchdogLink | None = None
         self._relay: OutputRelay | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._backstop = Backstop(self._backstop_killed)
+        self._backstopped = False  # the backstop killed the child and saw it exit
         self.exit_status = 0
         self._state: dict[str, Any] = {"running": False, "pid": None, "term": None,
                                        "started_at": None, "restarts": 0,
@@ -180,7 +184,7 @@ class ChildRunner:
     def begin_shutdown(self) -> None:
         """The daemon is stopping: SIGTERM the child now and start no other."""
         self._stopping = True
-        self._send({"stop": True})
+        self._stop_child()
 
     async def close(self) -> None:
         """Stop the child, wait until it is gone, then let the watchdog exit."""
@@ -237,20 +241,27 @@ class ChildRunner:
                 await asyncio.sleep(delay)
                 self._state["restarts"] += 1
         finally:
-            self._send({"stop": True})
+            self._stop_child()
 
     async def _wait_gone(self) -> None:
-        self._send({"stop": True})
+        """Until the child is gone: the watchdog ends it within the grace; if it does not
+        say so in time (stopped on its own), the daemon kills the child itself, so that no
+        child outlives this tenure once the lease is released or lapses."""
+        self._stop_child()
+        if self._backstopped and self._backstop.exited():
+            return
         try:
             await bounded(self._idle.wait(), self._grace + 1)
         except TimeoutError:
             self.log.error("child.stop_timed_out", grace=self._grace)
+            self._backstopped = await self._backstop.kill_and_wait(
+                "the watchdog did not report the child gone", BACKSTOP_WAIT)
 
     async def _mode_changed(self, mode: str) -> None:
         self._mode = mode
         if mode == "paused" and not self._idle.is_set():
             self.log.info("child.stopping", reason="automation mode paused")
-            self._send({"stop": True})
+            self._stop_child()
         self._changed.set()
 
     def _deadline_moved(self, deadline: float | None, term: int | None = None) -> None:
@@ -263,6 +274,10 @@ class ChildRunner:
         self._send({"deadline": deadline, "term": self._term})
         if deadline is None:
             self._term = None
+            self._backstop.hold()
+        else:
+            self._last_deadline = deadline
+            self._backstop.renewed(deadline)
         self._changed.set()
 
     # ---- one run ----
@@ -296,6 +311,12 @@ class ChildRunner:
             r = report["started"]
             self._state.update(running=True, pid=r.get("pid"), term=r.get("term"),
                                started_at=r.get("at"))
+            self._backstopped = False
+            if isinstance(r.get("pid"), int):
+                self._backstop.watch(r["pid"], self._deadline if self._deadline is not None
+                                     else self._last_deadline)
+                if self._deadline is None or self._mode == "paused" or self._stopping:
+                    self._backstop.hold()
             self.log.info("child.started", pid=r.get("pid"), term=r.get("term"),
                           argv0=self._command.argv[0])
             return
@@ -303,6 +324,7 @@ class ChildRunner:
             r = report["exited"]
             status = int(r.get("status", -1))
             self._state.update(running=False, last_exit_status=status)
+            self._backstop.forget()
             log = self.log.info if status == 0 or self._stopping else self.log.warning
             log("child.exited", pid=r.get("pid"), term=r.get("term"), exit_status=status,
                 status=describe_status(status), signalled_by_watchdog=r.get("signalled"))
@@ -327,6 +349,8 @@ class ChildRunner:
         # Without the watchdog nothing can keep a child inside the lease: give up leading.
         # (The kernel kills a child it left behind: see watchdog._parent_death_signal.)
         self.log.error("watchdog.lost", pid=self._process.pid if self._process else None)
+        self._backstop.kill("the watchdog is gone")
+        self._backstop.forget()
         self._state.update(running=False)
         self._outstanding = 0
         self._idle.set()
@@ -335,6 +359,13 @@ class ChildRunner:
         self._stopping = True
         self.exit_status = self.exit_status or 1
         self._on_finished()
+
+    def _stop_child(self) -> None:
+        self._backstop.hold()
+        self._send({"stop": True})
+
+    def _backstop_killed(self, pid: int, reason: str) -> None:
+        self.log.error("child.killed_by_daemon", pid=pid, reason=reason)
 
     def _send(self, message: dict[str, Any]) -> None:
         if self._link is not None:

@@ -204,6 +204,58 @@ def test_a_frozen_daemon_group_leaves_no_child_running_past_the_lease(
     assert watchdog_state != "T", "the watchdog was frozen with the daemon"
 
 
+@pytest.mark.e2e
+def test_with_its_watchdog_frozen_a_stopping_leader_kills_its_child_before_releasing(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    script, out = _writer(tmp_path)
+    nodes.spawn("a", [sys.executable, script, str(out)])
+    _first_line(out, after=0, timeout=START_WAIT)
+    nodes.spawn("b", [sys.executable, script, str(out)])
+    nodes.wait_for("b", "watchdog.started")
+    time.sleep(0.5)
+    (watchdog,) = nodes.events("a", "watchdog.started")
+    os.kill(watchdog["pid"], signal.SIGSTOP)  # the watchdog alone, by its pid
+    termed_at = time.time()
+    nodes.procs["a"].terminate()
+    nxt = _first_line(out, after=termed_at, not_node="a", timeout=START_WAIT)
+    assert nodes.procs["a"].wait(timeout=15) == 0
+    last_of_a = max(t for n, *_, t in _lines(out) if n == "a")
+    assert last_of_a < nxt[3], f"a's child wrote {last_of_a - nxt[3]:.3f}s into b's tenure"
+    assert nodes.events("a", "child.killed_by_daemon")
+
+
+@pytest.mark.e2e
+def test_with_its_watchdog_frozen_a_leader_cut_off_from_redis_kills_its_child_in_time(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    from tests.chaos.proxy import ProxyHost
+
+    script, out = _writer(tmp_path)
+    proxies = ProxyHost()
+    try:
+        for node in "ab":
+            proxy = proxies.add(node, nodes.server.port)
+            nodes.spawn(node, [sys.executable, script, str(out)],
+                        COORDINATOR_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0")
+            if node == "a":
+                _first_line(out, after=0, timeout=START_WAIT)
+        nodes.wait_for("b", "watchdog.started")
+        time.sleep(0.5)
+        (watchdog,) = nodes.events("a", "watchdog.started")
+        os.kill(watchdog["pid"], signal.SIGSTOP)
+        cut_at = time.time()
+        proxies.blackhole("a")
+        nxt = _first_line(out, after=cut_at, not_node="a", timeout=START_WAIT)
+        time.sleep(0.3)
+        last_of_a = max(t for n, *_, t in _lines(out) if n == "a")
+        assert last_of_a < nxt[3], f"a's child wrote {last_of_a - nxt[3]:.3f}s into b's tenure"
+        assert last_of_a < cut_at + TTL  # killed on the local deadline, before the expiry
+        os.kill(watchdog["pid"], signal.SIGCONT)
+    finally:
+        proxies.close()
+
+
 def test_the_watchdog_runs_in_a_session_of_its_own_ignoring_stop_signals_from_terminals(
     nodes: Nodes, tmp_path: Path,
 ) -> None:
