@@ -1,9 +1,11 @@
 """Leader-only commands: ``coordinator run -- CMD`` runs CMD only while this node leads.
 
 The daemon gives the runner its hooks; the runner has the watchdog (a process of its own,
-``coordinator/watchdog.py``) start the child when leadership begins, keeps it told of
-the lease deadline, and has it stop the child when leadership, the mode or the daemon
-says so. The watchdog, not this module, guarantees the child never outlives the lease.
+in a session of its own, ``coordinator/watchdog.py``) start the child when leadership
+begins, keeps it told of the lease deadline, and has it stop the child when leadership,
+the mode or the daemon says so. The watchdog guarantees the child never outlives the
+lease while the daemon is frozen or dead; the runner's backstop (``watchdog_link.Backstop``)
+does while the watchdog alone is frozen.
 """
 
 from __future__ import annotations
@@ -200,6 +202,7 @@ class ChildRunner:
                 self.log.error("watchdog.killed", pid=self._process.pid)
                 self._process.kill()
                 self._process.wait()
+        self._backstop.forget()
         if self._relay is not None:
             self._relay.drain()
 

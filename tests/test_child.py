@@ -173,8 +173,9 @@ def _ts(event: dict[str, Any]) -> float:
 
 class Cluster:
     """`coordinator run -- ...` processes, each in a session of its own, so that every
-    process one of them starts (watchdog, child, the child's helpers) can be found and
-    killed at the end whatever happened."""
+    process one of them starts (the child's helpers too) can be found and killed at the
+    end whatever happened; the watchdog and the child, in a session of the watchdog's,
+    are found by the pids the daemon logged."""
 
     def __init__(self, tmp_path: Path, server: RedisServer, namespace: str) -> None:
         self.tmp, self.server, self.namespace = tmp_path, server, namespace
@@ -206,9 +207,16 @@ class Cluster:
         return [e for e in self.log(node) if e.get("event") == name]
 
     def cleanup(self) -> None:
-        for proc in self.procs.values():
+        for node, proc in self.procs.items():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGCONT)
+            # the watchdog leads a session of its own, its children a group each
+            logged = [(os.killpg, e["pid"]) for e in self.events(node, "child.started")]
+            logged += [(os.kill, e["pid"]) for e in self.events(node, "watchdog.started")]
+            for kill, pid in logged:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(pid, signal.SIGCONT)
+                    kill(pid, signal.SIGKILL)
             for pid in _session_members(proc.pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)

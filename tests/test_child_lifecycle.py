@@ -264,6 +264,9 @@ def test_the_watchdog_runs_in_a_session_of_its_own_ignoring_stop_signals_from_te
     (started,) = nodes.wait_for("s", "child.started")
     daemon = nodes.procs["s"]
     assert os.getsid(watchdog["pid"]) == watchdog["pid"] != os.getsid(daemon.pid)
+    # the child: a process group of its own, in the watchdog's session
+    assert os.getpgid(started["pid"]) == started["pid"]
+    assert os.getsid(started["pid"]) == watchdog["pid"]
     for sig in (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
         os.kill(watchdog["pid"], sig)
     time.sleep(0.3)
