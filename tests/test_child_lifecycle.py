@@ -198,6 +198,8 @@ def test_a_frozen_daemon_group_leaves_no_child_running_past_the_lease(
                                 "began: two children ran at once")
     assert last_of_a < frozen_at + TTL  # ended on the local deadline, before the lease expired
     assert nxt[0] == "b"
+    print(f"{freeze}: a's child last wrote {last_of_a - frozen_at:.3f}s after the freeze, "
+          f"b's child first {nxt[3] - frozen_at:.3f}s after it")
     # after SIGCONT the old leader stands by: it starts no child again
     assert all(t < nxt[3] for n, *_, t in lines if n == "a")
     assert daemon.poll() is None
@@ -256,6 +258,7 @@ def test_with_its_watchdog_frozen_a_leader_cut_off_from_redis_kills_its_child_in
         proxies.close()
 
 
+@pytest.mark.e2e
 def test_the_watchdog_runs_in_a_session_of_its_own_ignoring_stop_signals_from_terminals(
     nodes: Nodes, tmp_path: Path,
 ) -> None:
