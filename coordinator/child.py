@@ -328,6 +328,7 @@ class ChildRunner:
             status = int(r.get("status", -1))
             self._state.update(running=False, last_exit_status=status)
             self._backstop.forget()
+            self._backstopped = False
             log = self.log.info if status == 0 or self._stopping else self.log.warning
             log("child.exited", pid=r.get("pid"), term=r.get("term"), exit_status=status,
                 status=describe_status(status), signalled_by_watchdog=r.get("signalled"))

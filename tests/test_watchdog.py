@@ -17,10 +17,14 @@ from typing import Any
 import pytest
 
 from coordinator.watchdog import (
+    Tenure,
     Watch,
+    belongs,
     due,
+    heard_deadline,
     next_wake,
     now,
+    refusal,
     startable,
     with_deadline,
     with_stop,
@@ -85,6 +89,26 @@ def test_a_child_starts_only_with_more_than_the_grace_left() -> None:
     assert startable(10.0, 9.0, GRACE)
     assert not startable(10.0, 9.5, GRACE)
     assert not startable(None, 0.0, GRACE)
+
+
+def test_a_withdrawn_deadline_ends_its_tenure_said_or_not() -> None:
+    t = heard_deadline(Tenure(), 10.0, None)
+    assert t == Tenure(10.0, None, None)
+    t = heard_deadline(t, 11.0, 8)
+    assert t == Tenure(11.0, 8, None)
+    assert heard_deadline(t, None, None) == Tenure(None, None, 8)  # the term heard last
+    assert heard_deadline(t, None, 9) == Tenure(None, None, 9)
+    assert heard_deadline(Tenure(None, None, 9), None, 5) == Tenure(None, None, 9)  # max
+
+
+def test_starts_of_ended_or_older_tenures_are_refused() -> None:
+    assert refusal(Tenure(ended=8), 8) == "the tenure of term 8 ended"
+    assert refusal(Tenure(ended=8), 7) is not None
+    assert refusal(Tenure(ended=8), 9) is None
+    assert refusal(Tenure(10.0, 9, None), 8) is not None
+    assert refusal(Tenure(10.0, 9, None), 9) is None
+    assert refusal(Tenure(10.0, None, None), 1) is None  # nothing known against it
+    assert belongs(None, 8) and belongs(8, None) and belongs(8, 8) and not belongs(9, 8)
 
 
 # ---- the process alone ----------------------------------------------------------------------
