@@ -136,8 +136,16 @@ class Tenure:
     ended: int | None = None
 
 
+def stale(tenure: Tenure, term: int | None) -> bool:
+    """Whether a message names a tenure already known to have ended."""
+    return term is not None and tenure.ended is not None and term <= tenure.ended
+
+
 def heard_deadline(tenure: Tenure, deadline: float | None, term: int | None) -> Tenure:
-    """A deadline message: a new bound for the tenure, or (None) the end of it."""
+    """A deadline message: a new bound for the tenure, or (None) the end of it. One that
+    names an ended tenure is stale and changes nothing."""
+    if stale(tenure, term):
+        return tenure
     if deadline is None:
         gone = term if term is not None else tenure.term
         ended = tenure.ended if gone is None else max(gone, tenure.ended or gone)
@@ -149,7 +157,7 @@ def refusal(tenure: Tenure, term: int | None) -> str | None:
     """Why a start for ``term`` must not run (its tenure is over), or None."""
     if term is None:
         return None
-    if tenure.ended is not None and term <= tenure.ended:
+    if stale(tenure, term):
         return f"the tenure of term {term} ended"
     if tenure.term is not None and term < tenure.term:
         return f"term {term} is older than term {tenure.term} of the latest deadline"
@@ -258,6 +266,9 @@ class Watchdog:
                 self._child.watch = with_stop(self._child.watch)
 
     def _heard_deadline(self, deadline: float | None, term: int | None) -> None:
+        if stale(self._tenure, term):
+            self._log("watchdog.stale_deadline", term=term)
+            return
         self._tenure = heard_deadline(self._tenure, deadline, term)
         pending = self._pending
         if pending is not None and (deadline is None or not belongs(term, pending.get("term"))):

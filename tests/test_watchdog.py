@@ -99,6 +99,8 @@ def test_a_withdrawn_deadline_ends_its_tenure_said_or_not() -> None:
     assert heard_deadline(t, None, None) == Tenure(None, None, 8)  # the term heard last
     assert heard_deadline(t, None, 9) == Tenure(None, None, 9)
     assert heard_deadline(Tenure(None, None, 9), None, 5) == Tenure(None, None, 9)  # max
+    # a renewal of an ended tenure that comes late is stale: it restores nothing
+    assert heard_deadline(Tenure(None, None, 9), 12.0, 9) == Tenure(None, None, 9)
 
 
 def test_starts_of_ended_or_older_tenures_are_refused() -> None:
@@ -424,3 +426,13 @@ def test_deadlines_are_read_on_the_boot_time_clock_the_daemon_uses() -> None:
         assert abs(now() - time.monotonic()) < 0.05
     # the daemon's deadlines cross the socket: both ends must read the same clock
     assert abs(now() - Clock().monotonic()) < 0.05
+
+
+def test_a_late_renewal_of_an_ended_tenure_changes_nothing(harness: Any) -> None:
+    wd = harness()
+    wd.send({"deadline": now() + 30, "term": 8})
+    wd.send({"deadline": None, "term": 8})
+    wd.start(["/bin/sleep", "300"], now() + 30, term=9)
+    assert "started" in wd.report()[1]
+    wd.send({"deadline": now() + 30, "term": 8})  # stale: term 8 ended before term 9 began
+    assert wd.quiet_for(0.5), "a stale message stopped the new tenure's child"
