@@ -1,9 +1,11 @@
 """Leader-only commands: ``coordinator run -- CMD`` runs CMD only while this node leads.
 
 The daemon gives the runner its hooks; the runner has the watchdog (a process of its own,
-``coordinator/watchdog.py``) start the child when leadership begins, keeps it told of
-the lease deadline, and has it stop the child when leadership, the mode or the daemon
-says so. The watchdog, not this module, guarantees the child never outlives the lease.
+in a session of its own, ``coordinator/watchdog.py``) start the child when leadership
+begins, keeps it told of the lease deadline, and has it stop the child when leadership,
+the mode or the daemon says so. The watchdog guarantees the child never outlives the
+lease while the daemon is frozen or dead; the runner's backstop (``watchdog_link.Backstop``)
+does while the watchdog alone is frozen.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from coordinator.errors import CoordinatorError, InvalidArgumentError
 from coordinator.hooks import Hooks, LeaderContext
 from coordinator.logs import get_logger
 from coordinator.settings import ENV_PREFIX, Settings
-from coordinator.watchdog import startable
-from coordinator.watchdog_link import OutputRelay, WatchdogLink, spawn_watchdog
+from coordinator.watchdog import now, startable
+from coordinator.watchdog_link import Backstop, OutputRelay, WatchdogLink, spawn_watchdog
 
 RestartPolicy = Literal["on-failure", "always", "never"]
 Decision = Literal["restart", "done", "finish"]
@@ -33,6 +35,7 @@ BACKOFF_CAP = 30.0
 STABLE_RUN = 10.0  # a child that ran this long before exiting starts the backoff afresh
 WATCHDOG_EXIT_WAIT = 1.0
 WATCHDOG_READY_WAIT = 10.0
+BACKSTOP_WAIT = 1.0  # for a child the daemon itself SIGKILLed to be gone
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,15 @@ def child_env(settings: Settings, term: int) -> dict[str, str]:
 
 
 def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The daemon's environment without the Redis URL: the watchdog's and the child's base."""
-    return {k: v for k, v in environ.items() if k != ENV_PREFIX + "REDIS_URL"}
+    """The daemon's environment without any COORDINATOR_* setting: the watchdog's and the
+    child's base.
+
+    Every setting goes, not only those that hold a secret (the Redis URL, the Sentinel
+    password): what the child learns of the coordinator is exactly ``child_env``, and a
+    secret setting added later cannot leak by being forgotten here. Names are matched in
+    any case, as the settings themselves are read. The rest of the environment (PATH,
+    HOME, the program's own configuration) is the user's and passes on."""
+    return {k: v for k, v in environ.items() if not k.upper().startswith(ENV_PREFIX)}
 
 
 def after_exit(policy: RestartPolicy, status: int, *, signalled: bool) -> Decision:
@@ -125,6 +135,8 @@ class ChildRunner:
         self._grace = settings.effective_child_grace
         self._policy: RestartPolicy = settings.child_restart
         self._deadline: float | None = None
+        self._last_deadline: float | None = None
+        self._term: int | None = None  # the tenure's, once known; tags deadline messages
         self._mode = "running"
         self._changed = asyncio.Event()
         self._idle = asyncio.Event()
@@ -136,6 +148,8 @@ class ChildRunner:
         self._link: WatchdogLink | None = None
         self._relay: OutputRelay | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._backstop = Backstop(self._backstop_killed)
+        self._backstopped = False  # the backstop killed the child and saw it exit
         self.exit_status = 0
         self._state: dict[str, Any] = {"running": False, "pid": None, "term": None,
                                        "started_at": None, "restarts": 0,
@@ -171,7 +185,7 @@ class ChildRunner:
     def begin_shutdown(self) -> None:
         """The daemon is stopping: SIGTERM the child now and start no other."""
         self._stopping = True
-        self._send({"stop": True})
+        self._stop_child()
 
     async def close(self) -> None:
         """Stop the child, wait until it is gone, then let the watchdog exit."""
@@ -187,6 +201,7 @@ class ChildRunner:
                 self.log.error("watchdog.killed", pid=self._process.pid)
                 self._process.kill()
                 self._process.wait()
+        self._backstop.forget()
         if self._relay is not None:
             self._relay.drain()
 
@@ -194,11 +209,12 @@ class ChildRunner:
 
     async def _lead(self, ctx: LeaderContext) -> None:
         self._mode = ctx.automation_mode
+        self._term = ctx.term
         quick_exits = 0
         try:
             while True:
                 await self._until_startable()
-                began = time.monotonic()
+                began = now()
                 result = await self._run_once(ctx.term)
                 if result is None:
                     decision: Decision = "restart"  # the start failed; logged already
@@ -206,8 +222,12 @@ class ChildRunner:
                     status, signalled = result
                     if self._stopping:
                         return
-                    if self._mode == "paused":
-                        continue  # stopped for the pause; starts again on resume
+                    if self._mode != "running":
+                        # stopped for a pause, or finished while draining: not restarted
+                        # whatever the policy; it starts again once the mode is running
+                        self.log.info("child.not_restarted", term=ctx.term, mode=self._mode,
+                                      exit_status=status)
+                        continue
                     decision = after_exit(self._policy, status, signalled=signalled)
                     if decision == "finish":
                         self.exit_status = exit_code(status)
@@ -216,32 +236,50 @@ class ChildRunner:
                         self._on_finished()
                     if decision != "restart":
                         await _forever()
-                quick_exits = quick_exits + 1 if time.monotonic() - began < STABLE_RUN else 1
+                quick_exits = quick_exits + 1 if now() - began < STABLE_RUN else 1
                 delay = restart_delay(quick_exits)
                 self.log.info("child.restarting", term=ctx.term, delay=delay,
                               restarts=self._state["restarts"] + 1)
                 await asyncio.sleep(delay)
                 self._state["restarts"] += 1
         finally:
-            self._send({"stop": True})
+            self._stop_child()
 
     async def _wait_gone(self) -> None:
-        self._send({"stop": True})
+        """Until the child is gone: the watchdog ends it within the grace; if it does not
+        say so in time (stopped on its own), the daemon kills the child itself, so that no
+        child outlives this tenure once the lease is released or lapses."""
+        self._stop_child()
+        if self._backstopped and self._backstop.exited():
+            return
         try:
             await bounded(self._idle.wait(), self._grace + 1)
         except TimeoutError:
             self.log.error("child.stop_timed_out", grace=self._grace)
+            self._backstopped = await self._backstop.kill_and_wait(
+                "the watchdog did not report the child gone", BACKSTOP_WAIT)
 
     async def _mode_changed(self, mode: str) -> None:
         self._mode = mode
         if mode == "paused" and not self._idle.is_set():
             self.log.info("child.stopping", reason="automation mode paused")
-            self._send({"stop": True})
+            self._stop_child()
         self._changed.set()
 
-    def _deadline_moved(self, deadline: float | None) -> None:
+    def _deadline_moved(self, deadline: float | None, term: int | None = None) -> None:
+        """The lease deadline moved (None: leadership ended). The message names the term
+        once it is known (the daemon may say it; else the tenure's first deadline comes
+        before ``_lead`` learns it), so the watchdog can refuse starts of an ended tenure."""
+        if term is not None:
+            self._term = term
         self._deadline = deadline
-        self._send({"deadline": deadline})
+        self._send({"deadline": deadline, "term": self._term})
+        if deadline is None:
+            self._term = None
+            self._backstop.hold()
+        else:
+            self._last_deadline = deadline
+            self._backstop.renewed(deadline)
         self._changed.set()
 
     # ---- one run ----
@@ -251,8 +289,7 @@ class ChildRunner:
             self._changed.clear()
             if self._stopping:
                 await _forever()
-            if self._mode == "running" and startable(self._deadline, time.monotonic(),
-                                                     self._grace):
+            if self._mode == "running" and startable(self._deadline, now(), self._grace):
                 return
             await self._changed.wait()
 
@@ -276,6 +313,12 @@ class ChildRunner:
             r = report["started"]
             self._state.update(running=True, pid=r.get("pid"), term=r.get("term"),
                                started_at=r.get("at"))
+            self._backstopped = False
+            if isinstance(r.get("pid"), int):
+                self._backstop.watch(r["pid"], self._deadline if self._deadline is not None
+                                     else self._last_deadline)
+                if self._deadline is None or self._mode == "paused" or self._stopping:
+                    self._backstop.hold()
             self.log.info("child.started", pid=r.get("pid"), term=r.get("term"),
                           argv0=self._command.argv[0])
             return
@@ -283,6 +326,8 @@ class ChildRunner:
             r = report["exited"]
             status = int(r.get("status", -1))
             self._state.update(running=False, last_exit_status=status)
+            self._backstop.forget()
+            self._backstopped = False
             log = self.log.info if status == 0 or self._stopping else self.log.warning
             log("child.exited", pid=r.get("pid"), term=r.get("term"), exit_status=status,
                 status=describe_status(status), signalled_by_watchdog=r.get("signalled"))
@@ -292,6 +337,8 @@ class ChildRunner:
                            error=report["failed"].get("error"))
             self._settle(None)
         elif "cancelled" in report:
+            self.log.info("child.start_cancelled", term=report["cancelled"].get("term"),
+                          reason=report["cancelled"].get("reason"))
             self._settle(None)
 
     def _settle(self, result: tuple[int, bool] | None) -> None:
@@ -305,6 +352,8 @@ class ChildRunner:
         # Without the watchdog nothing can keep a child inside the lease: give up leading.
         # (The kernel kills a child it left behind: see watchdog._parent_death_signal.)
         self.log.error("watchdog.lost", pid=self._process.pid if self._process else None)
+        self._backstop.kill("the watchdog is gone")
+        self._backstop.forget()
         self._state.update(running=False)
         self._outstanding = 0
         self._idle.set()
@@ -313,6 +362,13 @@ class ChildRunner:
         self._stopping = True
         self.exit_status = self.exit_status or 1
         self._on_finished()
+
+    def _stop_child(self) -> None:
+        self._backstop.hold()
+        self._send({"stop": True})
+
+    def _backstop_killed(self, pid: int, reason: str) -> None:
+        self.log.error("child.killed_by_daemon", pid=pid, reason=reason)
 
     def _send(self, message: dict[str, Any]) -> None:
         if self._link is not None:

@@ -9,13 +9,25 @@ end of the socket closes (even after ``kill -9``) it stops the child that way an
 It imports only the standard library and is started as ``python -I <this file>``, so it
 starts fast and does not load the daemon's dependencies.
 
-Protocol: one JSON object per line. From the daemon: ``{"deadline": float | null}``,
-``{"start": {"term", "argv", "executable", "env", "deadline"}}``, ``{"stop": true}``.
-To the daemon: ``{"ready": {"pid"}}`` once, then ``{"started": {"pid", "term", "at"}}``,
-``{"exited": {"pid", "term", "status", "signalled"}}``, ``{"failed": {"term", "error"}}``,
-``{"cancelled": {"term"}}``; every ``start`` gets ``failed``, ``cancelled`` or
-``started`` then ``exited``. Deadlines are ``time.monotonic()`` seconds: CLOCK_MONOTONIC
-is one clock for every process on the machine.
+It runs in a session of its own and ignores the terminal's stop signals, so that neither a
+stop of the daemon's process group (``kill -STOP -PGID``) nor Ctrl-Z in the daemon's
+terminal can freeze it together with the daemon.
+
+Protocol: one JSON object per line. From the daemon: ``{"deadline": float | null,
+"term": int | null}`` (null deadline: that tenure ended; the term may be left out when not
+yet known), ``{"start": {"term", "argv", "executable", "env", "deadline"}}``,
+``{"stop": true}``. To the daemon: ``{"ready": {"pid"}}`` once, then
+``{"started": {"pid", "term", "at"}}``, ``{"exited": {"pid", "term", "status",
+"signalled"}}``, ``{"failed": {"term", "error"}}``, ``{"cancelled": {"term", "reason"}}``;
+every ``start`` gets ``failed``, ``cancelled`` or ``started`` then ``exited``.
+
+A start never runs for a tenure that ended, whatever order the messages come in: a start
+for a term at or below one whose deadline was withdrawn, or below the term of the latest
+deadline, is cancelled; a start queued behind a child still on its way out is cancelled
+when its tenure ends and otherwise runs to the latest deadline heard, not its own.
+
+Deadlines are seconds on ``now()`` (CLOCK_BOOTTIME where available), the clock the daemon
+reads too: it is one clock for every process on the machine.
 """
 
 from __future__ import annotations
@@ -37,6 +49,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def now() -> float:
+    """Seconds on the clock every deadline is measured on, in the daemon, the watchdog and
+    the child runner alike (deadlines cross the socket): CLOCK_BOOTTIME where the platform
+    has it (it keeps counting while the machine is suspended), else ``time.monotonic()``."""
+    if _BOOTTIME is not None:
+        return time.clock_gettime(_BOOTTIME)
+    return time.monotonic()
 
 
 # ---- the pure decision: which signal, when ----------------------------------------------
@@ -44,7 +66,7 @@ PR_SET_PDEATHSIG = 1
 
 @dataclass(frozen=True)
 class Watch:
-    """What the watchdog knows about its running child (local monotonic seconds)."""
+    """What the watchdog knows about its running child (seconds on ``now()``)."""
 
     deadline: float | None  # the lease is trusted until then
     stop_requested: bool = False
@@ -89,7 +111,7 @@ def kill_time(watch: Watch, grace: float) -> float:
 
 
 def next_wake(watch: Watch, grace: float) -> float | None:
-    """The monotonic time ``due`` may next act (-inf: now), or None if nothing is pending."""
+    """The time ``due`` may next act (-inf: now), or None if nothing is pending."""
     if watch.kill_sent:
         return None
     if watch.term_sent_at is None:
@@ -102,6 +124,49 @@ def next_wake(watch: Watch, grace: float) -> float | None:
 def startable(deadline: float | None, now: float, grace: float) -> bool:
     """Whether a child may start: only with enough of the lease left to stop it in time."""
     return deadline is not None and now < deadline - grace
+
+
+@dataclass(frozen=True)
+class Tenure:
+    """What the watchdog knows of the daemon's leadership: the latest deadline heard, the
+    term it belongs to (None: not said), and the highest term known to have ended."""
+
+    deadline: float | None = None
+    term: int | None = None
+    ended: int | None = None
+
+
+def stale(tenure: Tenure, term: int | None) -> bool:
+    """Whether a message names a tenure already known to have ended."""
+    return term is not None and tenure.ended is not None and term <= tenure.ended
+
+
+def heard_deadline(tenure: Tenure, deadline: float | None, term: int | None) -> Tenure:
+    """A deadline message: a new bound for the tenure, or (None) the end of it. One that
+    names an ended tenure is stale and changes nothing."""
+    if stale(tenure, term):
+        return tenure
+    if deadline is None:
+        gone = term if term is not None else tenure.term
+        ended = tenure.ended if gone is None else max(gone, tenure.ended or gone)
+        return Tenure(None, None, ended)
+    return Tenure(deadline, term if term is not None else tenure.term, tenure.ended)
+
+
+def refusal(tenure: Tenure, term: int | None) -> str | None:
+    """Why a start for ``term`` must not run (its tenure is over), or None."""
+    if term is None:
+        return None
+    if stale(tenure, term):
+        return f"the tenure of term {term} ended"
+    if tenure.term is not None and term < tenure.term:
+        return f"term {term} is older than term {tenure.term} of the latest deadline"
+    return None
+
+
+def belongs(term: int | None, to: int | None) -> bool:
+    """Whether a message for ``term`` is about the tenure ``to`` (an unsaid term is)."""
+    return term is None or to is None or term == to
 
 
 # ---- the process -------------------------------------------------------------------------
@@ -123,7 +188,7 @@ class Watchdog:
                  stdout_fd: int | None, stderr_fd: int | None) -> None:
         self._control, self._grace, self._node_id = control, grace, node_id
         self._outputs = (stdout_fd, stderr_fd)
-        self._deadline: float | None = None
+        self._tenure = Tenure()
         self._child: _Child | None = None
         self._pending: dict[str, Any] | None = None
         self._closing = False
@@ -139,8 +204,12 @@ class Watchdog:
         # Ctrl-C and hang-ups reach the daemon too; it (or its end of the socket) says when
         # to stop. A handler rather than SIG_IGN: handlers are reset at exec, so the child
         # gets the default dispositions.
-        signal.signal(signal.SIGINT, _ignore)
-        signal.signal(signal.SIGHUP, _ignore)
+        # The stop signals too: its own session already keeps the terminal's and a group
+        # stop of the daemon away, and nothing may freeze the one process that enforces the
+        # deadline. (SIGSTOP cannot be caught: it takes a kill aimed at this pid.)
+        for ignored in (signal.SIGINT, signal.SIGHUP, signal.SIGTSTP, signal.SIGTTIN,
+                        signal.SIGTTOU):
+            signal.signal(ignored, _ignore)
         self._die_with_me = _parent_death_signal(os.getpid())
 
     def run(self) -> int:
@@ -188,19 +257,48 @@ class Watchdog:
 
     def _handle(self, message: dict[str, Any]) -> None:
         if "deadline" in message:
-            self._deadline = message["deadline"]
-            if self._child is not None:
-                self._child.watch = with_deadline(self._child.watch, self._deadline)
+            self._heard_deadline(message["deadline"], message.get("term"))
         if "start" in message:
-            if self._child is None:
-                self._spawn(message["start"])
-            else:  # the old child is still on its way out; start this one after it
-                self._cancel_pending()
-                self._pending = message["start"]
+            self._heard_start(message["start"])
         if message.get("stop"):
-            self._cancel_pending()
+            self._cancel_pending("stop requested")
             if self._child is not None:
                 self._child.watch = with_stop(self._child.watch)
+
+    def _heard_deadline(self, deadline: float | None, term: int | None) -> None:
+        if stale(self._tenure, term):
+            self._log("watchdog.stale_deadline", term=term)
+            return
+        self._tenure = heard_deadline(self._tenure, deadline, term)
+        pending = self._pending
+        if pending is not None and (deadline is None or not belongs(term, pending.get("term"))):
+            self._cancel_pending("leadership ended" if deadline is None else
+                                 f"a deadline of term {term} came")
+        child = self._child
+        if child is not None:
+            if belongs(term, child.term):
+                child.watch = with_deadline(child.watch, deadline)
+            else:  # a deadline of another tenure: the child's own is over
+                child.watch = with_stop(child.watch)
+
+    def _heard_start(self, start: dict[str, Any]) -> None:
+        term = start.get("term")
+        reason = refusal(self._tenure, term)
+        if reason is not None:
+            self._report("cancelled", term=term, reason=reason)
+            return
+        # the start was sent after every deadline before it: its own is the latest one
+        deadline = start.get("deadline", self._tenure.deadline)
+        self._tenure = Tenure(deadline, term if term is not None else self._tenure.term,
+                              self._tenure.ended)
+        if self._child is None:
+            self._spawn(start)
+            return
+        # the old child is still on its way out; start this one after it
+        if not belongs(term, self._child.term):
+            self._child.watch = with_stop(self._child.watch)
+        self._cancel_pending("superseded by a later start")
+        self._pending = start
 
     def _daemon_gone(self, reason: str) -> None:
         if self._closing:
@@ -209,25 +307,29 @@ class Watchdog:
         self._log("watchdog.daemon_gone", reason=reason, child_running=self._child is not None)
         with contextlib.suppress(KeyError, ValueError):
             self._poll.unregister(self._control.fileno())
-        self._cancel_pending()
+        self._cancel_pending("the daemon is gone")
         if self._child is not None:
             self._child.watch = with_stop(self._child.watch)
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self._sigterm = True  # acted on by the loop, which the wakeup fd brings round
 
-    def _cancel_pending(self) -> None:
+    def _cancel_pending(self, reason: str) -> None:
         if self._pending is not None:
-            self._report("cancelled", term=self._pending.get("term"))
+            self._report("cancelled", term=self._pending.get("term"), reason=reason)
             self._pending = None
 
     # ---- the child ----
 
     def _spawn(self, start: dict[str, Any]) -> None:
+        """Start the child on the tenure as it is now (a queued start's own deadline is
+        stale by the time it runs)."""
         term = start.get("term")
-        if "deadline" in start:
-            self._deadline = start["deadline"]
-        if self._closing or not startable(self._deadline, time.monotonic(), self._grace):
+        reason = refusal(self._tenure, term)
+        if reason is not None:
+            self._report("cancelled", term=term, reason=reason)
+            return
+        if self._closing or not startable(self._tenure.deadline, now(), self._grace):
             self._report("failed", term=term, error="too little of the lease left to start")
             return
         env = {**os.environ, **start.get("env", {})}
@@ -244,13 +346,13 @@ class Watchdog:
         with contextlib.suppress(AttributeError, OSError):  # before Linux 5.3: polled instead
             pidfd = os.pidfd_open(process.pid)
             self._poll.register(pidfd, select.POLLIN)
-        self._child = _Child(process, term, Watch(self._deadline), pidfd)
+        self._child = _Child(process, term, Watch(self._tenure.deadline), pidfd)
         self._report("started", pid=process.pid, term=term, at=time.time_ns() // 1_000_000)
 
     def _enforce(self) -> None:
         child = self._child
         while child is not None:
-            child.watch, sig = due(child.watch, time.monotonic(), self._grace)
+            child.watch, sig = due(child.watch, now(), self._grace)
             if sig is None:
                 return
             child.signalled = sig.name
@@ -285,7 +387,7 @@ class Watchdog:
         wake = next_wake(self._child.watch, self._grace)
         if wake is None:
             return tick
-        ms = max(0, math.ceil((wake - time.monotonic()) * 1000))
+        ms = max(0, math.ceil((wake - now()) * 1000))
         return ms if tick < 0 else min(ms, tick)
 
     # ---- output ----

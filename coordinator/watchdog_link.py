@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import json
 import os
+import select
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator import watchdog
+from coordinator.watchdog import now
 
 WATCHDOG_SCRIPT = Path(watchdog.__file__).resolve()
 
@@ -46,6 +49,10 @@ def spawn_watchdog(grace: float, node_id: str, *, env: Mapping[str, str],
             watchdog_command(theirs.fileno(), grace, node_id, write_ends),
             pass_fds=[theirs.fileno(), *(write_ends or ())], env=dict(env),
             stdin=subprocess.DEVNULL,
+            # out of reach of a stop of the daemon's process group or terminal (Ctrl-Z):
+            # the watchdog must keep time while the daemon is frozen. It still ends with
+            # the daemon: it reads EOF on the socket when the daemon dies.
+            start_new_session=True,
         )
     except BaseException:
         ours.close()
@@ -182,3 +189,96 @@ class OutputRelay:
         with contextlib.suppress(OSError):
             while data:
                 data = data[os.write(target, data):]
+
+
+class Backstop:
+    """The daemon's own hold on the child, for when the watchdog is alive but cannot act
+    (stopped on its own, by pid): the child's pidfd, and SIGKILL for the child and its
+    process group at the lease deadline, or when asked because the watchdog did not report
+    the child gone. When the watchdog works it has ended the child by then and this does
+    nothing; when the daemon is the one frozen, the watchdog acts alone.
+
+    Killing by process group is safe only while the group's leader is not reaped (the id
+    cannot be reused before): the pidfd says so, as signalling it fails once it is reaped."""
+
+    def __init__(self, on_kill: Callable[[int, str], None]) -> None:
+        self._on_kill = on_kill
+        self._pid: int | None = None
+        self._pidfd: int | None = None
+        self._bound: float | None = None
+        self._held = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, pid: int, bound: float | None) -> None:
+        """The watchdog started the child ``pid``; it must be gone by ``bound``."""
+        self.forget()
+        try:
+            self._pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # gone already, or no pidfds (before Linux 5.3)
+            return
+        self._pid, self._bound, self._held = pid, bound, False
+        self._arm()
+
+    def renewed(self, deadline: float) -> None:
+        """The lease was renewed: the bound moves, unless the child is being stopped."""
+        if self._pidfd is not None and not self._held:
+            self._bound = deadline
+            self._arm()
+
+    def hold(self) -> None:
+        """The child is being stopped: its bound no longer moves (as in the watchdog)."""
+        self._held = True
+
+    def forget(self) -> None:
+        """The child was reported gone (or a new one replaces it)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+        self._pid = self._pidfd = None
+
+    def exited(self) -> bool:
+        """Whether the child is known to have exited (True when none is watched)."""
+        if self._pidfd is None:
+            return True
+        poller = select.poll()
+        poller.register(self._pidfd, select.POLLIN)
+        return bool(poller.poll(0))
+
+    def kill(self, reason: str) -> None:
+        """SIGKILL the child and its process group now, if the watchdog has not reaped it."""
+        if self._pidfd is None or self._pid is None:
+            return
+        alive = not self.exited()
+        try:
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            return  # reaped: the watchdog swept its group then
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._pid, signal.SIGKILL)
+        if alive:  # else it only swept what the exited child left in its group
+            self._on_kill(self._pid, reason)
+
+    async def kill_and_wait(self, reason: str, timeout: float) -> bool:
+        """``kill``, then wait until the child has exited; True if it has."""
+        self.kill(reason)
+        end = now() + timeout
+        while not self.exited() and now() < end:
+            await asyncio.sleep(0.01)
+        return self.exited()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._bound is not None:
+            self._timer = asyncio.get_running_loop().call_later(
+                max(0.0, self._bound - now()), self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        if self._bound is not None and now() < self._bound:  # the loop's clock ran ahead
+            self._arm()
+            return
+        self.kill("the lease deadline passed")

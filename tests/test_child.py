@@ -86,6 +86,15 @@ def test_the_child_learns_its_term_and_the_redis_url_only_on_request() -> None:
     assert inherited_env({"COORDINATOR_REDIS_URL": url, "PATH": "/bin"}) == {"PATH": "/bin"}
 
 
+def test_no_coordinator_setting_is_passed_on_in_any_spelling() -> None:
+    from coordinator.settings import Settings, env_name
+
+    environ = {env_name(name): "x" for name in Settings.model_fields}
+    environ |= {"coordinator_redis_sentinel_password": "s", "Coordinator_Redis_Url": "u",
+                "PATH": "/bin", "MY_COORDINATOR_HOME": "/srv"}
+    assert inherited_env(environ) == {"PATH": "/bin", "MY_COORDINATOR_HOME": "/srv"}
+
+
 def test_grace_defaults_to_a_third_of_the_ttl_up_to_five_seconds() -> None:
     assert load_settings(lease_ttl=2, renew_interval=0.5).effective_child_grace == pytest.approx(
         2 / 3)
@@ -164,8 +173,9 @@ def _ts(event: dict[str, Any]) -> float:
 
 class Cluster:
     """`coordinator run -- ...` processes, each in a session of its own, so that every
-    process one of them starts (watchdog, child, the child's helpers) can be found and
-    killed at the end whatever happened."""
+    process one of them starts (the child's helpers too) can be found and killed at the
+    end whatever happened; the watchdog and the child, in a session of the watchdog's,
+    are found by the pids the daemon logged."""
 
     def __init__(self, tmp_path: Path, server: RedisServer, namespace: str) -> None:
         self.tmp, self.server, self.namespace = tmp_path, server, namespace
@@ -197,9 +207,16 @@ class Cluster:
         return [e for e in self.log(node) if e.get("event") == name]
 
     def cleanup(self) -> None:
-        for proc in self.procs.values():
+        for node, proc in self.procs.items():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGCONT)
+            # the watchdog leads a session of its own, its children a group each
+            logged = [(os.killpg, e["pid"]) for e in self.events(node, "child.started")]
+            logged += [(os.kill, e["pid"]) for e in self.events(node, "watchdog.started")]
+            for kill, pid in logged:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(pid, signal.SIGCONT)
+                    kill(pid, signal.SIGKILL)
             for pid in _session_members(proc.pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)

@@ -16,7 +16,19 @@ from typing import Any
 
 import pytest
 
-from coordinator.watchdog import Watch, due, next_wake, startable, with_deadline, with_stop
+from coordinator.watchdog import (
+    Tenure,
+    Watch,
+    belongs,
+    due,
+    heard_deadline,
+    next_wake,
+    now,
+    refusal,
+    startable,
+    with_deadline,
+    with_stop,
+)
 from coordinator.watchdog_link import encode, spawn_watchdog
 
 GRACE = 0.5
@@ -79,14 +91,38 @@ def test_a_child_starts_only_with_more_than_the_grace_left() -> None:
     assert not startable(None, 0.0, GRACE)
 
 
+def test_a_withdrawn_deadline_ends_its_tenure_said_or_not() -> None:
+    t = heard_deadline(Tenure(), 10.0, None)
+    assert t == Tenure(10.0, None, None)
+    t = heard_deadline(t, 11.0, 8)
+    assert t == Tenure(11.0, 8, None)
+    assert heard_deadline(t, None, None) == Tenure(None, None, 8)  # the term heard last
+    assert heard_deadline(t, None, 9) == Tenure(None, None, 9)
+    assert heard_deadline(Tenure(None, None, 9), None, 5) == Tenure(None, None, 9)  # max
+    # a renewal of an ended tenure that comes late is stale: it restores nothing
+    assert heard_deadline(Tenure(None, None, 9), 12.0, 9) == Tenure(None, None, 9)
+
+
+def test_starts_of_ended_or_older_tenures_are_refused() -> None:
+    assert refusal(Tenure(ended=8), 8) == "the tenure of term 8 ended"
+    assert refusal(Tenure(ended=8), 7) is not None
+    assert refusal(Tenure(ended=8), 9) is None
+    assert refusal(Tenure(10.0, 9, None), 8) is not None
+    assert refusal(Tenure(10.0, 9, None), 9) is None
+    assert refusal(Tenure(10.0, None, None), 1) is None  # nothing known against it
+    assert belongs(None, 8) and belongs(8, None) and belongs(8, 8) and not belongs(9, 8)
+
+
 # ---- the process alone ----------------------------------------------------------------------
 
 STUBBORN = """
 import signal, sys, time
+clock = getattr(time, "CLOCK_BOOTTIME", None)
+clock = (lambda: time.clock_gettime(time.CLOCK_BOOTTIME)) if clock is not None else time.monotonic
 log = sys.argv[1]
 def note(what):
     with open(log, "a") as f:
-        f.write(f"{what} {time.monotonic()}\\n")
+        f.write(f"{what} {clock()}\\n")
 signal.signal(signal.SIGTERM, lambda *_: note("TERM"))
 note("START")
 while True:
@@ -113,8 +149,8 @@ def gone(pid: int) -> bool:
 
 
 def wait_until(condition: Any, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    end = now() + timeout
+    while now() < end:
         if condition():
             return True
         time.sleep(0.005)
@@ -134,9 +170,21 @@ class Harness:
     def send(self, message: dict[str, Any]) -> None:
         self.sock.sendall(encode(message))
 
-    def start(self, argv: list[str], deadline: float) -> None:
-        self.send({"start": {"term": 7, "argv": argv, "executable": argv[0], "env": {},
+    def start(self, argv: list[str], deadline: float, term: int = 7) -> None:
+        self.send({"start": {"term": term, "argv": argv, "executable": argv[0], "env": {},
                              "deadline": deadline}})
+
+    def quiet_for(self, seconds: float) -> bool:
+        """True if no report comes within ``seconds``."""
+        if b"\n" in self.buffer:
+            return False
+        self.sock.settimeout(seconds)
+        try:
+            data = self.sock.recv(4096)
+        except TimeoutError:
+            return True
+        self.buffer += data
+        return False
 
     def report(self, timeout: float = 5.0) -> tuple[float, dict[str, Any]]:
         """The next report, and the monotonic time it was read."""
@@ -150,7 +198,7 @@ class Harness:
         message = json.loads(line)
         if "started" in message:
             self.child_pids.append(message["started"]["pid"])
-        return time.monotonic(), message
+        return now(), message
 
     def cleanup(self) -> None:
         with contextlib.suppress(OSError):
@@ -194,7 +242,7 @@ def test_a_child_that_ignores_sigterm_is_killed_at_the_deadline(harness: Any,
                                                                 tmp_path: Path) -> None:
     wd = harness(0.3)
     log = tmp_path / "notes"
-    deadline = time.monotonic() + 1.0
+    deadline = now() + 1.0
     wd.start([sys.executable, script(tmp_path, STUBBORN), str(log)], deadline)
     _, started = wd.report()
     assert started["started"]["term"] == 7
@@ -209,15 +257,15 @@ def test_renewals_keep_the_child_and_a_stop_ends_it_after_the_grace(harness: Any
                                                                     tmp_path: Path) -> None:
     wd = harness(0.3)
     log = tmp_path / "notes"
-    wd.start([sys.executable, script(tmp_path, STUBBORN), str(log)], time.monotonic() + 0.8)
+    wd.start([sys.executable, script(tmp_path, STUBBORN), str(log)], now() + 0.8)
     wd.report()
-    first_deadline = time.monotonic() + 0.8
-    end = time.monotonic() + 1.5
-    while time.monotonic() < end:  # renewals every 0.2 s, well past the first deadline
-        wd.send({"deadline": time.monotonic() + 0.8})
+    first_deadline = now() + 0.8
+    end = now() + 1.5
+    while now() < end:  # renewals every 0.2 s, well past the first deadline
+        wd.send({"deadline": now() + 0.8})
         time.sleep(0.2)
-    assert time.monotonic() > first_deadline and "TERM" not in notes(log)
-    stop_at = time.monotonic()
+    assert now() > first_deadline and "TERM" not in notes(log)
+    stop_at = now()
     wd.send({"stop": True})
     at, exited = wd.report()
     assert notes(log)["TERM"] - stop_at < 0.1
@@ -231,37 +279,160 @@ def test_when_the_daemon_side_closes_the_child_and_its_helpers_die_and_it_exits(
     wd = harness()
     helper_file = tmp_path / "helper"
     wd.start([sys.executable, script(tmp_path, POLITE_WITH_HELPER), str(helper_file)],
-             time.monotonic() + 30)
+             now() + 30)
     _, started = wd.report()
     assert wait_until(lambda: helper_file.exists() and helper_file.read_text(), 5)
     helper = int(helper_file.read_text())
-    closed_at = time.monotonic()
+    closed_at = now()
     wd.sock.close()  # what the watchdog sees when the daemon dies, even by kill -9
     wd.process.wait(timeout=5)
-    assert time.monotonic() - closed_at < 0.3  # SIGTERM at once; the child obeys it
+    assert now() - closed_at < 0.3  # SIGTERM at once; the child obeys it
     assert gone(started["started"]["pid"])
     assert wait_until(lambda: gone(helper), 1)  # swept with the child's process group
 
 
 def test_a_start_with_too_little_lease_left_is_refused(harness: Any) -> None:
     wd = harness(0.5)
-    wd.start(["/bin/sleep", "30"], time.monotonic() + 0.2)
+    wd.start(["/bin/sleep", "30"], now() + 0.2)
     _, report = wd.report()
     assert report == {"failed": {"term": 7, "error": "too little of the lease left to start"}}
 
 
 def test_a_start_that_cannot_exec_is_reported(harness: Any, tmp_path: Path) -> None:
     wd = harness()
-    wd.start([str(tmp_path / "missing")], time.monotonic() + 30)
+    wd.start([str(tmp_path / "missing")], now() + 30)
     _, report = wd.report()
     assert report["failed"]["term"] == 7 and "missing" in report["failed"]["error"]
 
 
 def test_the_child_dies_with_a_killed_watchdog(harness: Any) -> None:
     wd = harness()
-    wd.start(["/bin/sleep", "300"], time.monotonic() + 30)
+    wd.start(["/bin/sleep", "300"], now() + 30)
     _, started = wd.report()
     wd.process.kill()  # e.g. the daemon's whole process group killed at once
     wd.process.wait()
     assert wait_until(lambda: gone(started["started"]["pid"]), 1)
 
+
+
+# ---- a tenure that ended starts nothing, whatever the order of the messages --------------
+
+
+def start_stubborn(wd: Harness, tmp_path: Path) -> Path:
+    """A child of term 7 that ignores SIGTERM, once its handler is in place."""
+    log = tmp_path / "stubborn"
+    wd.start([sys.executable, script(tmp_path, STUBBORN), str(log)], now() + 30)
+    assert "started" in wd.report()[1]
+    assert wait_until(lambda: log.exists() and "START" in log.read_text(), 5)
+    return log
+
+
+def test_leadership_ending_cancels_a_start_queued_behind_a_dying_child(harness: Any,
+                                                                       tmp_path: Path) -> None:
+    wd = harness(0.5)
+    start_stubborn(wd, tmp_path)
+    wd.send({"stop": True})  # SIGTERM, which it ignores: it dies at the SIGKILL, 0.5 s on
+    wd.start(["/bin/sleep", "300"], now() + 30, term=8)  # queued behind it
+    wd.send({"deadline": None})  # ... and then the tenure ends
+    reports = [wd.report()[1], wd.report()[1]]
+    assert {"cancelled"} == {k for r in reports for k in r} - {"exited"}
+    assert [r["cancelled"]["term"] for r in reports if "cancelled" in r] == [8]
+    assert wd.quiet_for(1.0), "a child was started for a tenure that had ended"
+
+
+def test_a_queued_start_runs_to_the_latest_deadline_not_to_its_own(harness: Any,
+                                                                   tmp_path: Path) -> None:
+    wd = harness(0.3)
+    start_stubborn(wd, tmp_path)
+    began = now()
+    wd.send({"stop": True})
+    wd.start(["/bin/sleep", "300"], began + 30, term=8)
+    wd.send({"deadline": began + 1.2, "term": 8})  # the lease was not renewed as hoped
+    _, first = wd.report()
+    assert first["exited"]["term"] == 7
+    _, second = wd.report()
+    assert second["started"]["term"] == 8
+    at, third = wd.report(timeout=3.0)
+    assert third["exited"]["term"] == 8 and third["exited"]["signalled"] == "SIGTERM"
+    assert at < began + 1.2 + 0.2
+
+
+def test_a_start_for_a_term_whose_deadline_was_withdrawn_is_cancelled(harness: Any) -> None:
+    wd = harness()
+    wd.send({"deadline": now() + 30, "term": 8})
+    wd.send({"deadline": None, "term": 8})
+    wd.start(["/bin/sleep", "300"], now() + 30, term=8)  # late: e.g. the daemon stalled
+    _, report = wd.report()
+    assert report["cancelled"]["term"] == 8 and "ended" in report["cancelled"]["reason"]
+    wd.start(["/bin/sleep", "300"], now() + 30, term=9)  # a new tenure does start
+    _, report = wd.report()
+    assert report["started"]["term"] == 9
+
+
+def test_a_start_older_than_the_latest_deadlines_term_is_cancelled(harness: Any) -> None:
+    wd = harness()
+    wd.send({"deadline": now() + 30, "term": 9})
+    wd.start(["/bin/sleep", "300"], now() + 30, term=8)
+    _, report = wd.report()
+    assert report["cancelled"]["term"] == 8
+
+
+def test_a_deadline_of_a_newer_term_stops_the_old_terms_child_at_once(harness: Any,
+                                                                      tmp_path: Path) -> None:
+    wd = harness(0.3)
+    log = start_stubborn(wd, tmp_path)
+    sent = now()
+    wd.send({"deadline": now() + 30, "term": 9})  # term 7 is over, whatever its deadline
+    at, report = wd.report()
+    assert report["exited"]["term"] == 7 and report["exited"]["signalled"] == "SIGKILL"
+    assert notes(log)["TERM"] - sent < 0.2 and at - sent < 0.3 + 0.2
+
+
+def test_a_deadline_of_a_newer_term_cancels_a_queued_start(harness: Any,
+                                                          tmp_path: Path) -> None:
+    wd = harness(0.3)
+    start_stubborn(wd, tmp_path)
+    wd.send({"stop": True})
+    wd.start(["/bin/sleep", "300"], now() + 30, term=8)  # queued behind the dying child
+    wd.send({"deadline": now() + 30, "term": 9})
+    reports = [wd.report()[1], wd.report()[1]]
+    assert [r["cancelled"]["term"] for r in reports if "cancelled" in r] == [8]
+    assert [r["exited"]["term"] for r in reports if "exited" in r] == [7]
+    assert wd.quiet_for(0.5)
+
+
+def test_renewals_of_the_childs_own_term_keep_it(harness: Any) -> None:
+    wd = harness(0.3)
+    wd.start(["/bin/sleep", "300"], now() + 0.8, term=8)
+    wd.report()
+    end = now() + 1.5
+    while now() < end:
+        wd.send({"deadline": now() + 0.8, "term": 8})
+        wd.send({"deadline": now() + 0.8})  # untagged: the current tenure's
+        time.sleep(0.2)
+    assert wd.quiet_for(0.1)
+
+
+# ---- the clock ------------------------------------------------------------------------------
+
+
+def test_deadlines_are_read_on_the_boot_time_clock_the_daemon_uses() -> None:
+    from coordinator.clock import Clock
+
+    expected = getattr(time, "CLOCK_BOOTTIME", None)
+    if expected is not None:
+        assert abs(now() - time.clock_gettime(expected)) < 0.05
+    else:
+        assert abs(now() - time.monotonic()) < 0.05
+    # the daemon's deadlines cross the socket: both ends must read the same clock
+    assert abs(now() - Clock().monotonic()) < 0.05
+
+
+def test_a_late_renewal_of_an_ended_tenure_changes_nothing(harness: Any) -> None:
+    wd = harness()
+    wd.send({"deadline": now() + 30, "term": 8})
+    wd.send({"deadline": None, "term": 8})
+    wd.start(["/bin/sleep", "300"], now() + 30, term=9)
+    assert "started" in wd.report()[1]
+    wd.send({"deadline": now() + 30, "term": 8})  # stale: term 8 ended before term 9 began
+    assert wd.quiet_for(0.5), "a stale message stopped the new tenure's child"
