@@ -21,9 +21,11 @@ from coordinator.event_models import (
 )
 from coordinator.records import LeaseRecord
 
-# re-read this long after the known expiry: Redis drops a key once its clock passes the
-# expiry (PEXPIREAT), and this covers a Redis clock slewed against ours over one TTL
-MARGIN = 0.025
+# re-read this long after the known expiry: Redis drops the key once its clock passes the
+# expiry (PEXPIREAT); this covers the whole-ms rounding and a Redis clock slewed against ours
+# over a TTL (NTP slews at most 500 ppm). A read that still finds the lease re-arms and costs
+# one more read, so it may err small; the watcher's staleness bound is this plus a re-read.
+MARGIN = 0.01
 # a record still there long after its own expiry is not expiring (corrupt, or PERSISTed):
 # poll it slowly instead of re-reading in a tight loop
 OVERDUE_POLL = 1.0

@@ -439,3 +439,42 @@ async def test_a_forged_lease_expired_on_the_channel_is_skipped(redis: Any) -> N
             after = await next_of(events)
     assert isinstance(after, AutomationModeChanged)
     assert "watch.malformed_event" in [e["event"] for e in logs]
+
+
+async def test_a_release_recorded_before_the_recheck_is_reported_as_a_release(
+        redis: Any) -> None:
+    # the generator runs only when asked: the lease changes while the recheck is overdue
+    a = lease(redis, "a", ttl=0.3)
+    got = await a.acquire()
+    async with watching(redis) as events:
+        assert isinstance(await next_of(events), Resync)  # armed on got's expiry
+        await asyncio.sleep(0.15)
+        await a.acquire()  # renewed: alive past the expiry the watcher knows
+        await asyncio.sleep(0.25)
+        await a.release(term=got.term)
+        released = await next_of(events)
+        assert isinstance(released, LeaseReleased) and released.term == got.term
+        pending = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.6)
+        assert not pending.done(), f"after the release: {pending.result()}"
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending
+
+
+async def test_a_successor_recorded_before_the_recheck_replaces_the_lapse(redis: Any) -> None:
+    got = await lease(redis, "a", ttl=0.2).acquire()
+    async with watching(redis) as events:
+        assert isinstance(await next_of(events), Resync)
+        await asyncio.sleep(0.4)  # a lapsed; the watcher has not looked yet
+        b = await lease(redis, "b", ttl=5).acquire()
+        changed = await next_of(events)
+        assert isinstance(changed, LeaderChanged)
+        assert (changed.holder_id, changed.previous_holder_id) == ("b", "a")
+        assert b.term > got.term
+        pending = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.5)
+        assert not pending.done(), f"after the successor: {pending.result()}"
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending
