@@ -277,8 +277,10 @@ def watch(
 ) -> AsyncGenerator[WatchEvent, None]:
     """Yield the namespace's events: a resync first and after every reconnect, then changes.
 
-    Runs until closed or cancelled. ``resume_from`` (a stream id) replays what was stored
-    after it before the first resync. Arguments are checked here, before any Redis call.
+    A lease that lapses unrenewed is reported as ``lease_expired`` (a local event: the
+    watcher re-reads the lease just after the expiry it knows). Runs until closed or
+    cancelled. ``resume_from`` (a stream id) replays what was stored after it before the
+    first resync. Arguments are checked here, before any Redis call.
     """
     keys.check_name("namespace", namespace)
     keys.check_name("lease name", lease_name)
