@@ -64,6 +64,18 @@ IDLE_PING = 5.0
 _OUTAGE = (BackendUnavailableError, TimeoutError)
 
 
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation of the current task that a library call swallowed.
+
+    redis-py sends each command under ``asyncio.wait_for``, which on Python 3.11 returns
+    normally when a cancellation arrives just as the send completes; the request stays
+    counted on the task. Without this check the watch would wait on, uncancellable.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def backoff_delay(failures: int, cap: float, jitter: float) -> float:
     """Seconds before reconnect attempt ``failures`` (>= 1): doubling from 50 ms, capped."""
     return min(cap, 0.05 * 2.0 ** min(max(failures, 1) - 1, 16)) * (0.5 + 0.5 * jitter)
@@ -113,6 +125,7 @@ class _Subscription:
         Raises ``BackendUnavailableError`` if the link died.
         """
         while True:
+            raise_if_cancelled()
             now = self._clock.monotonic()
             if self._pinged_at is not None and now - self._pinged_at >= self._answer_timeout:
                 raise BackendUnavailableError("Redis did not answer a PING on the subscription")
@@ -302,6 +315,7 @@ async def _run(watcher: _Watcher, clock: Clock, max_backoff: float) -> AsyncGene
     failures = 0
     try:
         while True:
+            raise_if_cancelled()
             try:
                 if watcher.connected:
                     batch = await watcher.next_events()

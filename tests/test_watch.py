@@ -478,3 +478,31 @@ async def test_a_successor_recorded_before_the_recheck_replaces_the_lapse(redis:
         pending.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pending
+
+
+async def test_a_cancellation_swallowed_on_the_way_is_still_honoured() -> None:
+    # redis-py sends every command under asyncio.wait_for, which on Python 3.11 drops a
+    # cancellation that arrives as the send completes (the request stays counted on the
+    # task): the watch must still end instead of waiting for the next event
+    redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    events = watch(redis)
+
+    async def consume() -> None:
+        assert isinstance(await anext(events), Resync)
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):  # what wait_for does on 3.11
+            await asyncio.sleep(0)
+        await anext(events)
+
+    consumer = asyncio.ensure_future(consume())
+    try:
+        done, _ = await asyncio.wait({consumer}, timeout=2.0)
+        assert done, "the watch went on waiting although its task was cancelled"
+        assert consumer.cancelled()
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        await events.aclose()
+        await redis.aclose()
