@@ -61,6 +61,24 @@ class LeaseReleased(_Event):
         return f"lease {self.lease}: {self.holder_id} released term {self.term}"
 
 
+class LeaseExpired(_Event):
+    """The holder's lease lapsed unrenewed (e.g. its daemon died): nobody leads that tenure.
+
+    Made by the watcher, never published: it re-read the lease after the expiry it knew and
+    found it gone with no release or successor recorded. ``at`` is that expiry (Redis ms).
+    """
+
+    type: Literal["lease_expired"] = "lease_expired"
+    lease: str
+    holder_id: str
+    term: int
+    at: int
+
+    def summary(self) -> str:
+        """One human-readable line describing the event."""
+        return f"lease {self.lease} expired: {self.holder_id} (term {self.term}) is no longer leader"
+
+
 class StateChanged(_Event):
     """A daemon's role changed (e.g. standby -> leader); ``at`` is that daemon's wall clock."""
 
@@ -92,13 +110,18 @@ class AutomationModeChanged(_Event):
 
 
 class Resync(_Event):
-    """The lease as Redis holds it, read after (re)subscribing; holder fields None when free."""
+    """The lease as Redis holds it, read after (re)subscribing; holder fields None when free.
+
+    ``lease_expires_at`` (Redis ms) is when the lease lapses unless renewed; the watcher
+    re-reads it then. ``at`` is Redis's clock at the read.
+    """
 
     type: Literal["resync"] = "resync"
     lease: str
     holder_id: str | None
     holder_host: str | None
     term: int | None
+    lease_expires_at: int | None
     at: int
 
     def summary(self) -> str:
@@ -133,7 +156,7 @@ class OtherEvent(_Event):
 
 WatchEvent = (
     LeaderChanged | LeaseReleased | StateChanged | AutomationModeChanged | Resync | Disconnected
-    | OtherEvent
+    | LeaseExpired | OtherEvent
 )
 
 _STORED: dict[str, type[_Event]] = {
@@ -141,7 +164,7 @@ _STORED: dict[str, type[_Event]] = {
     for model in (LeaderChanged, LeaseReleased, StateChanged, AutomationModeChanged)
 }
 # published by the watcher itself, never by Redis: on the channel they are forgeries
-_WATCHER_ONLY = ("resync", "disconnected")
+_WATCHER_ONLY = ("resync", "disconnected", "lease_expired")
 
 
 def parse_event(raw: str | bytes, *, source: str, stream_id: str | None = None) -> WatchEvent:

@@ -3,6 +3,10 @@
 The history stream is the record; the pub/sub channel is the doorbell that says "something
 was appended". Every stored event a watcher yields therefore carries its stream id, events
 missed while Redis was away are replayed from the stream, and none is yielded twice.
+
+A lease that lapses publishes nothing, so the watcher also re-reads its lease when the expiry
+it knows has passed (coordinator.lease_expiry decides) and reports a lapse as
+``lease_expired``, a local event of the watcher.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from coordinator.errors import BackendUnavailableError, CorruptDataError, Invali
 from coordinator.event_models import (
     Disconnected,
     LeaderChanged,
+    LeaseExpired,
     LeaseReleased,
     Resync,
     WatchEvent,
@@ -38,6 +43,15 @@ from coordinator.history import (
     read_entries,
 )
 from coordinator.lease import read_lease
+from coordinator.lease_expiry import (
+    Picture,
+    Reading,
+    after_events,
+    after_recheck,
+    from_reading,
+    resync_of,
+    touches_tenure,
+)
 from coordinator.logs import get_logger
 from coordinator.membership import redis_time_ms
 
@@ -48,6 +62,18 @@ MAX_BACKOFF = 0.8
 ATTEMPT_TIMEOUT = 2.0
 IDLE_PING = 5.0
 _OUTAGE = (BackendUnavailableError, TimeoutError)
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation of the current task that a library call swallowed.
+
+    redis-py sends each command under ``asyncio.wait_for``, which on Python 3.11 returns
+    normally when a cancellation arrives just as the send completes; the request stays
+    counted on the task. Without this check the watch would wait on, uncancellable.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def backoff_delay(failures: int, cap: float, jitter: float) -> float:
@@ -77,6 +103,9 @@ class _Subscription:
                  clock: Clock) -> None:
         self._redis, self._channel, self._clock = redis, channel, clock
         self._idle_ping, self._answer_timeout = idle_ping, answer_timeout
+        # kept across calls: a wait cut short by a lease deadline must not postpone the PING
+        self._heard_at = clock.monotonic()
+        self._pinged_at: float | None = None
         self._pool = _private_pool(redis)
         client = aioredis.Redis(connection_pool=self._pool) if self._pool is not None else redis
         self._pubsub: Any = client.pubsub()
@@ -88,27 +117,35 @@ class _Subscription:
             reply = await self._pubsub.get_message(timeout=self._answer_timeout)
         if reply is None or reply.get("type") != "subscribe":
             raise BackendUnavailableError("Redis did not confirm the events subscription")
+        self._heard_at, self._pinged_at = self._clock.monotonic(), None
 
-    async def next_payload(self) -> Any:
-        """The next published payload; raises ``BackendUnavailableError`` if the link died."""
-        heard_at = self._clock.monotonic()
-        pinged_at: float | None = None
+    async def next_payload(self, until: float | None = None) -> Any:
+        """The next published payload, or None once the local time ``until`` has come.
+
+        Raises ``BackendUnavailableError`` if the link died.
+        """
         while True:
+            raise_if_cancelled()
             now = self._clock.monotonic()
-            if pinged_at is not None and now - pinged_at >= self._answer_timeout:
+            if self._pinged_at is not None and now - self._pinged_at >= self._answer_timeout:
                 raise BackendUnavailableError("Redis did not answer a PING on the subscription")
-            if pinged_at is None and now - heard_at >= self._idle_ping:
+            if self._pinged_at is None and now - self._heard_at >= self._idle_ping:
                 with redis_errors(self._channel):
                     await self._pubsub.ping()
-                pinged_at = now
+                self._pinged_at = now
                 continue
-            wait = (self._idle_ping - (now - heard_at) if pinged_at is None
-                    else self._answer_timeout - (now - pinged_at))
+            if until is not None and now >= until:
+                return None
+            wait = (self._idle_ping - (now - self._heard_at) if self._pinged_at is None
+                    else self._answer_timeout - (now - self._pinged_at))
+            if until is not None:
+                wait = min(wait, until - now)
             with redis_errors(self._channel):
                 message = await self._pubsub.get_message(timeout=wait)
             if message is None:
                 continue
-            heard_at, pinged_at = self._clock.monotonic(), None  # any reply proves the link
+            # any reply proves the link
+            self._heard_at, self._pinged_at = self._clock.monotonic(), None
             if message["type"] == "message":
                 return message["data"]
             if message["type"] == "subscribe":  # a client with its own retries reconnected
@@ -134,6 +171,7 @@ class _Watcher:
         # the id of the last stored event handled; None until the first connect if not resuming
         self.cursor = resume_from
         self._subscription: _Subscription | None = None
+        self._picture = Picture()  # the lease's tenure as last learnt, and when to re-read it
 
     @property
     def connected(self) -> bool:
@@ -148,27 +186,56 @@ class _Watcher:
             async with asyncio.timeout(self._attempt_timeout):
                 await subscription.open()
                 missed = await self._replay()
-                resync = await self._resync()
+                reading = await self._read_lease()
         except BaseException:
             await subscription.close()
             raise
         self._subscription = subscription
+        self._picture = from_reading(reading)
+        resync = resync_of(self._lease_name, reading)
         log.info("watch.resynced", lease=resync.lease, holder_id=resync.holder_id,
                  term=resync.term, replayed=len(missed))
         return [*missed, resync]
 
     async def next_events(self) -> list[WatchEvent]:
-        """Wait for the doorbell, then return what was stored since the cursor (maybe none)."""
+        """Wait for the doorbell or the lease's recheck, then return what changed (maybe none)."""
         if self._subscription is None:
             raise RuntimeError("next_events() before connect()")
-        payload = await self._subscription.next_payload()
+        payload = await self._subscription.next_payload(until=self._picture.recheck_at)
+        if payload is None:
+            return await self._recheck()
         try:
             parse_event(payload, source=self._channel)
         except CorruptDataError as e:
             log.warning("watch.malformed_event", channel=self._channel, error=e.detail)
             return []
         async with asyncio.timeout(self._attempt_timeout):
-            return await self._read_after(self.cursor or "0-0")
+            events = await self._read_after(self.cursor or "0-0")
+        self._picture = after_events(self._picture, events, self._clock.monotonic())
+        return events
+
+    async def _recheck(self) -> list[WatchEvent]:
+        """Re-read the lease, then the history after the cursor, and judge the lease.
+
+        The history is read after the lease: a release or a successor recorded before the
+        lease read is then among the events. If any such event came, the read may predate
+        it, so the events are applied and the lease is re-read at once instead of judged.
+        """
+        async with asyncio.timeout(self._attempt_timeout):
+            reading = await self._read_lease()
+            events = await self._read_after(self.cursor or "0-0")
+        if touches_tenure(events):
+            self._picture = after_events(self._picture, events, reading.local_now)
+            return events
+        self._picture, found = after_recheck(self._picture, self._lease_name, reading)
+        for event in found:
+            if isinstance(event, LeaseExpired):
+                log.info("watch.lease_expired", lease=event.lease, holder_id=event.holder_id,
+                         term=event.term, expired_at=event.at, seen_at=reading.redis_now)
+            else:  # the lease changed hands with nothing in the history to say so
+                log.warning("watch.unannounced_change", lease=self._lease_name,
+                            holder_id=reading.record.holder_id if reading.record else None)
+        return [*events, *found]
 
     async def drop(self) -> None:
         """Close the subscription (after an outage, or when the watch ends)."""
@@ -203,17 +270,11 @@ class _Watcher:
         return not isinstance(event, LeaderChanged | LeaseReleased) or (
             event.lease == self._lease_name)
 
-    async def _resync(self) -> Resync:
+    async def _read_lease(self) -> Reading:
         record = await read_lease(self._redis, self._namespace, self._lease_name)
         with redis_errors(self._channel):
             now = await redis_time_ms(self._redis)
-        return Resync(
-            lease=self._lease_name,
-            holder_id=record.holder_id if record else None,
-            holder_host=record.holder_host if record else None,
-            term=record.term if record else None,
-            at=now,
-        )
+        return Reading(record, now, self._clock.monotonic())
 
 
 def watch(
@@ -229,8 +290,10 @@ def watch(
 ) -> AsyncGenerator[WatchEvent, None]:
     """Yield the namespace's events: a resync first and after every reconnect, then changes.
 
-    Runs until closed or cancelled. ``resume_from`` (a stream id) replays what was stored
-    after it before the first resync. Arguments are checked here, before any Redis call.
+    A lease that lapses unrenewed is reported as ``lease_expired`` (a local event: the
+    watcher re-reads the lease just after the expiry it knows). Runs until closed or
+    cancelled. ``resume_from`` (a stream id) replays what was stored after it before the
+    first resync. Arguments are checked here, before any Redis call.
     """
     keys.check_name("namespace", namespace)
     keys.check_name("lease name", lease_name)
@@ -252,6 +315,7 @@ async def _run(watcher: _Watcher, clock: Clock, max_backoff: float) -> AsyncGene
     failures = 0
     try:
         while True:
+            raise_if_cancelled()
             try:
                 if watcher.connected:
                     batch = await watcher.next_events()

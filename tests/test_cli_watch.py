@@ -80,7 +80,8 @@ async def test_watch_json_prints_one_event_per_line_across_a_restart(sig: int) -
             await watcher.start()
             first = await watcher.next_event()
             assert first == {"type": "resync", "lease": "global", "holder_id": None,
-                             "holder_host": None, "term": None, "at": first["at"]}
+                             "holder_host": None, "term": None, "lease_expires_at": None,
+                             "at": first["at"]}
             a = Lease(redis, holder_id="a", holder_host="a.host", ttl=5, namespace="e2e")
             got = await a.acquire()
             await a.release(term=got.term)
@@ -89,7 +90,8 @@ async def test_watch_json_prints_one_event_per_line_across_a_restart(sig: int) -
             assert [e["type"] for e in before] == [
                 "leader_changed", "lease_released", "automation_mode_changed"]
             assert before[0] == {"type": "leader_changed", "lease": "global", "holder_id": "a",
-                                 "holder_host": "a.host", "term": got.term, "previous_holder_id": None,
+                                 "holder_host": "a.host", "term": got.term,
+                                 "previous_holder_id": None,
                                  "at": got.redis_now}
             server.stop()
             assert (await watcher.next_event())["type"] == "disconnected"

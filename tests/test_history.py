@@ -122,6 +122,7 @@ def test_events_parse_strictly_and_convert_back_exactly() -> None:
     assert newer.to_json() == {"type": "handoff_requested", "to": "b", "at": 9}
     for bad in ['{"type":"lease_released","lease":"g","holder_id":"a","term":"1","at":1}',
                 '{"type":"resync","lease":"g","holder_id":null,"holder_host":null,"term":null,"at":1}',
+                '{"type":"lease_expired","lease":"g","holder_id":"a","term":1,"at":1}',
                 '{"type":"automation_mode_changed","mode":"fast","previous_mode":"running","at":1}',
                 '{"at":1}', "[]", "garbage"]:
         with pytest.raises(CorruptDataError):

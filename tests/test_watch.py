@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import threading
@@ -20,6 +21,7 @@ from coordinator.event_models import (
     AutomationModeChanged,
     Disconnected,
     LeaderChanged,
+    LeaseExpired,
     LeaseReleased,
     Resync,
     StateChanged,
@@ -58,7 +60,8 @@ async def test_a_watcher_started_after_the_leader_resyncs_with_it_first(redis: A
         first = await next_of(events)
     assert isinstance(first, Resync)
     assert first.to_json() == {"type": "resync", "lease": "global", "holder_id": "a",
-                               "holder_host": "a.host", "term": got.term, "at": first.at}
+                               "holder_host": "a.host", "term": got.term,
+                               "lease_expires_at": got.record.lease_expires_at, "at": first.at}
     assert got.redis_now <= first.at < got.redis_now + 5000
 
 
@@ -66,7 +69,8 @@ async def test_a_free_lease_resyncs_with_null_holder_fields(redis: Any) -> None:
     async with watching(redis, lease_name="other") as events:
         first = await next_of(events)
     assert first.to_json() == {"type": "resync", "lease": "other", "holder_id": None,
-                               "holder_host": None, "term": None, "at": first.at}
+                               "holder_host": None, "term": None, "lease_expires_at": None,
+                               "at": first.at}
 
 
 async def test_live_events_come_through_typed_with_their_stream_ids(redis: Any) -> None:
@@ -151,7 +155,7 @@ def test_backoff_doubles_from_50ms_and_stays_under_a_second() -> None:
 async def test_callbacks_get_every_event_and_each_new_leader_once() -> None:
     redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
     a = lease(redis, "a")
-    await a.acquire()
+    first = await a.acquire()
     seen: list[str] = []
     leaders: list[tuple[str, int]] = []
 
@@ -166,17 +170,17 @@ async def test_callbacks_get_every_event_and_each_new_leader_once() -> None:
     task = asyncio.create_task(
         watch_with_callbacks(redis, on_event=on_event, on_new_leader=on_new_leader))
     try:
-        await until(lambda: [h for h, _ in leaders] == ["a"])
+        await until(lambda: leaders == [("a", first.term)])
         await a.acquire()  # a renewal announces nothing and is no new leader
         await a.release()
-        await lease(redis, "b").acquire()
+        second = await lease(redis, "b").acquire()
         await until(lambda: len(leaders) == 2)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await redis.aclose()
-    assert [h for h, _ in leaders] == ["a", "b"] and leaders[0][1] < leaders[1][1]
+    assert leaders == [("a", first.term), ("b", second.term)] and second.term > first.term
     assert seen == ["resync", "lease_released", "leader_changed"]
 
 
@@ -321,3 +325,184 @@ async def test_a_frozen_redis_is_noticed_by_the_idle_ping_and_resynced_after() -
                 assert isinstance(await next_of(events), LeaderChanged)
         finally:
             await redis.aclose()
+
+
+# --- a lease that lapses: the watcher re-reads it when the expiry it knows passes ----------
+
+async def redis_ms(redis: Any) -> int:
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def expect_lease_expired(events: AsyncGenerator[WatchEvent, None], redis: Any,
+                               holder: str, term: int, expires_at: int) -> LeaseExpired:
+    """The next event is the lapse of ``holder``'s tenure, not before it and not long after."""
+    expired = await next_of(events, timeout=10.0)
+    seen_at = await redis_ms(redis)
+    assert isinstance(expired, LeaseExpired), expired
+    assert expired.to_json() == {"type": "lease_expired", "lease": "global",
+                                 "holder_id": holder, "term": term, "at": expires_at}
+    assert seen_at >= expires_at  # never a live lease reported as lapsed
+    # generous (a loaded 2-core machine): the point is "soon", against "never" before the fix
+    assert seen_at - expires_at < 1500, f"reported {seen_at - expires_at} ms after the expiry"
+    return expired
+
+
+async def test_a_lease_left_to_expire_is_reported_once_by_a_watcher_that_resynced_on_it(
+        redis: Any) -> None:
+    got = await lease(redis, "a", ttl=0.4).acquire()
+    async with watching(redis) as events:
+        resync = await next_of(events)
+        assert isinstance(resync, Resync)
+        assert (resync.holder_id, resync.term) == ("a", got.term)
+        assert resync.lease_expires_at == got.record.lease_expires_at
+        await expect_lease_expired(events, redis, "a", got.term, got.record.lease_expires_at)
+        # one per tenure: nothing more while the lease stays free
+        pending = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(1.0)
+        assert not pending.done(), f"after the lapse: {pending.result()}"
+        b = await lease(redis, "b").acquire()
+        changed = await asyncio.wait_for(pending, 2.0)
+    assert isinstance(changed, LeaderChanged)
+    assert (changed.holder_id, changed.term) == ("b", b.term) and b.term > got.term
+
+
+async def test_a_lease_acquired_while_watching_and_left_to_expire_is_reported(
+        redis: Any) -> None:
+    async with watching(redis) as events:
+        assert isinstance(await next_of(events), Resync)
+        got = await lease(redis, "a", ttl=0.4).acquire()
+        changed = await next_of(events)
+        assert isinstance(changed, LeaderChanged) and changed.term == got.term
+        await expect_lease_expired(events, redis, "a", got.term, got.record.lease_expires_at)
+
+
+async def test_a_leader_that_keeps_renewing_is_never_reported_expired(redis: Any) -> None:
+    a = lease(redis, "a", ttl=0.3)
+    got = await a.acquire()
+    async with watching(redis) as events:
+        assert isinstance(await next_of(events), Resync)
+        pending = asyncio.ensure_future(anext(events))
+        renewed = got
+        for _ in range(15):  # 1.5 s = 5 TTLs of renewals every 0.1 s
+            await asyncio.sleep(0.1)
+            renewed = await a.acquire()
+            assert renewed.operation == "renew"
+            assert not pending.done(), f"reported {pending.result()} while the lease was renewed"
+        # the watcher was armed all along: once the renewals stop, the lapse is reported
+        assert renewed.term == got.term
+        expired = await asyncio.wait_for(pending, 10.0)
+        assert isinstance(expired, LeaseExpired)
+        assert (expired.holder_id, expired.term) == ("a", got.term)
+        assert expired.at == renewed.record.lease_expires_at
+
+
+async def test_a_released_lease_is_reported_released_not_expired(redis: Any) -> None:
+    a = lease(redis, "a", ttl=0.3)
+    got = await a.acquire()
+    async with watching(redis) as events:
+        assert isinstance(await next_of(events), Resync)
+        await a.release(term=got.term)
+        released = await next_of(events)
+        assert isinstance(released, LeaseReleased)
+        with pytest.raises(TimeoutError):
+            await next_of(events, timeout=1.0)
+
+
+async def test_a_successor_after_the_expiry_replaces_it_with_leader_changed(
+        redis: Any) -> None:
+    got = await lease(redis, "a", ttl=0.3).acquire()
+    async with watching(redis) as events:
+        assert isinstance(await next_of(events), Resync)
+        expired = await next_of(events, timeout=10.0)
+        assert isinstance(expired, LeaseExpired) and expired.term == got.term
+        b = await lease(redis, "b", ttl=0.3).acquire()
+        changed = await next_of(events)
+        assert isinstance(changed, LeaderChanged)
+        assert (changed.holder_id, changed.previous_holder_id) == ("b", "a")
+        assert changed.term > got.term
+        # b's tenure is watched in turn
+        again = await next_of(events, timeout=10.0)
+    assert isinstance(again, LeaseExpired)
+    assert (again.holder_id, again.term, again.at) == ("b", b.term, b.record.lease_expires_at)
+
+
+async def test_a_forged_lease_expired_on_the_channel_is_skipped(redis: Any) -> None:
+    got = await lease(redis, "a").acquire()
+    async with watching(redis) as events:
+        assert isinstance(await next_of(events), Resync)
+        with capture_logs() as logs:
+            await redis.publish(CHANNEL, json.dumps({
+                "type": "lease_expired", "lease": "global", "holder_id": "a",
+                "term": got.term, "at": 1}))
+            await set_automation_mode(redis, "coordinator", "paused")
+            after = await next_of(events)
+    assert isinstance(after, AutomationModeChanged)
+    assert "watch.malformed_event" in [e["event"] for e in logs]
+
+
+async def test_a_release_recorded_before_the_recheck_is_reported_as_a_release(
+        redis: Any) -> None:
+    # the generator runs only when asked: the lease changes while the recheck is overdue
+    a = lease(redis, "a", ttl=0.3)
+    got = await a.acquire()
+    async with watching(redis) as events:
+        assert isinstance(await next_of(events), Resync)  # armed on got's expiry
+        await asyncio.sleep(0.15)
+        await a.acquire()  # renewed: alive past the expiry the watcher knows
+        await asyncio.sleep(0.25)
+        await a.release(term=got.term)
+        released = await next_of(events)
+        assert isinstance(released, LeaseReleased) and released.term == got.term
+        pending = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.6)
+        assert not pending.done(), f"after the release: {pending.result()}"
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending
+
+
+async def test_a_successor_recorded_before_the_recheck_replaces_the_lapse(redis: Any) -> None:
+    got = await lease(redis, "a", ttl=0.2).acquire()
+    async with watching(redis) as events:
+        assert isinstance(await next_of(events), Resync)
+        await asyncio.sleep(0.4)  # a lapsed; the watcher has not looked yet
+        b = await lease(redis, "b", ttl=5).acquire()
+        changed = await next_of(events)
+        assert isinstance(changed, LeaderChanged)
+        assert (changed.holder_id, changed.previous_holder_id) == ("b", "a")
+        assert b.term > got.term
+        pending = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.5)
+        assert not pending.done(), f"after the successor: {pending.result()}"
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending
+
+
+async def test_a_cancellation_swallowed_on_the_way_is_still_honoured() -> None:
+    # redis-py sends every command under asyncio.wait_for, which on Python 3.11 drops a
+    # cancellation that arrives as the send completes (the request stays counted on the
+    # task): the watch must still end instead of waiting for the next event
+    redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    events = watch(redis)
+
+    async def consume() -> None:
+        assert isinstance(await anext(events), Resync)
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):  # what wait_for does on 3.11
+            await asyncio.sleep(0)
+        await anext(events)
+
+    consumer = asyncio.ensure_future(consume())
+    try:
+        done, _ = await asyncio.wait({consumer}, timeout=2.0)
+        assert done, "the watch went on waiting although its task was cancelled"
+        assert consumer.cancelled()
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        await events.aclose()
+        await redis.aclose()
