@@ -352,6 +352,13 @@ class Daemon:
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
             self.log.warning("lease.handover_failed", to=target, error=describe(e))
 
+    async def lease_round(self) -> None:
+        """One round of the lease loop: the planned handover if one is due, else a lease step."""
+        if self._handoff_target is not None and self._state.role is Role.LEADER:
+            await self.hand_over(self._handoff_target)
+            return
+        await self.lease_step()
+
     def check_deadline(self) -> None:
         """Leave leadership now if the local deadline has passed (the timer calls this)."""
         self._deadline_timer = None
@@ -376,10 +383,7 @@ class Daemon:
                                        now=self._clock.monotonic(), jitter=self._clock.jitter())
             await self._clock.wait(self._wake, delay)
             try:
-                if self._handoff_target is not None and self._state.role is Role.LEADER:
-                    await self.hand_over(self._handoff_target)
-                    continue
-                await self.lease_step()
+                await self.lease_round()
             except Exception as e:  # never let the loop die; the state machine degrades
                 self.log.exception("lease.loop_error")
                 await self._observe(Failed(self._clock.monotonic(), describe(e)))
