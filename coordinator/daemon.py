@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal
 
@@ -21,12 +22,12 @@ from coordinator.clock import Clock, bounded
 from coordinator.errors import CoordinatorError, LeaseLostError
 from coordinator.events import Outbox
 from coordinator.handoff import choose_handoff, read_candidates
-from coordinator.hooks import Hooks, LeaderContext
+from coordinator.hooks import HookQueue, Hooks, LeaderContext
 from coordinator.lease import MAX_TERM, Lease, new_instance_id
 from coordinator.membership import ControllerStatus, Heartbeat
 from coordinator.metrics import Metrics
 from coordinator.modes import MODES
-from coordinator.records import FenceResult
+from coordinator.records import FenceResult, ReleaseResult
 from coordinator.settings import Settings
 from coordinator.state import (
     DeadlinePassed,
@@ -35,6 +36,7 @@ from coordinator.state import (
     HeldByOther,
     Observation,
     Released,
+    Resigned,
     Role,
     StartLeading,
     State,
@@ -47,9 +49,12 @@ from coordinator.state import (
     step,
 )
 
-PassResult = Literal["scheduled", "skipped_not_leader", "skipped_paused"]
+PassResult = Literal["scheduled", "skipped_not_leader", "skipped_paused", "skipped_draining"]
 SHUTDOWN_STEP_TIMEOUT = 0.3
 SHUTDOWN_BUDGET = 0.8
+# of the budget: how long leader work and on_stopped_leading get to finish before a stop
+# gives up on them (and then leaves the lease to expire rather than release it under them)
+LEADER_STOP_WAIT = 0.5
 
 
 def describe(error: BaseException) -> str:
@@ -57,6 +62,14 @@ def describe(error: BaseException) -> str:
     if isinstance(error, TimeoutError):
         return "Redis did not answer in time"
     return str(error) or type(error).__name__
+
+
+def handover_outcome(result: ReleaseResult) -> dict[str, Any]:
+    """Whether a handover's release reserved the lease for its target, or why not."""
+    # release.lua checks the target's liveness; until ReleaseResult carries the two fields
+    # (the protocol change), they read as None
+    fields = vars(result)
+    return {"reserved_for": fields.get("reserved_for"), "handoff_refused": fields.get("handoff_refused")}
 
 
 class Daemon:
@@ -101,11 +114,13 @@ class Daemon:
         self._last_heartbeat_at: int | None = None
         self._last_heartbeat_local: float | None = None
         self._automation_mode = "running"
-        self._handoff_target: str | None = None
+        self._handoff_target: str | None = None  # planned by this tenure, forgotten with it
         self._wake = asyncio.Event()
-        self._observing = asyncio.Lock()
         self._loops: list[asyncio.Task[None]] = []
-        self._leader_tasks: set[asyncio.Task[Any]] = set()
+        self._leader_tasks: set[asyncio.Task[Any]] = set()  # on_started_leading and passes
+        self._paused_tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        self._leader_hook_due = False  # on_started_leading is to (re)start once running
+        self._wind_down: tuple[asyncio.Task[bool], ...] = ()  # the last leadership end's hooks
         self._pending_background: set[asyncio.Task[None]] = set()
         self._leading_term: int | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
@@ -113,6 +128,8 @@ class Daemon:
         self._stopping = False
         self.stopped = asyncio.Event()
         self.log = structlog.get_logger("coordinator.daemon").bind(node_id=settings.node_id)
+        # hooks run in order, off the loops; one that overruns a TTL is abandoned
+        self._hook_queue = HookQueue(self.log, bound=settings.lease_ttl)
 
     # ---- the public surface -------------------------------------------------------------
 
@@ -133,13 +150,21 @@ class Daemon:
     async def run_scheduler_pass(
         self, work: Callable[[LeaderContext], Awaitable[Any]]
     ) -> PassResult:
-        """Run ``work(context)`` once if this node may schedule; it is cancelled if the
-        leadership ends while it runs."""
-        if not self._checklist_done or not self.can_schedule() or self._state.term is None:
+        """Run ``work(context)`` once if this node may schedule and the mode is running.
+
+        The work is cancelled if the leadership ends while it runs (``LeaseLostError``) or
+        the mode turns paused (then the result is ``"skipped_paused"``); draining lets it
+        finish. The checks and the start are one step: a stop or a pause that begins later
+        finds the work and cancels it.
+        """
+        term = self._state.term
+        if (self._stopping or not self._checklist_done or self._leading_term is None
+                or not self.can_schedule() or term is None):
             return "skipped_not_leader"
         if self._automation_mode == "paused":
             return "skipped_paused"
-        term = self._state.term
+        if self._automation_mode == "draining":
+            return "skipped_draining"
         task = asyncio.ensure_future(work(self._context(term)))
         self._leader_tasks.add(task)
         try:
@@ -148,6 +173,8 @@ class Daemon:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise
+            if task in self._paused_tasks:
+                return "skipped_paused"
             raise LeaseLostError(f"leadership of term {term} ended while the pass ran") from None
         finally:
             self._leader_tasks.discard(task)
@@ -211,6 +238,7 @@ class Daemon:
         self._spawn(self._outbox.run())
         self._spawn(self._follow_events())
         await self.lease_step()  # 3. acquire or renew
+        await self._hook_queue.settled()  # its on_lease_state_change before the checklist hooks
         await self._run_hook("load_local_runs", self._hooks.load_local_runs)  # 4.
         await self._run_hook("reconcile_local_runs", self._hooks.reconcile_local_runs)  # 5.
         self._checklist_done = True  # 6. scheduling may start (leader only)
@@ -220,47 +248,62 @@ class Daemon:
         self.log.info("daemon.started", role=self._state.role.value, term=self._state.term)
 
     async def stop(self) -> None:
-        """Stop the loops, hand the lease back if held, mark the controller stopping."""
+        """Leave leadership at once, then hand the lease back if held and mark the
+        controller stopping; within one second whatever the hooks do."""
         if self._stopping:
             await self.stopped.wait()
             return
         self._stopping = True
         self.log.info("daemon.stopping", role=self._state.role.value)
-        # every step below is bounded, and all of them together by one budget, so a stop
-        # takes well under a second even with Redis gone
-        ends = self._clock.monotonic() + SHUTDOWN_BUDGET
+        # every wait below is bounded, and all of them together by one budget, so a stop
+        # takes under a second even with Redis gone or a hook that will not finish
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + SHUTDOWN_BUDGET
 
-        def step_timeout() -> float:
-            return max(0.01, min(SHUTDOWN_STEP_TIMEOUT, ends - self._clock.monotonic()))
+        def left(cap: float = SHUTDOWN_STEP_TIMEOUT) -> float:
+            return max(0.01, min(cap, ends - loop.time()))
 
+        # first, in one step: no renewal or acquire any more, nothing new admitted,
+        # can_schedule() false, every leader task cancelled, on_stopped_leading queued
         for task in self._loops:
             task.cancel()
+        self._observe_now(Resigned(self._clock.monotonic()))
+        work_stopped = await self._leader_work_stopped(left(LEADER_STOP_WAIT), during="stop")
         # bounded: a library that swallows a cancellation must not hold up the shutdown
         if self._loops:
-            await asyncio.wait(self._loops, timeout=step_timeout())
+            await asyncio.wait(self._loops, timeout=left())
         self._cancel_deadline_timer()
-        # a degraded daemon may still hold the lease in Redis: releasing it (only ours can be
-        # released) spares the others a wait for its expiry
-        if self._state.role in (Role.LEADER, Role.DEGRADED) and self._state.term is not None:
-            await self._stop_leader_work("daemon stopping")
-            with contextlib.suppress(TimeoutError):  # announce earlier changes first, in order
-                await bounded(self._outbox.flush(), step_timeout())
-            try:
-                result = await bounded(
-                    self._lease.release(term=self._state.term), step_timeout())
-                self.log.info("lease.released", term=self._state.term, released=result.released)
-            except (CoordinatorError, TimeoutError) as e:
-                self.log.warning("lease.release_failed", error=describe(e))
-            await self._observe(Released(self._clock.monotonic()))
-        with contextlib.suppress(CoordinatorError, TimeoutError):
-            await bounded(self._heartbeat.beat("stopping"), step_timeout())
+        # a degraded daemon, or a reply in flight as the stop began, may still hold the lease
+        # in Redis: releasing it (only ours can be released) spares the others its expiry
+        held = self._state
+        if held.leader_id == self.settings.node_id and held.term is not None:
+            if work_stopped:
+                await self._release_on_stop(held.term, left)
+            else:
+                # it may still be running: releasing now could let another node's work overlap
+                self.log.warning("lease.release_skipped", term=held.term,
+                                 reason="leader work did not stop in time; the lease expires")
+        with contextlib.suppress(CoordinatorError, TimeoutError, *UNAVAILABLE):
+            await bounded(self._heartbeat.beat("stopping"), left())
         with contextlib.suppress(TimeoutError):
-            await bounded(self._outbox.flush(), step_timeout())
+            await bounded(self._outbox.flush(), left())
         if self._owns_redis:
             with contextlib.suppress(Exception):
-                await self._redis.aclose()
+                await bounded(self._redis.aclose(), left())
         self.log.info("daemon.stopped")
         self.stopped.set()
+
+    async def _release_on_stop(self, term: int, left: Callable[[], float]) -> None:
+        with contextlib.suppress(TimeoutError):  # announce earlier changes first, in order
+            await bounded(self._outbox.flush(), left())
+        try:
+            result = await bounded(self._lease.release(term=term), left())
+        except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
+            self.log.warning("lease.release_failed", error=describe(e))
+            return
+        self.log.info("lease.released", term=term, released=result.released)
+        if result.released:
+            await self._observe(Released(self._clock.monotonic()))
 
     # ---- one step of each loop (tests drive these directly) -----------------------------
 
@@ -323,6 +366,7 @@ class Daemon:
     async def consider_handoff(self) -> None:
         """As leader, decide whether to hand the lease over at the next renew boundary:
         to a preferred controller that has been steady long enough, or as an operator asked."""
+        term = self._leading_term
         try:
             candidates, requested, now = await bounded(
                 read_candidates(self._redis, self.settings.namespace, self.settings.lease_name),
@@ -334,23 +378,34 @@ class Daemon:
             leader_id=self.settings.node_id, leader_is_preferred=self.settings.is_preferred,
             candidates=candidates, requested=requested, now_ms=now,
             steady_intervals=self.settings.handoff_steady_intervals)
-        if target is not None and self._state.role is Role.LEADER:
+        # only for the tenure that asked: one that ended meanwhile took its plan along
+        if target is not None and term is not None and self._leading_term == term and (
+                self._state.role is Role.LEADER):
             self.log.info("handoff.planned", to=target, requested=requested is not None)
             self._handoff_target = target
             if requested is not None:
                 self._wake.set()  # an operator is waiting: the next boundary is now
 
     async def hand_over(self, target: str) -> None:
-        """Stop leading, then release the lease reserved for ``target`` (term + 1 is theirs)."""
+        """Stop leading, wait for leader work to stop, then release the lease reserved for
+        ``target`` if Redis still sees it alive (the next term is then theirs)."""
         self._handoff_target = None
-        term = self._state.term
+        term, deadline = self._state.term, self._state.deadline
         await self._observe(Released(self._clock.monotonic()))  # work stops before the release
+        # the lease is still ours until its deadline: leader work may use that long to stop
+        wait = 0.0 if deadline is None else max(0.0, deadline - self._clock.monotonic())
+        if not await self._leader_work_stopped(wait, during="handover"):
+            self.log.warning("lease.handover_skipped", to=target, term=term,
+                             reason="leader work did not stop in time; the lease expires")
+            return
         try:
             result = await bounded(
                 self._lease.release(term=term, handoff_to=target), self._op_timeout)
-            self.log.info("lease.handed_over", to=target, term=term, released=result.released)
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
             self.log.warning("lease.handover_failed", to=target, error=describe(e))
+            return
+        self.log.info("lease.handed_over", to=target, term=term, released=result.released,
+                      **handover_outcome(result))
 
     async def lease_round(self) -> None:
         """One round of the lease loop: the planned handover if one is due, else a lease step."""
@@ -369,9 +424,7 @@ class Daemon:
         if now < deadline:
             self._arm_deadline_timer()
             return
-        for task in self._leader_tasks:
-            task.cancel()  # at once, not after the lock below is free
-        self._background(self._observe(DeadlinePassed(now)))
+        self._observe_now(DeadlinePassed(now))  # leader work is cancelled in this step
 
     # ---- the loops ----------------------------------------------------------------------
 
@@ -447,33 +500,42 @@ class Daemon:
             return
         previous, self._automation_mode = self._automation_mode, mode
         self.log.info("automation_mode.changed", mode=mode, previous_mode=previous)
+        if mode == "paused":
+            self._pause_leader_work()
+        elif mode == "running":
+            self._launch_leader_hook()  # again, if a pause cancelled it or it never began
         hook = self._hooks.on_automation_mode_change
         if hook is not None:
-            self._background(self._run_hook("on_automation_mode_change", hook, mode))
+            self._hook_queue.put("on_automation_mode_change", lambda: hook(mode))
 
     # ---- carrying out the state machine's effects ---------------------------------------
 
     async def _observe(self, seen: Observation) -> None:
-        async with self._observing:
-            old = self._state
-            new, effects = step(old, seen, self._timing)
-            self._state = new
-            self._arm_deadline_timer()
-            if new.deadline != old.deadline and self._hooks.on_lease_deadline is not None:
-                try:
-                    self._hooks.on_lease_deadline(new.deadline)
-                except Exception:
-                    self.log.exception("hook.failed", hook="on_lease_deadline")
-            for effect in effects:
-                if isinstance(effect, Transition):
-                    self._announce(effect)
-                elif isinstance(effect, StopLeading):
-                    await self._stop_leader_work(effect.reason)
-                elif isinstance(effect, StartLeading) and self._checklist_done:
-                    self._start_leader_work(effect.term)
-            if any(isinstance(e, Transition) for e in effects):
-                await self._run_hook("on_lease_state_change", self._hooks.on_lease_state_change,
-                                     self.status_snapshot())
+        self._observe_now(seen)
+
+    def _observe_now(self, seen: Observation) -> None:
+        # one synchronous step: the new state, the timer, the cancellations are in place
+        # before anything else runs; the hooks are queued, never awaited here
+        old = self._state
+        new, effects = step(old, seen, self._timing)
+        self._state = new
+        self._arm_deadline_timer()
+        if new.deadline != old.deadline and self._hooks.on_lease_deadline is not None:
+            try:
+                self._hooks.on_lease_deadline(new.deadline)
+            except Exception:
+                self.log.exception("hook.failed", hook="on_lease_deadline")
+        for effect in effects:
+            if isinstance(effect, Transition):
+                self._announce(effect)
+            elif isinstance(effect, StopLeading):
+                self._leave_leadership(effect.reason)
+            elif isinstance(effect, StartLeading) and self._checklist_done:
+                self._start_leader_work(effect.term)
+        hook = self._hooks.on_lease_state_change
+        if hook is not None and any(isinstance(e, Transition) for e in effects):
+            snapshot = self.status_snapshot()
+            self._hook_queue.put("on_lease_state_change", lambda: hook(snapshot))
 
     def _announce(self, change: Transition) -> None:
         self.metrics.transition(change.from_role.value, change.to_role.value)
@@ -497,7 +559,10 @@ class Daemon:
 
     def _context(self, term: int) -> LeaderContext:
         return LeaderContext(node_id=self.settings.node_id, host=self.settings.host, term=term,
-                             automation_mode=self._automation_mode, _fence=self._fence)
+                             _mode=self._mode_now, _fence=self._fence)
+
+    def _mode_now(self) -> str:
+        return self._automation_mode
 
     async def _fence(self, key: str, value: str | bytes, term: int, px: int | None) -> FenceResult:
         return await self._lease.fenced_set(key, value, term, px=px)
@@ -507,23 +572,74 @@ class Daemon:
             return
         self._leading_term = term
         self.log.info("leader.started", term=term)
-        hook = self._hooks.on_started_leading
-        if hook is not None:
-            task = asyncio.ensure_future(
-                self._run_hook("on_started_leading", hook, self._context(term)))
-            self._leader_tasks.add(task)
-            task.add_done_callback(self._leader_tasks.discard)
+        self._leader_hook_due = True
+        self._launch_leader_hook()
 
-    async def _stop_leader_work(self, reason: str) -> None:
+    def _launch_leader_hook(self) -> None:
+        """Start on_started_leading if it is due and the mode lets new work start."""
+        hook, term = self._hooks.on_started_leading, self._leading_term
+        if hook is None or term is None or not self._leader_hook_due or (
+                self._automation_mode != "running"):
+            return
+        self._leader_hook_due = False
+        # after the hooks queued so far: the last tenure's work and on_stopped_leading first
+        gate = self._hook_queue.last
+
+        async def lead() -> None:
+            if gate is not None:
+                await asyncio.wait([gate])
+            await self._run_hook("on_started_leading", hook, self._context(term))
+
+        task = asyncio.ensure_future(lead())
+        self._leader_tasks.add(task)
+        task.add_done_callback(self._leader_tasks.discard)
+
+    def _pause_leader_work(self) -> None:
+        """Paused: cancel every leader task now; on_started_leading starts again on resume."""
+        tasks = list(self._leader_tasks)
+        if self._leading_term is None or not tasks:
+            return
+        if self._hooks.on_started_leading is not None:
+            self._leader_hook_due = True
+        for task in tasks:
+            self._paused_tasks.add(task)
+            task.cancel()
+        self.log.info("leader.paused", term=self._leading_term, cancelled=len(tasks))
+        self._hook_queue.put("leader_work", lambda: asyncio.wait(tasks))
+
+    def _leave_leadership(self, reason: str) -> None:
+        """Leadership ended: in this very step, cancel every leader task and forget the
+        planned handover; queue the wait for the tasks, then on_stopped_leading."""
         if self._leading_term is None:
             return
         term, self._leading_term = self._leading_term, None
+        self._handoff_target = None  # planned for this tenure: the next must choose afresh
+        self._leader_hook_due = False
         tasks = list(self._leader_tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         self.log.info("leader.stopped", term=term, reason=reason)
-        await self._run_hook("on_stopped_leading", self._hooks.on_stopped_leading)
+        links = []
+        if tasks:
+            links.append(self._hook_queue.put("leader_work", lambda: asyncio.wait(tasks)))
+        hook = self._hooks.on_stopped_leading
+        if hook is not None:
+            links.append(self._hook_queue.put("on_stopped_leading", hook))
+        self._wind_down = tuple(links)
+
+    async def _leader_work_stopped(self, timeout: float, *, during: str) -> bool:
+        """Wait up to ``timeout`` for the last leadership end's tasks and on_stopped_leading;
+        True if they all finished (a hook that overran is abandoned and logged)."""
+        links = self._wind_down
+        if not links:
+            return True
+        done, _ = await asyncio.wait(links, timeout=timeout) if timeout > 0 else (
+            {link for link in links if link.done()}, set())
+        if len(done) < len(links):
+            self.log.error("hook.abandoned", hook=self._hook_queue.running or "leader_work",
+                           during=during, after=round(timeout, 3))
+            return False
+        return all(link.result() for link in links)
 
     def _arm_deadline_timer(self) -> None:
         self._cancel_deadline_timer()

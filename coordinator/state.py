@@ -52,6 +52,7 @@ class State:
     last_error: str | None = None
     last_operation: Literal["acquire", "renew", "observe", "release"] | None = None
     highest_seen_term: int = 0
+    stopping: bool = False  # resigned for good: a grant is recorded but never led on
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,14 @@ class Released:
     at: float
 
 
-Observation = Granted | HeldByOther | Failed | DeadlinePassed | Released
+@dataclass(frozen=True)
+class Resigned:
+    """This process is stopping: it leaves leadership now, before it releases the lease."""
+
+    at: float
+
+
+Observation = Granted | HeldByOther | Failed | DeadlinePassed | Released | Resigned
 
 
 @dataclass(frozen=True)
@@ -135,8 +143,20 @@ def can_schedule(state: State, now: float) -> bool:
 
 def step(state: State, seen: Observation, timing: Timing) -> tuple[State, list[Effect]]:
     """The next state and the effects to carry out, for one observation."""
+    if isinstance(seen, Granted) and state.stopping:
+        # a reply that was in flight as the stop began: remember the lease is ours (so the
+        # stop releases it) without leading on it
+        return replace(
+            state, term=seen.term, leader_id=seen.holder_id, lease_expires_at=seen.lease_expires_at,
+            consecutive_failures=0, ever_reached_redis=True, last_operation=seen.operation,
+            highest_seen_term=max(state.highest_seen_term, seen.term),
+        ), []
     if isinstance(seen, Granted):
         return _granted(state, seen, timing)
+    if isinstance(seen, Resigned):
+        new = replace(state, stopping=True, deadline=None,
+                      role=Role.STANDBY if state.role is Role.LEADER else state.role)
+        return new, _moved(state, new, "daemon stopping")
     if isinstance(seen, HeldByOther):
         new = replace(
             state, role=Role.STANDBY, term=seen.term, leader_id=seen.holder_id,
