@@ -249,7 +249,8 @@ class Daemon:
 
     async def stop(self) -> None:
         """Leave leadership at once, then hand the lease back if held and mark the
-        controller stopping; within one second whatever the hooks do."""
+        controller stopping; within one second (plus ``Hooks.stop_grace``) whatever the
+        hooks do."""
         if self._stopping:
             await self.stopped.wait()
             return
@@ -258,7 +259,8 @@ class Daemon:
         # every wait below is bounded, and all of them together by one budget, so a stop
         # takes under a second even with Redis gone or a hook that will not finish
         loop = asyncio.get_running_loop()
-        ends = loop.time() + SHUTDOWN_BUDGET
+        grace = self._hooks.stop_grace
+        ends = loop.time() + SHUTDOWN_BUDGET + grace
 
         def left(cap: float = SHUTDOWN_STEP_TIMEOUT) -> float:
             return max(0.01, min(cap, ends - loop.time()))
@@ -268,7 +270,8 @@ class Daemon:
         for task in self._loops:
             task.cancel()
         self._observe_now(Resigned(self._clock.monotonic()))
-        work_stopped = await self._leader_work_stopped(left(LEADER_STOP_WAIT), during="stop")
+        work_stopped = await self._leader_work_stopped(left(LEADER_STOP_WAIT + grace),
+                                                       during="stop")
         # bounded: a library that swallows a cancellation must not hold up the shutdown
         if self._loops:
             await asyncio.wait(self._loops, timeout=left())

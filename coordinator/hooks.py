@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator.errors import InvalidArgumentError
 from coordinator.records import FenceResult
 
 
@@ -49,6 +50,15 @@ class Hooks:
     # plain and quick: extra fields merged into status_snapshot() and carried in each
     # heartbeat's metadata, so `coordinator status` shows them too (e.g. the child's state)
     status_fields: Callable[[], dict[str, Any]] | None = None
+    # seconds a stop gives leader work and on_stopped_leading on top of its one-second
+    # budget, for hooks that must wait for something outside (a child process's grace);
+    # work that is still running after it is abandoned and the lease is left to expire
+    stop_grace: float = 0.0
+
+    def __post_init__(self) -> None:
+        grace = self.stop_grace
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace < 3600:
+            raise InvalidArgumentError(f"stop_grace must be seconds in [0, 3600), got {grace!r}")
 
 
 class HookQueue:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from coordinator.daemon import Daemon
+from coordinator.daemon import LEADER_STOP_WAIT, Daemon
 from coordinator.errors import LeaseLostError
 from coordinator.handoff import request_handoff
 from coordinator.hooks import Hooks, LeaderContext
@@ -364,3 +364,34 @@ def test_resigning_leaves_leadership_and_a_late_grant_is_recorded_not_led_on() -
     assert not any(isinstance(e, StartLeading) for e in effects)
     degraded = State(role=Role.DEGRADED)
     assert step(degraded, Resigned(1.0), timing) == (State(role=Role.DEGRADED, stopping=True), [])
+
+
+@pytest.mark.parametrize("grace", [0.0, 5.0])
+async def test_stop_grace_gives_a_slow_on_stopped_leading_time_before_the_release(
+        redis: Any, grace: float) -> None:
+    # a hook that needs longer than the stop's own wait for leader work (e.g. for a child
+    # process to exit): without a grace it is abandoned and the lease left to expire; with
+    # one the stop waits for it, then releases
+    async def stopped() -> None:
+        await asyncio.sleep(LEADER_STOP_WAIT + 0.3)
+
+    daemon = Daemon(settings("a"), redis=redis, clock=FakeClock(),
+                    hooks=Hooks(on_stopped_leading=stopped, stop_grace=grace))
+    await daemon.start()
+    with capture_logs() as logs:
+        await asyncio.wait_for(daemon.stop(), HANG)
+    events = [e["event"] for e in logs]
+    if grace:
+        assert "lease.released" in events and "hook.abandoned" not in events
+        assert await daemon.lease.get() is None
+    else:
+        assert "lease.release_skipped" in events and "hook.abandoned" in events
+        assert await daemon.lease.get() is not None
+
+
+@pytest.mark.parametrize("grace", [-1, float("nan"), True, 3600])
+def test_a_stop_grace_out_of_range_is_refused(grace: Any) -> None:
+    from coordinator.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="stop_grace"):
+        Hooks(stop_grace=grace)
