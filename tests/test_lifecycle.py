@@ -395,3 +395,33 @@ def test_a_stop_grace_out_of_range_is_refused(grace: Any) -> None:
 
     with pytest.raises(InvalidArgumentError, match="stop_grace"):
         Hooks(stop_grace=grace)
+
+
+async def test_a_handover_stops_leader_work_before_the_release_and_logs_the_outcome(
+        redis: Any) -> None:
+    seen: list[Any] = []
+    daemon: Daemon
+
+    async def stopped() -> None:
+        seen.append(await daemon.lease.get())  # the lease is still ours while work stops
+
+    daemon = Daemon(settings("a"), redis=redis, clock=FakeClock(),
+                    hooks=Hooks(on_started_leading=lambda ctx: forever(), on_stopped_leading=stopped))
+    await daemon.start()
+    target = Heartbeat(redis, namespace="coordinator", node_id="p", host="h", role="primary",
+                       priority=100, version="1", instance_id="p1", interval=0.5, retention=60)
+    try:
+        await target.beat("alive")
+        await request_handoff(redis, "coordinator", "global", "p", ttl_ms=60_000)
+        with capture_logs() as logs:
+            await daemon.consider_handoff()  # an operator asked: the lease loop acts at once
+            await until(lambda: any(e["event"] == "lease.handed_over" for e in logs))
+        (handed,) = [e for e in logs if e["event"] == "lease.handed_over"]
+        assert (handed["to"], handed["released"]) == ("p", True)
+        # what release.lua decided about the target (the values come with the protocol's
+        # liveness check: reserved_for "p" here, or handoff_refused with a reason)
+        assert {"reserved_for", "handoff_refused"} <= set(handed)
+        assert [r.holder_id for r in seen] == ["a"]
+        assert daemon.state.role is Role.STANDBY and not daemon.can_schedule()
+    finally:
+        await daemon.stop()
