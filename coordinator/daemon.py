@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 
@@ -19,10 +18,11 @@ from coordinator import keys
 from coordinator.backend import connect
 from coordinator.boundary import UNAVAILABLE
 from coordinator.clock import Clock, bounded
-from coordinator.errors import CoordinatorError, LeaseLostError
+from coordinator.errors import CoordinatorError
 from coordinator.events import Outbox
 from coordinator.handoff import choose_handoff, read_candidates
 from coordinator.hooks import HookQueue, Hooks, LeaderContext
+from coordinator.leader_work import LeaderWork, PassResult
 from coordinator.lease import MAX_TERM, Lease, new_instance_id
 from coordinator.membership import ControllerStatus, Heartbeat
 from coordinator.metrics import Metrics
@@ -49,7 +49,8 @@ from coordinator.state import (
     step,
 )
 
-PassResult = Literal["scheduled", "skipped_not_leader", "skipped_paused", "skipped_draining"]
+__all__ = ["Daemon", "PassResult", "describe", "handover_outcome"]
+
 SHUTDOWN_STEP_TIMEOUT = 0.3
 SHUTDOWN_BUDGET = 0.8
 # of the budget: how long leader work and on_stopped_leading get to finish before a stop
@@ -117,12 +118,7 @@ class Daemon:
         self._handoff_target: str | None = None  # planned by this tenure, forgotten with it
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
-        self._leader_tasks: set[asyncio.Task[Any]] = set()  # on_started_leading and passes
-        self._paused_tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
-        self._leader_hook_due = False  # on_started_leading is to (re)start once running
-        self._wind_down: tuple[asyncio.Task[bool], ...] = ()  # the last leadership end's hooks
         self._pending_background: set[asyncio.Task[None]] = set()
-        self._leading_term: int | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._checklist_done = False
         self._stopping = False
@@ -130,6 +126,8 @@ class Daemon:
         self.log = structlog.get_logger("coordinator.daemon").bind(node_id=settings.node_id)
         # hooks run in order, off the loops; one that overruns a TTL is abandoned
         self._hook_queue = HookQueue(self.log, bound=settings.lease_ttl)
+        self._work = LeaderWork(self._hooks, self._hook_queue, self.log, self._context,
+                                self._mode_now)
 
     # ---- the public surface -------------------------------------------------------------
 
@@ -158,27 +156,14 @@ class Daemon:
         finds the work and cancels it.
         """
         term = self._state.term
-        if (self._stopping or not self._checklist_done or self._leading_term is None
+        if (self._stopping or not self._checklist_done or self._work.term is None
                 or not self.can_schedule() or term is None):
             return "skipped_not_leader"
         if self._automation_mode == "paused":
             return "skipped_paused"
         if self._automation_mode == "draining":
             return "skipped_draining"
-        task = asyncio.ensure_future(work(self._context(term)))
-        self._leader_tasks.add(task)
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
-            if task in self._paused_tasks:
-                return "skipped_paused"
-            raise LeaseLostError(f"leadership of term {term} ended while the pass ran") from None
-        finally:
-            self._leader_tasks.discard(task)
-        return "scheduled"
+        return await self._work.run_pass(term, work)
 
     def status_snapshot(self) -> dict[str, Any]:
         """The seed's status fields, snake_case, JSON-ready."""
@@ -243,7 +228,7 @@ class Daemon:
         await self._run_hook("reconcile_local_runs", self._hooks.reconcile_local_runs)  # 5.
         self._checklist_done = True  # 6. scheduling may start (leader only)
         if self._state.role is Role.LEADER and self._state.term is not None:
-            self._start_leader_work(self._state.term)
+            self._work.start(self._state.term)
         self._spawn(self._lease_loop())
         self.log.info("daemon.started", role=self._state.role.value, term=self._state.term)
 
@@ -270,8 +255,7 @@ class Daemon:
         for task in self._loops:
             task.cancel()
         self._observe_now(Resigned(self._clock.monotonic()))
-        work_stopped = await self._leader_work_stopped(left(LEADER_STOP_WAIT + grace),
-                                                       during="stop")
+        work_stopped = await self._work.stopped(left(LEADER_STOP_WAIT + grace), during="stop")
         # bounded: a library that swallows a cancellation must not hold up the shutdown
         if self._loops:
             await asyncio.wait(self._loops, timeout=left())
@@ -369,7 +353,7 @@ class Daemon:
     async def consider_handoff(self) -> None:
         """As leader, decide whether to hand the lease over at the next renew boundary:
         to a preferred controller that has been steady long enough, or as an operator asked."""
-        term = self._leading_term
+        term = self._work.term
         try:
             candidates, requested, now = await bounded(
                 read_candidates(self._redis, self.settings.namespace, self.settings.lease_name),
@@ -382,7 +366,7 @@ class Daemon:
             candidates=candidates, requested=requested, now_ms=now,
             steady_intervals=self.settings.handoff_steady_intervals)
         # only for the tenure that asked: one that ended meanwhile took its plan along
-        if target is not None and term is not None and self._leading_term == term and (
+        if target is not None and term is not None and self._work.term == term and (
                 self._state.role is Role.LEADER):
             self.log.info("handoff.planned", to=target, requested=requested is not None)
             self._handoff_target = target
@@ -397,7 +381,7 @@ class Daemon:
         await self._observe(Released(self._clock.monotonic()))  # work stops before the release
         # the lease is still ours until its deadline: leader work may use that long to stop
         wait = 0.0 if deadline is None else max(0.0, deadline - self._clock.monotonic())
-        if not await self._leader_work_stopped(wait, during="handover"):
+        if not await self._work.stopped(wait, during="handover"):
             self.log.warning("lease.handover_skipped", to=target, term=term,
                              reason="leader work did not stop in time; the lease expires")
             return
@@ -504,9 +488,9 @@ class Daemon:
         previous, self._automation_mode = self._automation_mode, mode
         self.log.info("automation_mode.changed", mode=mode, previous_mode=previous)
         if mode == "paused":
-            self._pause_leader_work()
+            self._work.pause()
         elif mode == "running":
-            self._launch_leader_hook()  # again, if a pause cancelled it or it never began
+            self._work.resume()  # again, if a pause cancelled it or it never began
         hook = self._hooks.on_automation_mode_change
         if hook is not None:
             self._hook_queue.put("on_automation_mode_change", lambda: hook(mode))
@@ -534,7 +518,7 @@ class Daemon:
             elif isinstance(effect, StopLeading):
                 self._leave_leadership(effect.reason)
             elif isinstance(effect, StartLeading) and self._checklist_done:
-                self._start_leader_work(effect.term)
+                self._work.start(effect.term)
         hook = self._hooks.on_lease_state_change
         if hook is not None and any(isinstance(e, Transition) for e in effects):
             snapshot = self.status_snapshot()
@@ -570,79 +554,11 @@ class Daemon:
     async def _fence(self, key: str, value: str | bytes, term: int, px: int | None) -> FenceResult:
         return await self._lease.fenced_set(key, value, term, px=px)
 
-    def _start_leader_work(self, term: int) -> None:
-        if self._leading_term is not None:
-            return
-        self._leading_term = term
-        self.log.info("leader.started", term=term)
-        self._leader_hook_due = True
-        self._launch_leader_hook()
-
-    def _launch_leader_hook(self) -> None:
-        """Start on_started_leading if it is due and the mode lets new work start."""
-        hook, term = self._hooks.on_started_leading, self._leading_term
-        if hook is None or term is None or not self._leader_hook_due or (
-                self._automation_mode != "running"):
-            return
-        self._leader_hook_due = False
-        # after the hooks queued so far: the last tenure's work and on_stopped_leading first
-        gate = self._hook_queue.last
-
-        async def lead() -> None:
-            if gate is not None:
-                await asyncio.wait([gate])
-            await self._run_hook("on_started_leading", hook, self._context(term))
-
-        task = asyncio.ensure_future(lead())
-        self._leader_tasks.add(task)
-        task.add_done_callback(self._leader_tasks.discard)
-
-    def _pause_leader_work(self) -> None:
-        """Paused: cancel every leader task now; on_started_leading starts again on resume."""
-        tasks = list(self._leader_tasks)
-        if self._leading_term is None or not tasks:
-            return
-        if self._hooks.on_started_leading is not None:
-            self._leader_hook_due = True
-        for task in tasks:
-            self._paused_tasks.add(task)
-            task.cancel()
-        self.log.info("leader.paused", term=self._leading_term, cancelled=len(tasks))
-        self._hook_queue.put("leader_work", lambda: asyncio.wait(tasks))
-
     def _leave_leadership(self, reason: str) -> None:
-        """Leadership ended: in this very step, cancel every leader task and forget the
-        planned handover; queue the wait for the tasks, then on_stopped_leading."""
-        if self._leading_term is None:
+        if self._work.term is None:
             return
-        term, self._leading_term = self._leading_term, None
         self._handoff_target = None  # planned for this tenure: the next must choose afresh
-        self._leader_hook_due = False
-        tasks = list(self._leader_tasks)
-        for task in tasks:
-            task.cancel()
-        self.log.info("leader.stopped", term=term, reason=reason)
-        links = []
-        if tasks:
-            links.append(self._hook_queue.put("leader_work", lambda: asyncio.wait(tasks)))
-        hook = self._hooks.on_stopped_leading
-        if hook is not None:
-            links.append(self._hook_queue.put("on_stopped_leading", hook))
-        self._wind_down = tuple(links)
-
-    async def _leader_work_stopped(self, timeout: float, *, during: str) -> bool:
-        """Wait up to ``timeout`` for the last leadership end's tasks and on_stopped_leading;
-        True if they all finished (a hook that overran is abandoned and logged)."""
-        links = self._wind_down
-        if not links:
-            return True
-        done, _ = await asyncio.wait(links, timeout=timeout) if timeout > 0 else (
-            {link for link in links if link.done()}, set())
-        if len(done) < len(links):
-            self.log.error("hook.abandoned", hook=self._hook_queue.running or "leader_work",
-                           during=during, after=round(timeout, 3))
-            return False
-        return all(link.result() for link in links)
+        self._work.stop(reason)
 
     def _arm_deadline_timer(self) -> None:
         self._cancel_deadline_timer()
