@@ -277,6 +277,9 @@ class Daemon:
         if self._owns_redis:
             with contextlib.suppress(Exception):
                 await bounded(self._redis.aclose(), left())
+        # what overran the budget was abandoned: cancel it once more, leave nothing behind
+        self._work.cancel_all()
+        self._hook_queue.cancel_all()
         self.log.info("daemon.stopped")
         self.stopped.set()
 

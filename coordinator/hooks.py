@@ -72,7 +72,8 @@ class HookQueue:
     def __init__(self, log: Any, bound: float) -> None:
         self._log, self._bound = log, bound
         self._last: asyncio.Task[bool] | None = None
-        self._abandoned: set[asyncio.Future[Any]] = set()  # referenced, so not collected
+        self._links: set[asyncio.Task[bool]] = set()  # referenced, so not collected
+        self._abandoned: set[asyncio.Future[Any]] = set()
         self.running: str | None = None  # the name of the call under way, for the logs
 
     def put(self, name: str, call: Callable[[], Awaitable[Any]]) -> asyncio.Task[bool]:
@@ -91,7 +92,14 @@ class HookQueue:
 
         task = asyncio.ensure_future(run())
         self._last = task
+        self._links.add(task)
+        task.add_done_callback(self._links.discard)
         return task
+
+    def cancel_all(self) -> None:
+        """Cancel every call still queued, running or abandoned (the daemon has stopped)."""
+        for task in [*self._links, *self._abandoned]:
+            task.cancel()
 
     @property
     def last(self) -> asyncio.Task[bool] | None:

@@ -113,6 +113,12 @@ class LeaderWork:
             return False
         return all(link.result() for link in links)
 
+    def cancel_all(self) -> None:
+        """Cancel whatever leader task is left (the daemon has stopped; some swallowed the
+        first cancellation)."""
+        for task in list(self._tasks):
+            task.cancel()
+
     async def run_pass(self, term: int, work: Callable[[LeaderContext], Awaitable[Any]]) -> PassResult:
         """Run one admitted pass as a leader task, so a pause or the end of leadership
         cancels it: ``"skipped_paused"`` after a pause, ``LeaseLostError`` after the end."""
