@@ -277,7 +277,9 @@ class Daemon:
         if self._owns_redis:
             with contextlib.suppress(Exception):
                 await bounded(self._redis.aclose(), left())
-        # what overran the budget was abandoned: cancel it once more, leave nothing behind
+        # the last hooks (on_lease_state_change for the stop) within what is left; what
+        # overran the budget was abandoned: cancel it once more, leave nothing behind
+        await self._hook_queue.settled(left())
         self._work.cancel_all()
         self._hook_queue.cancel_all()
         self.log.info("daemon.stopped")

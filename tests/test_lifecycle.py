@@ -125,6 +125,20 @@ async def test_a_pass_asked_for_while_stop_runs_is_refused_and_a_running_one_can
     await asyncio.wait_for(stopping, HANG)
 
 
+async def test_on_lease_state_change_hears_the_stop_before_stop_returns(redis: Any) -> None:
+    roles: list[str] = []
+
+    async def changed(snapshot: dict[str, Any]) -> None:
+        await asyncio.sleep(0.01)  # a hook that takes a moment
+        roles.append(snapshot["role"])
+
+    daemon = Daemon(settings("a"), redis=redis, clock=FakeClock(),
+                    hooks=Hooks(on_lease_state_change=changed))
+    await daemon.start()
+    await asyncio.wait_for(daemon.stop(), HANG)
+    assert roles == ["leader", "standby"]
+
+
 # ---- item 3: stop() is bounded, hooks cannot stall observations --------------------------
 
 
