@@ -158,9 +158,11 @@ class ChildRunner:
 
     def hooks(self) -> Hooks:
         """The daemon hooks that drive the child."""
+        # stop_grace: a stop waits for the child's SIGTERM grace before it releases the lease
         return Hooks(on_started_leading=self._lead, on_stopped_leading=self._wait_gone,
                      on_automation_mode_change=self._mode_changed,
-                     on_lease_deadline=self._deadline_moved, status_fields=self.status_fields)
+                     on_lease_deadline=self._deadline_moved, status_fields=self.status_fields,
+                     stop_grace=self._grace)
 
     def status_fields(self) -> dict[str, Any]:
         """``{"child": {running, pid, term, started_at, restarts, ...}}`` for the status."""

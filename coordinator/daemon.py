@@ -10,23 +10,24 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Literal
+from typing import Any
 
 from coordinator import keys
 from coordinator.backend import connect
 from coordinator.boundary import UNAVAILABLE
 from coordinator.clock import Clock, bounded
-from coordinator.errors import CoordinatorError, LeaseLostError
+from coordinator.errors import CoordinatorError
 from coordinator.events import Outbox
 from coordinator.eviction import UNKNOWN, RedisReport, check_eviction
 from coordinator.handoff import choose_handoff, read_candidates
-from coordinator.hooks import Hooks, LeaderContext
+from coordinator.hooks import HookQueue, Hooks, LeaderContext
+from coordinator.leader_work import LeaderWork, PassResult
 from coordinator.lease import Lease, new_instance_id
 from coordinator.logs import get_logger
 from coordinator.membership import ControllerStatus, Heartbeat
 from coordinator.metrics import Metrics
 from coordinator.modes import MODES
-from coordinator.records import FenceResult
+from coordinator.records import FenceResult, ReleaseResult
 from coordinator.settings import Settings
 from coordinator.state import (
     DeadlinePassed,
@@ -35,6 +36,7 @@ from coordinator.state import (
     HeldByOther,
     Observation,
     Released,
+    Resigned,
     Role,
     StartLeading,
     State,
@@ -48,9 +50,13 @@ from coordinator.state import (
     step,
 )
 
-PassResult = Literal["scheduled", "skipped_not_leader", "skipped_paused"]
+__all__ = ["Daemon", "PassResult", "describe", "handover_outcome"]
+
 SHUTDOWN_STEP_TIMEOUT = 0.3
 SHUTDOWN_BUDGET = 0.8
+# of the budget: how long leader work and on_stopped_leading get to finish before a stop
+# gives up on them (and then leaves the lease to expire rather than release it under them)
+LEADER_STOP_WAIT = 0.5
 
 
 def describe(error: BaseException) -> str:
@@ -58,6 +64,14 @@ def describe(error: BaseException) -> str:
     if isinstance(error, TimeoutError):
         return "Redis did not answer in time"
     return str(error) or type(error).__name__
+
+
+def handover_outcome(result: ReleaseResult) -> dict[str, Any]:
+    """Whether a handover's release reserved the lease for its target, or why not."""
+    return {"reserved_for": result.reserved_for, "handoff_refused": result.handoff_refused}
+
+
+DEADLINE_RECHECK = 1.0  # seconds between looks at the local deadline, at most
 
 
 class Daemon:
@@ -103,19 +117,20 @@ class Daemon:
         self._last_heartbeat_at: int | None = None
         self._last_heartbeat_local: float | None = None
         self._automation_mode = "running"
-        self._handoff_target: str | None = None
+        self._handoff_target: str | None = None  # planned by this tenure, forgotten with it
         self._wake = asyncio.Event()
-        self._observing = asyncio.Lock()
         self._loops: list[asyncio.Task[None]] = []
-        self._leader_tasks: set[asyncio.Task[Any]] = set()
         self._pending_background: set[asyncio.Task[None]] = set()
-        self._leading_term: int | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._checklist_done = False
         self.redis_report = RedisReport()  # what start() found about Redis's configuration
         self._stopping = False
         self.stopped = asyncio.Event()
         self.log = get_logger("coordinator.daemon").bind(node_id=settings.node_id)
+        # hooks run in order, off the loops; one that overruns a TTL is abandoned
+        self._hook_queue = HookQueue(self.log, bound=settings.lease_ttl)
+        self._work = LeaderWork(self._hooks, self._hook_queue, self.log, self._context,
+                                self._mode_now)
 
     # ---- the public surface -------------------------------------------------------------
 
@@ -136,25 +151,22 @@ class Daemon:
     async def run_scheduler_pass(
         self, work: Callable[[LeaderContext], Awaitable[Any]]
     ) -> PassResult:
-        """Run ``work(context)`` once if this node may schedule; it is cancelled if the
-        leadership ends while it runs."""
-        if not self._checklist_done or not self.can_schedule() or self._state.term is None:
+        """Run ``work(context)`` once if this node may schedule and the mode is running.
+
+        The work is cancelled if the leadership ends while it runs (``LeaseLostError``) or
+        the mode turns paused (then the result is ``"skipped_paused"``); draining lets it
+        finish. The checks and the start are one step: a stop or a pause that begins later
+        finds the work and cancels it.
+        """
+        term = self._state.term
+        if (self._stopping or not self._checklist_done or self._work.term is None
+                or not self.can_schedule() or term is None):
             return "skipped_not_leader"
         if self._automation_mode == "paused":
             return "skipped_paused"
-        term = self._state.term
-        task = asyncio.ensure_future(work(self._context(term)))
-        self._leader_tasks.add(task)
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
-            raise LeaseLostError(f"leadership of term {term} ended while the pass ran") from None
-        finally:
-            self._leader_tasks.discard(task)
-        return "scheduled"
+        if self._automation_mode == "draining":
+            return "skipped_draining"
+        return await self._work.run_pass(term, work)
 
     def status_snapshot(self) -> dict[str, Any]:
         """The seed's status fields, snake_case, JSON-ready."""
@@ -215,11 +227,12 @@ class Daemon:
         self._spawn(self._outbox.run())
         self._spawn(self._follow_events())
         await self.lease_step()  # 3. acquire or renew
+        await self._hook_queue.settled()  # its on_lease_state_change before the checklist hooks
         await self._run_hook("load_local_runs", self._hooks.load_local_runs)  # 4.
         await self._run_hook("reconcile_local_runs", self._hooks.reconcile_local_runs)  # 5.
         self._checklist_done = True  # 6. scheduling may start (leader only)
         if self._state.role is Role.LEADER and self._state.term is not None:
-            self._start_leader_work(self._state.term)
+            self._work.start(self._state.term)
         self._spawn(self._lease_loop())
         self.log.info("daemon.started", role=self._state.role.value, term=self._state.term)
 
@@ -236,47 +249,69 @@ class Daemon:
                           "make sure it is noeviction")
 
     async def stop(self) -> None:
-        """Stop the loops, hand the lease back if held, mark the controller stopping."""
+        """Leave leadership at once, then hand the lease back if held and mark the
+        controller stopping; within one second (plus ``Hooks.stop_grace``) whatever the
+        hooks do."""
         if self._stopping:
             await self.stopped.wait()
             return
         self._stopping = True
         self.log.info("daemon.stopping", role=self._state.role.value)
-        # every step below is bounded, and all of them together by one budget, so a stop
-        # takes well under a second even with Redis gone
-        ends = self._clock.monotonic() + SHUTDOWN_BUDGET
+        # every wait below is bounded, and all of them together by one budget, so a stop
+        # takes under a second even with Redis gone or a hook that will not finish
+        loop = asyncio.get_running_loop()
+        grace = self._hooks.stop_grace
+        ends = loop.time() + SHUTDOWN_BUDGET + grace
 
-        def step_timeout() -> float:
-            return max(0.01, min(SHUTDOWN_STEP_TIMEOUT, ends - self._clock.monotonic()))
+        def left(cap: float = SHUTDOWN_STEP_TIMEOUT) -> float:
+            return max(0.01, min(cap, ends - loop.time()))
 
+        # first, in one step: no renewal or acquire any more, nothing new admitted,
+        # can_schedule() false, every leader task cancelled, on_stopped_leading queued
         for task in self._loops:
             task.cancel()
+        self._observe_now(Resigned(self._clock.monotonic()))
+        work_stopped = await self._work.stopped(left(LEADER_STOP_WAIT + grace), during="stop")
         # bounded: a library that swallows a cancellation must not hold up the shutdown
         if self._loops:
-            await asyncio.wait(self._loops, timeout=step_timeout())
+            await asyncio.wait(self._loops, timeout=left())
         self._cancel_deadline_timer()
-        # a degraded daemon may still hold the lease in Redis: releasing it (only ours can be
-        # released) spares the others a wait for its expiry
-        if self._state.role in (Role.LEADER, Role.DEGRADED) and self._state.term is not None:
-            await self._stop_leader_work("daemon stopping")
-            with contextlib.suppress(TimeoutError):  # announce earlier changes first, in order
-                await bounded(self._outbox.flush(), step_timeout())
-            try:
-                result = await bounded(
-                    self._lease.release(term=self._state.term), step_timeout())
-                self.log.info("lease.released", term=self._state.term, released=result.released)
-            except (CoordinatorError, TimeoutError) as e:
-                self.log.warning("lease.release_failed", error=describe(e))
-            await self._observe(Released(self._clock.monotonic()))
-        with contextlib.suppress(CoordinatorError, TimeoutError):
-            await bounded(self._heartbeat.beat("stopping"), step_timeout())
+        # a degraded daemon, or a reply in flight as the stop began, may still hold the lease
+        # in Redis: releasing it (only ours can be released) spares the others its expiry
+        held = self._state
+        if held.leader_id == self.settings.node_id and held.term is not None:
+            if work_stopped:
+                await self._release_on_stop(held.term, left)
+            else:
+                # it may still be running: releasing now could let another node's work overlap
+                self.log.warning("lease.release_skipped", term=held.term,
+                                 reason="leader work did not stop in time; the lease expires")
+        with contextlib.suppress(CoordinatorError, TimeoutError, *UNAVAILABLE):
+            await bounded(self._heartbeat.beat("stopping"), left())
         with contextlib.suppress(TimeoutError):
-            await bounded(self._outbox.flush(), step_timeout())
+            await bounded(self._outbox.flush(), left())
         if self._owns_redis:
             with contextlib.suppress(Exception):
-                await self._redis.aclose()
+                await bounded(self._redis.aclose(), left())
+        # the last hooks (on_lease_state_change for the stop) within what is left; what
+        # overran the budget was abandoned: cancel it once more, leave nothing behind
+        await self._hook_queue.settled(left())
+        self._work.cancel_all()
+        self._hook_queue.cancel_all()
         self.log.info("daemon.stopped")
         self.stopped.set()
+
+    async def _release_on_stop(self, term: int, left: Callable[[], float]) -> None:
+        with contextlib.suppress(TimeoutError):  # announce earlier changes first, in order
+            await bounded(self._outbox.flush(), left())
+        try:
+            result = await bounded(self._lease.release(term=term), left())
+        except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
+            self.log.warning("lease.release_failed", error=describe(e))
+            return
+        self.log.info("lease.released", term=term, released=result.released)
+        if result.released:
+            await self._observe(Released(self._clock.monotonic()))
 
     # ---- one step of each loop (tests drive these directly) -----------------------------
 
@@ -356,6 +391,7 @@ class Daemon:
     async def consider_handoff(self) -> None:
         """As leader, decide whether to hand the lease over at the next renew boundary:
         to a preferred controller that has been steady long enough, or as an operator asked."""
+        term = self._work.term
         try:
             candidates, requested, now = await bounded(
                 read_candidates(self._redis, self.settings.namespace, self.settings.lease_name),
@@ -367,23 +403,41 @@ class Daemon:
             leader_id=self.settings.node_id, leader_is_preferred=self.settings.is_preferred,
             candidates=candidates, requested=requested, now_ms=now,
             steady_intervals=self.settings.handoff_steady_intervals)
-        if target is not None and self._state.role is Role.LEADER:
+        # only for the tenure that asked: one that ended meanwhile took its plan along
+        if target is not None and term is not None and self._work.term == term and (
+                self._state.role is Role.LEADER):
             self.log.info("handoff.planned", to=target, requested=requested is not None)
             self._handoff_target = target
             if requested is not None:
                 self._wake.set()  # an operator is waiting: the next boundary is now
 
     async def hand_over(self, target: str) -> None:
-        """Stop leading, then release the lease reserved for ``target`` (term + 1 is theirs)."""
+        """Stop leading, wait for leader work to stop, then release the lease reserved for
+        ``target`` if Redis still sees it alive (the next term is then theirs)."""
         self._handoff_target = None
-        term = self._state.term
+        term, deadline = self._state.term, self._state.deadline
         await self._observe(Released(self._clock.monotonic()))  # work stops before the release
+        # the lease is still ours until its deadline: leader work may use that long to stop
+        wait = 0.0 if deadline is None else max(0.0, deadline - self._clock.monotonic())
+        if not await self._work.stopped(wait, during="handover"):
+            self.log.warning("lease.handover_skipped", to=target, term=term,
+                             reason="leader work did not stop in time; the lease expires")
+            return
         try:
             result = await bounded(
                 self._lease.release(term=term, handoff_to=target), self._op_timeout)
-            self.log.info("lease.handed_over", to=target, term=term, released=result.released)
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
             self.log.warning("lease.handover_failed", to=target, error=describe(e))
+            return
+        self.log.info("lease.handed_over", to=target, term=term, released=result.released,
+                      **handover_outcome(result))
+
+    async def lease_round(self) -> None:
+        """One round of the lease loop: the planned handover if one is due, else a lease step."""
+        if self._handoff_target is not None and self._state.role is Role.LEADER:
+            await self.hand_over(self._handoff_target)
+            return
+        await self.lease_step()
 
     def check_deadline(self) -> None:
         """Leave leadership now if the local deadline has passed (the timer calls this)."""
@@ -395,9 +449,7 @@ class Daemon:
         if now < deadline:
             self._arm_deadline_timer()
             return
-        for task in self._leader_tasks:
-            task.cancel()  # at once, not after the lock below is free
-        self._background(self._observe(DeadlinePassed(now)))
+        self._observe_now(DeadlinePassed(now))  # leader work is cancelled in this step
 
     # ---- the loops ----------------------------------------------------------------------
 
@@ -409,10 +461,7 @@ class Daemon:
                                        now=self._clock.monotonic(), jitter=self._clock.jitter())
             await self._clock.wait(self._wake, delay)
             try:
-                if self._handoff_target is not None and self._state.role is Role.LEADER:
-                    await self.hand_over(self._handoff_target)
-                    continue
-                await self.lease_step()
+                await self.lease_round()
             except Exception as e:  # never let the loop die; the state machine degrades
                 self.log.exception("lease.loop_error")
                 await self._observe(Failed(self._clock.monotonic(), describe(e)))
@@ -497,33 +546,42 @@ class Daemon:
             return
         previous, self._automation_mode = self._automation_mode, mode
         self.log.info("automation_mode.changed", mode=mode, previous_mode=previous)
+        if mode == "paused":
+            self._work.pause()
+        elif mode == "running":
+            self._work.resume()  # again, if a pause cancelled it or it never began
         hook = self._hooks.on_automation_mode_change
         if hook is not None:
-            self._background(self._run_hook("on_automation_mode_change", hook, mode))
+            self._hook_queue.put("on_automation_mode_change", lambda: hook(mode))
 
     # ---- carrying out the state machine's effects ---------------------------------------
 
     async def _observe(self, seen: Observation) -> None:
-        async with self._observing:
-            old = self._state
-            new, effects = step(old, seen, self._timing)
-            self._state = new
-            self._arm_deadline_timer()
-            if new.deadline != old.deadline and self._hooks.on_lease_deadline is not None:
-                try:
-                    self._hooks.on_lease_deadline(new.deadline)
-                except Exception:
-                    self.log.exception("hook.failed", hook="on_lease_deadline")
-            for effect in effects:
-                if isinstance(effect, Transition):
-                    self._announce(effect)
-                elif isinstance(effect, StopLeading):
-                    await self._stop_leader_work(effect.reason)
-                elif isinstance(effect, StartLeading) and self._checklist_done:
-                    self._start_leader_work(effect.term)
-            if any(isinstance(e, Transition) for e in effects):
-                await self._run_hook("on_lease_state_change", self._hooks.on_lease_state_change,
-                                     self.status_snapshot())
+        self._observe_now(seen)
+
+    def _observe_now(self, seen: Observation) -> None:
+        # one synchronous step: the new state, the timer, the cancellations are in place
+        # before anything else runs; the hooks are queued, never awaited here
+        old = self._state
+        new, effects = step(old, seen, self._timing)
+        self._state = new
+        self._arm_deadline_timer()
+        if new.deadline != old.deadline and self._hooks.on_lease_deadline is not None:
+            try:
+                self._hooks.on_lease_deadline(new.deadline)
+            except Exception:
+                self.log.exception("hook.failed", hook="on_lease_deadline")
+        for effect in effects:
+            if isinstance(effect, Transition):
+                self._announce(effect)
+            elif isinstance(effect, StopLeading):
+                self._leave_leadership(effect.reason)
+            elif isinstance(effect, StartLeading) and self._checklist_done:
+                self._work.start(effect.term)
+        hook = self._hooks.on_lease_state_change
+        if hook is not None and any(isinstance(e, Transition) for e in effects):
+            snapshot = self.status_snapshot()
+            self._hook_queue.put("on_lease_state_change", lambda: hook(snapshot))
 
     def _announce(self, change: Transition) -> None:
         self.metrics.transition(change.from_role.value, change.to_role.value)
@@ -547,39 +605,28 @@ class Daemon:
 
     def _context(self, term: int) -> LeaderContext:
         return LeaderContext(node_id=self.settings.node_id, host=self.settings.host, term=term,
-                             automation_mode=self._automation_mode, _fence=self._fence)
+                             _mode=self._mode_now, _fence=self._fence)
+
+    def _mode_now(self) -> str:
+        return self._automation_mode
 
     async def _fence(self, key: str, value: str | bytes, term: int, px: int | None) -> FenceResult:
         return await self._lease.fenced_set(key, value, term, px=px)
 
-    def _start_leader_work(self, term: int) -> None:
-        if self._leading_term is not None:
+    def _leave_leadership(self, reason: str) -> None:
+        if self._work.term is None:
             return
-        self._leading_term = term
-        self.log.info("leader.started", term=term)
-        hook = self._hooks.on_started_leading
-        if hook is not None:
-            task = asyncio.ensure_future(
-                self._run_hook("on_started_leading", hook, self._context(term)))
-            self._leader_tasks.add(task)
-            task.add_done_callback(self._leader_tasks.discard)
-
-    async def _stop_leader_work(self, reason: str) -> None:
-        if self._leading_term is None:
-            return
-        term, self._leading_term = self._leading_term, None
-        tasks = list(self._leader_tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self.log.info("leader.stopped", term=term, reason=reason)
-        await self._run_hook("on_stopped_leading", self._hooks.on_stopped_leading)
+        self._handoff_target = None  # planned for this tenure: the next must choose afresh
+        self._work.stop(reason)
 
     def _arm_deadline_timer(self) -> None:
         self._cancel_deadline_timer()
         deadline = self._state.deadline
         if deadline is not None and not self._stopping:
-            delay = max(0.0, deadline - self._clock.monotonic())
+            # at most a second: the loop's timers run on CLOCK_MONOTONIC, which stands still
+            # while the host is suspended, and the deadline (CLOCK_BOOTTIME) does not; each
+            # wake re-arms, so a resumed host drops leadership within a second
+            delay = min(DEADLINE_RECHECK, max(0.0, deadline - self._clock.monotonic()))
             self._deadline_timer = asyncio.get_running_loop().call_later(delay, self.check_deadline)
 
     def _cancel_deadline_timer(self) -> None:

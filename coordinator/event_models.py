@@ -88,12 +88,21 @@ class StateChanged(_Event):
     from_: str = Field(alias="from")
     to: str
     term: int | None
+    reason: str | None = None  # why, in a few words ("Redis clock jumped forward 15.0 s")
     at: int
+
+    def to_json(self) -> dict[str, Any]:
+        """As published; ``reason`` only when the daemon gave one (older daemons do not)."""
+        out = super().to_json()
+        if out.get("reason") is None:
+            out.pop("reason", None)
+        return out
 
     def summary(self) -> str:
         """One human-readable line describing the event."""
         term = "" if self.term is None else f" (term {self.term})"
-        return f"{self.node_id} on {self.host}: {self.from_} -> {self.to}{term}"
+        why = f": {self.reason}" if self.reason else ""
+        return f"{self.node_id} on {self.host}: {self.from_} -> {self.to}{term}{why}"
 
 
 class AutomationModeChanged(_Event):

@@ -74,6 +74,7 @@ class State:
     highest_seen_term: int = 0
     # Redis's clock at the last grant, to compare the next one with (None: not leading)
     redis_clock: RedisClockMark | None = None
+    stopping: bool = False  # resigned for good: a grant is recorded but never led on
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,14 @@ class Released:
     at: float
 
 
-Observation = Granted | HeldByOther | Failed | DeadlinePassed | Released
+@dataclass(frozen=True)
+class Resigned:
+    """This process is stopping: it leaves leadership now, before it releases the lease."""
+
+    at: float
+
+
+Observation = Granted | HeldByOther | Failed | DeadlinePassed | Released | Resigned
 
 
 @dataclass(frozen=True)
@@ -193,8 +201,20 @@ def jump_reason(jump: float) -> str:
 
 def step(state: State, seen: Observation, timing: Timing) -> tuple[State, list[Effect]]:
     """The next state and the effects to carry out, for one observation."""
+    if isinstance(seen, Granted) and state.stopping:
+        # a reply that was in flight as the stop began: remember the lease is ours (so the
+        # stop releases it) without leading on it
+        return replace(
+            state, term=seen.term, leader_id=seen.holder_id, lease_expires_at=seen.lease_expires_at,
+            consecutive_failures=0, ever_reached_redis=True, last_operation=seen.operation,
+            highest_seen_term=max(state.highest_seen_term, seen.term),
+        ), []
     if isinstance(seen, Granted):
         return _granted(state, seen, timing)
+    if isinstance(seen, Resigned):
+        new = replace(state, stopping=True, deadline=None,
+                      role=Role.STANDBY if state.role is Role.LEADER else state.role)
+        return new, _moved(state, new, "daemon stopping")
     if isinstance(seen, HeldByOther):
         jump = jumped_forward(state, seen, timing) if state.role is Role.LEADER else None
         reason = jump_reason(jump) if jump is not None else "lease held by another node"

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
+from typing import Any
 
+from coordinator.hooks import Hooks, LeaderContext
+from coordinator.modes import set_automation_mode
 from coordinator.settings import load_settings
 from coordinator.threaded import BackgroundDaemon
 from tests.redis_server import RedisServer
@@ -31,3 +36,85 @@ def test_a_non_async_program_can_embed_the_daemon(redis_server: RedisServer) -> 
         background.stop()
     assert not background.can_schedule()
     assert redis.Redis(port=redis_server.port).exists("{coordinator}:lease:global") == 0
+
+
+def make(redis_server: RedisServer, hooks: Hooks | None = None) -> BackgroundDaemon:
+    import redis
+
+    redis.Redis(port=redis_server.port).flushall()
+    return BackgroundDaemon(load_settings(
+        node_id="threaded", redis_url=redis_server.url, lease_ttl=2, renew_interval=0.5,
+        heartbeat_interval=0.5), hooks=hooks)
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+def test_stop_leaves_leadership_before_anything_else(redis_server: RedisServer) -> None:
+    seen: dict[str, Any] = {}
+    background: BackgroundDaemon
+
+    async def stopped() -> None:  # on the daemon's loop, while the stop is under way
+        seen["can_schedule"] = background.can_schedule()
+        seen["role"] = background.status_snapshot()["role"]
+
+    background = make(redis_server, Hooks(on_stopped_leading=stopped))
+    background.start()
+    assert background.can_schedule()
+    background.stop()
+    assert seen == {"can_schedule": False, "role": "standby"}
+
+
+def test_each_mode_means_the_same_through_the_facade(redis_server: RedisServer) -> None:
+    import redis.asyncio as aioredis
+
+    contexts: list[LeaderContext] = []
+    cancelled: list[int] = []
+
+    async def lead(ctx: LeaderContext) -> None:
+        contexts.append(ctx)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(ctx.term)
+            raise
+
+    async def work(ctx: LeaderContext) -> str:
+        return ctx.automation_mode
+
+    def set_mode(mode: str) -> None:
+        async def go() -> None:
+            client = aioredis.Redis(port=redis_server.port)
+            try:
+                await set_automation_mode(client, "coordinator", mode)
+            finally:
+                await client.aclose()
+
+        asyncio.run(go())
+        assert wait_for(lambda: background.status_snapshot()["automation_mode"] == mode)
+
+    background = make(redis_server, Hooks(on_started_leading=lead))
+    background.start()
+    try:
+        assert wait_for(lambda: len(contexts) == 1)
+        assert background.run_scheduler_pass(work) == "scheduled"
+        set_mode("paused")
+        assert wait_for(lambda: len(cancelled) == 1)  # on_started_leading's work cancelled
+        assert background.run_scheduler_pass(work) == "skipped_paused"
+        assert background.can_schedule()  # it keeps its lease
+        set_mode("draining")
+        assert background.run_scheduler_pass(work) == "skipped_draining"
+        assert len(contexts) == 1  # nothing new starts while draining
+        set_mode("running")
+        assert wait_for(lambda: len(contexts) == 2)  # resumed: the work starts again
+        assert contexts[1].automation_mode == "running" == contexts[0].automation_mode  # live
+        assert background.run_scheduler_pass(work) == "scheduled"
+    finally:
+        background.stop()
+    assert background.run_scheduler_pass(work) == "skipped_not_leader"
