@@ -15,7 +15,7 @@ from coordinator.backend import connect
 from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
 from coordinator.errors import CoordinatorError, InvalidArgumentError
 from coordinator.event_models import WatchEvent
-from coordinator.history import events_since, is_stream_id, parse_duration_ms
+from coordinator.history import events_since, parse_since
 from coordinator.settings import Settings
 from coordinator.watch import watch
 
@@ -74,14 +74,16 @@ async def watch_command(settings: Settings, *, as_json: bool) -> int:
 
 async def events_command(settings: Settings, *, since: str | None, as_json: bool) -> int:
     """Print the stored history (after an id, or younger than a duration), oldest first."""
-    if since is not None and not is_stream_id(since):
-        try:
-            parse_duration_ms(since)
-        except InvalidArgumentError as e:
-            return fail(f"--since: {e}", EXIT_USAGE)
+    try:
+        if since is not None:
+            parse_since(since)
+    except InvalidArgumentError as e:
+        return fail(f"--{e}", EXIT_USAGE)
     redis: Any = connect(settings, op_timeout=2.0)
     try:
         history = await events_since(redis, settings.namespace, since)
+    except InvalidArgumentError as e:  # a stream id later than Redis's clock
+        return fail(f"--{e}", EXIT_USAGE)
     except CoordinatorError as e:
         return fail(f"cannot read the event history from {settings.redis_url_redacted}: {e}",
                     EXIT_UNAVAILABLE)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from coordinator import keys
@@ -19,6 +21,7 @@ _STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _MAX_PART = 2**64 - 1
+_MAX_AGE_MS = 100 * 365 * 86_400_000  # a century: anything older is before any event
 
 
 def parse_stream_id(value: str) -> tuple[int, int]:
@@ -38,10 +41,50 @@ def next_stream_id(value: str) -> str:
 def parse_duration_ms(value: str) -> int:
     """``"90s"``, ``"10m"``, ``"2h"``, ``"1d"``, ``"500ms"`` as milliseconds, or raise."""
     match = _DURATION.match(value.strip()) if isinstance(value, str) else None
-    if match is None:
+    amount = float(match[1]) * _UNIT_MS[match[2]] if match is not None else math.nan
+    if not math.isfinite(amount):  # no match, or so many digits that it overflows
         raise InvalidArgumentError(
             f"duration must be a number and a unit (ms, s, m, h, d) such as 10m, got {value!r}")
-    return round(float(match[1]) * _UNIT_MS[match[2]])
+    return round(amount)
+
+
+@dataclass(frozen=True)
+class Since:
+    """Where a history read starts: after a stream id, or at an age (ms) before Redis's now."""
+
+    value: str
+    start_id: str | None = None  # the inclusive start (the id after the one given)
+    age_ms: int | None = None
+
+
+def parse_since(value: str) -> Since:
+    """``--since``: a stream id or a duration, checked whole before Redis is asked.
+
+    Every unusable value is one ``InvalidArgumentError`` naming it: malformed, a stream id
+    out of range or with no successor, a duration of zero, too large or not finite."""
+    def refuse(why: str) -> InvalidArgumentError:
+        return InvalidArgumentError(f"since {value!r}: {why}")
+
+    if not isinstance(value, str):
+        raise refuse("must be a stream id such as 1700000000000-0 or a duration such as 10m")
+    if is_stream_id(value):
+        try:
+            ms, seq = parse_stream_id(value)
+        except InvalidArgumentError:
+            raise refuse(f"each part of a stream id is at most {_MAX_PART}") from None
+        if ms == _MAX_PART and seq == _MAX_PART:
+            raise refuse("no stream id comes after it")
+        return Since(value, start_id=next_stream_id(value))
+    try:
+        age = parse_duration_ms(value)
+    except (InvalidArgumentError, OverflowError, ValueError):
+        raise refuse("must be a stream id such as 1700000000000-0 or a duration "
+                     "(a number and ms, s, m, h or d) such as 10m") from None
+    if age <= 0:
+        raise refuse("a duration must be at least 1 ms")
+    if age > _MAX_AGE_MS:
+        raise refuse("a duration must be at most 100 years")
+    return Since(value, age_ms=age)
 
 
 def is_stream_id(value: str) -> bool:
@@ -88,12 +131,16 @@ async def events_since(
     """Every stored event after a stream id, or younger than a duration (Redis clock), in order."""
     keys.check_name("namespace", namespace)
     start = "-"
-    if since is not None and is_stream_id(since):
-        start = next_stream_id(since)
-    elif since is not None:
-        age_ms = parse_duration_ms(since)  # bad input is refused before Redis is asked
+    if since is not None:
+        wanted = parse_since(since)  # bad input is refused before Redis is asked
         with redis_errors(keys.history_key(namespace)):
-            start = f"{max(0, await redis_time_ms(redis) - age_ms)}-0"
+            now = await redis_time_ms(redis)
+        if wanted.age_ms is not None:
+            start = f"{max(0, now - wanted.age_ms)}-0"
+        elif wanted.start_id is not None:
+            if parse_stream_id(since)[0] > now:
+                raise InvalidArgumentError(f"since {since!r}: is later than Redis's clock")
+            start = wanted.start_id
     return parse_entries(await read_entries(redis, namespace, start), namespace)
 
 
