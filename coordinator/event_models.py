@@ -61,6 +61,25 @@ class LeaseReleased(_Event):
         return f"lease {self.lease}: {self.holder_id} released term {self.term}"
 
 
+class Gap(_Event):
+    """The history no longer reaches back to a cursor (trimmed, or Redis restarted empty):
+    events after ``cursor`` and before ``oldest_id`` (None: nothing is left) may be lost.
+
+    Made by the reader, never published; a resync follows it in a watch. ``at`` is Redis ms.
+    """
+
+    type: Literal["gap"] = "gap"
+    cursor: str
+    oldest_id: str | None
+    lost_at_least: int | None = None  # when it can be counted; None: unknown
+    at: int
+
+    def summary(self) -> str:
+        """One human-readable line describing the event."""
+        left = f"the oldest kept is {self.oldest_id}" if self.oldest_id else "none are left"
+        return f"events after {self.cursor} were trimmed or lost: {left}"
+
+
 class LeaseExpired(_Event):
     """The holder's lease lapsed unrenewed (e.g. its daemon died): nobody leads that tenure.
 
@@ -165,7 +184,7 @@ class OtherEvent(_Event):
 
 WatchEvent = (
     LeaderChanged | LeaseReleased | StateChanged | AutomationModeChanged | Resync | Disconnected
-    | LeaseExpired | OtherEvent
+    | LeaseExpired | Gap | OtherEvent
 )
 
 _STORED: dict[str, type[_Event]] = {
@@ -173,7 +192,7 @@ _STORED: dict[str, type[_Event]] = {
     for model in (LeaderChanged, LeaseReleased, StateChanged, AutomationModeChanged)
 }
 # published by the watcher itself, never by Redis: on the channel they are forgeries
-_WATCHER_ONLY = ("resync", "disconnected", "lease_expired")
+_WATCHER_ONLY = ("resync", "disconnected", "lease_expired", "gap")
 
 
 def parse_event(raw: str | bytes, *, source: str, stream_id: str | None = None) -> WatchEvent:

@@ -10,7 +10,7 @@ from typing import Any
 from coordinator import keys
 from coordinator.boundary import reading, redis_errors, text, text_map
 from coordinator.errors import CorruptDataError, InvalidArgumentError
-from coordinator.event_models import WatchEvent, parse_event
+from coordinator.event_models import Gap, WatchEvent, parse_event
 from coordinator.logs import get_logger
 from coordinator.membership import redis_time_ms
 
@@ -105,6 +105,33 @@ async def read_entries(redis: Any, namespace: str, start: str = "-") -> list[tup
         start = next_stream_id(entries[-1][0])
 
 
+async def reach_gap(redis: Any, namespace: str, cursor: str) -> Gap | None:
+    """A ``Gap`` if the history no longer reaches back to ``cursor``, else None.
+
+    Trimming removes the oldest entries: while the cursor's own entry is there, nothing after
+    it is gone. A cursor whose entry is gone with only newer entries left, or a stream that is
+    empty or whose newest entry is older than the cursor (Redis restarted empty), is a gap.
+    The start of time ("0-0") never is."""
+    if parse_stream_id(cursor) == (0, 0):
+        return None
+    key = keys.history_key(namespace)
+    with reading(key, "a stream"):
+        at_cursor = await redis.xrange(key, min=cursor, max=cursor, count=1)
+        if at_cursor:
+            return None
+        oldest = await redis.xrange(key, min="-", max="+", count=1)
+        newest = await redis.xrevrange(key, count=1)
+    with redis_errors(key):
+        now = await redis_time_ms(redis)
+    oldest_id = str(text(oldest[0][0])) if oldest else None
+    newest_id = str(text(newest[0][0])) if newest else None
+    reset = newest_id is None or parse_stream_id(newest_id) < parse_stream_id(cursor)
+    if not reset and oldest_id is not None and parse_stream_id(oldest_id) < parse_stream_id(cursor):
+        return None  # the cursor's entry was deleted on its own, not trimmed away
+    log.warning("history.gap", cursor=cursor, oldest_id=None if reset else oldest_id)
+    return Gap(cursor=cursor, oldest_id=None if reset else oldest_id, at=now)
+
+
 async def last_entry_id(redis: Any, namespace: str) -> str | None:
     """The id of the newest entry, or None when the stream is empty or missing."""
     key = keys.history_key(namespace)
@@ -128,7 +155,8 @@ def parse_entries(entries: list[tuple[str, str]], namespace: str) -> list[tuple[
 async def events_since(
     redis: Any, namespace: str, since: str | None = None
 ) -> list[tuple[str, WatchEvent]]:
-    """Every stored event after a stream id, or younger than a duration (Redis clock), in order."""
+    """Every stored event after a stream id, or younger than a duration (Redis clock), in
+    order; after a stream id the history no longer reaches back to, a ``Gap`` comes first."""
     keys.check_name("namespace", namespace)
     start = "-"
     if since is not None:
@@ -141,6 +169,10 @@ async def events_since(
             if parse_stream_id(since)[0] > now:
                 raise InvalidArgumentError(f"since {since!r}: is later than Redis's clock")
             start = wanted.start_id
+            gap = await reach_gap(redis, namespace, since)
+            if gap is not None:
+                return [(since, gap), *parse_entries(await read_entries(redis, namespace, start),
+                                                     namespace)]
     return parse_entries(await read_entries(redis, namespace, start), namespace)
 
 

@@ -40,6 +40,7 @@ from coordinator.history import (
     next_stream_id,
     parse_entries,
     parse_stream_id,
+    reach_gap,
     read_entries,
 )
 from coordinator.lease import read_lease
@@ -249,14 +250,18 @@ class _Watcher:
             # a fresh watcher starts at the present; the resync covers the past
             self.cursor = newest
             return []
+        # the history may no longer reach back to the cursor (trimmed while we were away, or
+        # Redis restarted empty): say so, then replay what is left; the resync follows
+        gap = await reach_gap(self._redis, self._namespace, self.cursor)
+        missed: list[WatchEvent] = [gap] if gap is not None else []
         if parse_stream_id(newest) < parse_stream_id(self.cursor):
             # the stream is older than our cursor: Redis restarted empty or failed over
             log.warning("watch.history_reset", cursor=self.cursor, newest=newest)
             self.cursor = newest
-            return []
+            return missed
         if newest == self.cursor:
-            return []
-        return await self._read_after(self.cursor)
+            return missed
+        return [*missed, *await self._read_after(self.cursor)]
 
     async def _read_after(self, cursor: str) -> list[WatchEvent]:
         entries = await read_entries(self._redis, self._namespace, next_stream_id(cursor))

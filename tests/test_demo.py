@@ -50,8 +50,8 @@ def check_demo(done: subprocess.CompletedProcess[str]) -> None:
     out = done.stdout
     # with a Redis at the default address the demo uses it (in a namespace of its own)
     assert ("starting a local redis-server" in out) != default_redis_answers()
-    assert re.search(r"leads with term 2, [\d.]+s after the kill", out)
-    assert re.search(r"leads with term 3, \d+ ms after the SIGTERM", out)
+    assert re.search(r"leads with term \d+, [\d.]+s after the kill", out)
+    assert re.search(r"leads with term \d+, \d+ ms after the SIGTERM", out)
     assert "leader_changed" in out and "resync" in out
     assert pids_in(out) and not any(alive(p) for p in pids_in(out))
 

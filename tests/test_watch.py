@@ -20,6 +20,7 @@ from coordinator import InvalidArgumentError, Lease, keys
 from coordinator.event_models import (
     AutomationModeChanged,
     Disconnected,
+    Gap,
     LeaderChanged,
     LeaseExpired,
     LeaseReleased,
@@ -289,7 +290,8 @@ async def test_a_watcher_survives_a_redis_restart_and_reports_the_new_leader() -
                 await task
             await redis.aclose()
     kinds = [e.type for _, e in seen]
-    assert kinds == ["resync", "leader_changed", "disconnected", "leader_changed", "resync"]
+    # Redis came back empty: a's entry, the cursor, is gone, so the watcher says so first
+    assert kinds == ["resync", "leader_changed", "disconnected", "gap", "leader_changed", "resync"]
     resynced_at, resync = seen[-1]
     assert isinstance(resync, Resync) and resync.holder_id == "b"
     elapsed = resynced_at - back_at
@@ -301,6 +303,8 @@ async def test_a_cursor_ahead_of_the_stream_is_reset_so_no_event_is_skipped(redi
     # what a watcher sees after Redis restarted empty: its last id is newer than anything stored
     with capture_logs() as logs:
         async with watching(redis, resume_from="99999999999999-0") as events:
+            gap = await next_of(events)  # the history does not reach back to the cursor
+            assert isinstance(gap, Gap) and (gap.cursor, gap.oldest_id) == ("99999999999999-0", None)
             assert isinstance(await next_of(events), Resync)
             await lease(redis, "a").acquire()
             assert isinstance(await next_of(events), LeaderChanged)
