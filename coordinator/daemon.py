@@ -106,7 +106,7 @@ class Daemon:
             host=settings.host, role=settings.role, priority=settings.effective_priority,
             version=settings.version, instance_id=self.instance_id,
             interval=settings.heartbeat_interval, retention=settings.heartbeat_retention,
-            preferred=settings.is_preferred,
+            preferred=settings.is_preferred, lease=settings.lease_name,
         )
         self._outbox = Outbox(self._redis, settings.namespace, history_maxlen=settings.history_maxlen,
                               clock=self._clock, retry_cap=settings.renew_interval)

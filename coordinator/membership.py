@@ -34,6 +34,7 @@ class Controller:
     metadata: dict[str, Any] = field(default_factory=dict)
     preferred: bool = False
     steady_since: int | None = None
+    lease: str | None = None  # the lease it competes for (None: a daemon too old to say)
 
     def to_json(self) -> dict[str, Any]:
         """The public JSON shape used by ``status --json``."""
@@ -42,7 +43,7 @@ class Controller:
             "priority": self.priority, "status": self.status, "version": self.version,
             "started_at": self.started_at, "last_heartbeat_at": self.last_heartbeat_at,
             "heartbeat_age_ms": self.heartbeat_age_ms, "alive": self.alive,
-            "preferred": self.preferred, "metadata": self.metadata,
+            "preferred": self.preferred, "lease": self.lease, "metadata": self.metadata,
         }
 
 
@@ -52,12 +53,13 @@ class Heartbeat:
     def __init__(
         self, redis: Any, *, namespace: str, node_id: str, host: str, role: str, priority: int,
         version: str, instance_id: str, interval: float, retention: float,
-        preferred: bool = False,
+        preferred: bool = False, lease: str = "global",
     ) -> None:
         self._scripts = register_scripts(redis)
         self._keys = [keys.heartbeats_key(namespace), keys.controller_key(namespace, node_id),
                       keys.preferred_key(namespace)]
         self._preferred = "1" if preferred else "0"
+        self._lease = keys.check_name("lease name", lease)
         self._fixed = [node_id, host, role, priority]
         self._version, self._instance_id = version, instance_id
         self._interval_ms = round(interval * 1000)
@@ -70,7 +72,7 @@ class Heartbeat:
             self._keys,
             [*self._fixed, status, self._version, self._instance_id,
              json.dumps(metadata or {}, separators=(",", ":")), self._retention_ms,
-             self._interval_ms, self._preferred],
+             self._interval_ms, self._preferred, self._lease],
         )
         try:
             return int(reply[0])
@@ -108,7 +110,7 @@ async def _heard(redis: Any, namespace: str, *, newer_than: int | None = None,
 _BATCH = 2000
 # what status reads of each controller, in this order
 _FIELDS = ("host", "role", "priority", "status", "version", "started_at", "last_heartbeat_at",
-           "heartbeat_interval_ms", "metadata_json", "preferred", "steady_since")
+           "heartbeat_interval_ms", "metadata_json", "preferred", "steady_since", "lease")
 
 
 async def list_controllers(redis: Any, namespace: str, *, retention_ms: int) -> list[Controller]:
@@ -142,7 +144,7 @@ def _number(value: Any, default: int = 0) -> int:
 
 def _controller(node_id: str, score: int, raw: list[Any], now: int) -> Controller:
     (host, role, priority, status, version, started_at, last_heartbeat_at, interval_ms,
-     metadata_json, preferred, steady_since) = (
+     metadata_json, preferred, steady_since, lease) = (
         v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in raw)
     try:
         metadata = json.loads(metadata_json or "{}")
@@ -159,4 +161,5 @@ def _controller(node_id: str, score: int, raw: list[Any], now: int) -> Controlle
         alive=age < ALIVE_INTERVALS * interval and status != "stopping", heartbeat_age_ms=age,
         metadata=metadata if isinstance(metadata, dict) else {"unparsed": metadata},
         preferred=preferred == "1", steady_since=_number(steady_since) or None,
+        lease=lease or None,
     )

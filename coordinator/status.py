@@ -57,6 +57,7 @@ def render_status(status: dict[str, Any]) -> str:
         liveness = "alive" if c["alive"] else "not alive"
         lines.append(
             f"  {c['node_id']:<24} {c['host']:<20} {c['role']:<8} {c['status']:<9} "
+            f"lease {c.get('lease') or '?':<12} "
             f"heartbeat {c['heartbeat_age_ms'] / 1000:.1f}s ago  {liveness}"
         )
         child = (c.get("metadata") or {}).get("child")

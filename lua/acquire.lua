@@ -11,7 +11,8 @@
 --                       instance_id "reserved", lease_expires_at = when the reservation ends.
 --                       Unless the caller names that node in ARGV[11] and its controller
 --                       record (KEYS[5]) says it is dead (status not alive, or its last
---                       heartbeat three of its intervals old, or no record): then the
+--                       heartbeat three of its intervals old, or no record) or that it
+--                       competes for another lease: then the
 --                       reservation is dropped and the lease granted.
 --
 -- The new term is max(stored term + 1, highest term the caller has seen + 1, TIME in ms): it
@@ -106,9 +107,12 @@ if reserved_for and reserved_for ~= holder_id and (tonumber(tenure[4]) or 0) > n
   local target_dead = false
   if reserved_for == target_id then
     -- the same liveness rule as request_handoff.lua and release.lua
-    local c = redis.pcall('HMGET', target_key, 'status', 'last_heartbeat_at', 'heartbeat_interval_ms')
+    local c = redis.pcall('HMGET', target_key, 'status', 'last_heartbeat_at', 'heartbeat_interval_ms',
+      'lease')
     if c.err then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. target_key) end
+    -- a target that competes for another lease will never take this one: as good as dead
     target_dead = c[1] ~= 'alive' or now - (tonumber(c[2]) or 0) >= 3 * (tonumber(c[3]) or 0)
+      or (c[4] ~= false and c[4] ~= lease_name)
   end
   if not target_dead then
     return {'held', now, mode, 'holder_id', reserved_for, 'holder_host', '', 'instance_id', 'reserved',

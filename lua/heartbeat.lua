@@ -16,11 +16,13 @@
 -- ARGV[5] status      ARGV[6] version    ARGV[7] instance id ARGV[8] metadata json
 -- ARGV[9] retention in ms  ARGV[10] heartbeat interval in ms (readers judge liveness by it)
 -- ARGV[11] "1" if this controller is preferred, else "0"
+-- ARGV[12] the lease this controller competes for (a handover goes only to such a node)
 -- Returns {now_ms, started_at_ms} | error COORDINATOR_WRONGTYPE <key>.
 local zset_key, controller_key, preferred_key = KEYS[1], KEYS[2], KEYS[3]
 local node_id, host, role, priority = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local status, version, instance_id, metadata_json = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local retention_ms, interval_ms, preferred = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
+local lease_name = ARGV[12]
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -55,7 +57,8 @@ else
   redis.call('HSET', controller_key, 'node_id', node_id, 'host', host, 'role', role,
     'priority', priority, 'status', status, 'version', version, 'instance_id', instance_id,
     'started_at', started_at, 'last_heartbeat_at', now, 'metadata_json', metadata_json,
-    'heartbeat_interval_ms', interval_ms, 'preferred', preferred, 'steady_since', steady_since)
+    'heartbeat_interval_ms', interval_ms, 'preferred', preferred, 'steady_since', steady_since,
+    'lease', lease_name)
 end
 redis.call('PEXPIRE', controller_key, retention_ms)
 

@@ -2,7 +2,8 @@
 --
 -- Holder matches      -> lease hash deleted, lease_released announced; code "released".
 --                        With a handover target that its controller record says is alive
---                        (status alive, last heartbeat younger than three of its heartbeat
+--                        and competing for this lease (status alive, lease field this lease
+--                        or absent, last heartbeat younger than three of its heartbeat
 --                        intervals: the rule of request_handoff.lua), the lease is reserved
 --                        for that node for ARGV[8] ms (only it can acquire meanwhile) and the
 --                        event names it as "handoff_to". A dead or unknown target gets no
@@ -58,9 +59,12 @@ redis.call('DEL', lease_key)
 local fields = {type = 'lease_released', lease = lease_name, holder_id = holder_id, at = now}
 local reserved_for, refused = '', ''
 if handoff_to ~= '' then
-  local c = redis.call('HMGET', target_key, 'status', 'last_heartbeat_at', 'heartbeat_interval_ms')
+  local c = redis.call('HMGET', target_key, 'status', 'last_heartbeat_at', 'heartbeat_interval_ms',
+    'lease')
   if not c[1] then
     refused = 'unknown node'
+  elseif c[4] and c[4] ~= lease_name then
+    refused = 'competes for lease ' .. c[4] .. ', not ' .. lease_name
   elseif c[1] ~= 'alive' then
     refused = 'status is ' .. c[1]
   elseif now - (tonumber(c[2]) or 0) >= 3 * (tonumber(c[3]) or 0) then
