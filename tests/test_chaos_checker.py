@@ -109,11 +109,11 @@ def test_a_late_landing_seen_only_in_the_probe_record_is_flagged() -> None:
 
 def test_a_term_going_back_on_the_channel_or_in_redis_is_flagged() -> None:
     rec = clean()
-    rec.channel.append(changed(2, "c", T0 + 5000, "b"))
-    assert checks(rec) == {"safety.terms_increase"}
-    rec = clean()  # Redis restarted and forgot: the lease reads term 1 again
+    rec.channel.append(changed(2, "c", T0 + 5000, "b"))  # and term 2 has two holders
+    assert checks(rec) == {"safety.terms_increase", "safety.duplicate_term"}
+    rec = clean()  # Redis restarted and forgot: the lease reads term 1 again, c's this time
     rec.samples.append(Sample(T0 + 6000, T0 + 5000, "c", 1, T0 + 6000, None))
-    assert checks(rec) == {"safety.terms_increase"}
+    assert checks(rec) == {"safety.terms_increase", "safety.duplicate_term"}
 
 
 def test_a_watcher_that_disagrees_with_redis_is_flagged() -> None:
