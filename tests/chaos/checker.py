@@ -54,6 +54,7 @@ BEYOND_MS = 1000
 FROZEN_CHILD_END_MS = 1000  # a child resumed with its frozen host: ended within this
 STEP_SLACK_MS = 2000
 FAILOVER_KINDS = ("redis_clock_step", "lost_write_failover")
+_RECORD = "the probe record"
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,13 @@ class Verdict:
         kinds = {f.index: f.kind for f in faults or []}
         return max((o.ms for o in self.overlaps if kind is None or kinds.get(
             o.fault if o.fault is not None else -1) == kind), default=0)
+
+    def stale_logged(self, kind: str | None = None, faults: list[Fault] | None = None) -> int:
+        """Fenced writes a daemon or child logged as accepted though a newer term was granted."""
+        kinds = {f.index: f.kind for f in faults or []}
+        return sum(1 for v in self.violations if v.check == "stale_write"
+                   and not v.detail.startswith(_RECORD)
+                   and (kind is None or kinds.get(v.fault if v.fault is not None else -1) == kind))
 
     def count_check(self, check: str, kind: str | None = None,
                     faults: list[Fault] | None = None) -> int:
@@ -236,11 +244,12 @@ def _stale_writes(rec: Recording, grants: list[tuple[int, int]]) -> list[Violati
         if newer > w.term:
             found.append(Violation(
                 "safety", "stale_write",
-                f"{w.node_id}#{w.incarnation} had a write with term {w.term} accepted at "
+                f"{w.node_id}#{w.incarnation} ({w.source}) had a write with term {w.term} accepted at "
                 f"{w.redis_now}, after term {newer} was granted at {granted_at}",
                 _fault_at(rec, w.redis_now)))
-    previous: str | None = None
+    previous_by_server: dict[int | None, str | None] = {}
     for s in rec.samples:
+        previous = previous_by_server.get(s.server)
         if s.probe is not None and s.probe != previous and s.prev_at is not None:
             term = _probe_term(s.probe)
             # the write landed after prev_at: a grant before prev_at came before it
@@ -248,10 +257,10 @@ def _stale_writes(rec: Recording, grants: list[tuple[int, int]]) -> list[Violati
             if term is not None and newer > term:
                 found.append(Violation(
                     "safety", "stale_write",
-                    f"the probe record became {s.probe} (term {term}) between {s.prev_at} and "
+                    f"{_RECORD} became {s.probe} (term {term}) between {s.prev_at} and "
                     f"{s.at}, after term {newer} was granted at {granted_at}",
                     _fault_at(rec, s.at)))
-        previous = s.probe
+        previous_by_server[s.server] = s.probe
     return found
 
 

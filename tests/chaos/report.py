@@ -56,7 +56,7 @@ def _rows(results: Sequence[Result]) -> list[str]:
         counts = [sum(v.count(cat, kind, r.faults) for r, v in results)
                   for cat in ("safety", "liveness", "lost")]
         dup = sum(v.count_check("duplicate_term", kind, r.faults) for r, v in results)
-        stale = sum(v.count_check("stale_write", kind, r.faults) for r, v in results)
+        stale = sum(v.stale_logged(kind, r.faults) for r, v in results)
         overlap = max((v.longest_overlap(kind, r.faults) for r, v in results), default=0)
         times = [m.to_leader_ms for _, v in results for m in v.measures
                  if m.kind == kind and m.to_leader_ms is not None]
