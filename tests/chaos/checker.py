@@ -180,7 +180,7 @@ def unfaked(rec: Recording) -> Recording:
         s.at = real_ms(steps, s.at)
         s.prev_at, s.renewed_at = fix(s.prev_at), fix(s.renewed_at)
     out.samples.sort(key=lambda x: x.at)
-    for e in [*out.channel, *out.history]:
+    for e in {id(e): e for e in [*out.channel, *out.history]}.values():  # each event once
         if isinstance(e.get("at"), int) and e.get("type") != "state_changed":
             e["at"] = real_ms(steps, e["at"])
     return out

@@ -175,6 +175,7 @@ class _Chaos:
         return s.holder_id, s.term
 
     def inject(self, index: int, kind: str, params: dict[str, Any]) -> Fault:
+        self.follow_master()
         leader, term = self.leader()
         fault = Fault(index, kind, now_ms(), leader_before=leader, term_before=term, params=params)
         getattr(self, "_" + kind)(fault)
@@ -185,7 +186,11 @@ class _Chaos:
         """Restart what is down, then wait for every daemon up and a leader renewing steadily."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
         steady_since: int | None = None
+        next_look = 0.0
         while time.monotonic() < deadline:
+            if time.monotonic() >= next_look:
+                self.follow_master()
+                next_look = time.monotonic() + 0.5
             for node in self.cluster.reap_unexpected():
                 self.o.say(f"!! {node} exited by itself; restarting it")
             for node in self.cluster.nodes:
@@ -204,6 +209,18 @@ class _Chaos:
                 steady_since = None
             time.sleep(0.05)
         return None
+
+    def follow_master(self) -> None:
+        """Sentinel may have failed the master over by itself (e.g. a stepped clock stalled
+        it): the harness and the recorder follow the master Sentinel names."""
+        if self.servers.sentinel_port is None:
+            return
+        named = self.servers.sentinel_master()
+        if named is not None and named != self.servers.master_port and named in self.servers.ports \
+                and self.servers.role(named) == "master":
+            self.o.say(f"!! Sentinel names :{named} the master now (was :{self.servers.master_port})")
+            self.servers.master_port = named
+            self.recorder.port = named
 
     def final_pictures(self) -> tuple[list[Any] | None, list[Any] | None]:
         """Redis's lease and the watcher's picture of it, once both have been still a second."""
