@@ -29,7 +29,7 @@ DESCRIPTIONS = {
     "slow_redis": "every proxy adds a round trip of 0.6-1.0 renew intervals for 2-3 TTLs",
     "clock_jump": "one daemon's wall clock jumps 30-3600 s forward or back for 1-2 TTLs, "
                   "then back to real time (libfaketime)",
-    "redis_clock_step": "the Redis servers' wall clock stepped 30-60 min forward or back for "
+    "redis_clock_step": "the Redis master's wall clock stepped 30-60 min forward or back for "
                         "1-2 TTLs, then back to real time (redis-server under libfaketime)",
     "lost_write_failover": "the replica's link cut, the leader SIGTERMed (the handover's grant "
                            "reaches the master only), 0.5-1.5 s of writes, then SENTINEL "

@@ -362,6 +362,7 @@ class _Chaos:
         f.started_ms = now_ms()
         offset = f.params["offset_s"]
         begun = now_ms()
+        f.target = f":{self.servers.master_port}"
         try:
             self.servers.set_clock(offset)
             time.sleep(f.params["hold_s"])
