@@ -320,21 +320,17 @@ class _Chaos:
 
     def _redis_restart(self, f: Fault) -> None:
         f.started_ms = now_ms()
-        master = self.servers.master
-        if f.params["how"] == "kill":
-            master.kill()
-        else:
-            master.stop()
-        f.params["lifted_ms"] = now_ms()
-        master.start()  # waits for PING
+        f.params["lifted_ms"] = self.servers.restart_master(kill=f.params["how"] == "kill")
         f.ended_ms = now_ms()
 
     def _redis_outage(self, f: Fault) -> None:
         f.started_ms = now_ms()
-        self.servers.master.stop()
+        master = self.servers.master
+        master.stop()
         time.sleep(f.params["down_s"])
         f.params["lifted_ms"] = now_ms()
-        self.servers.master.start()
+        master.replica_of = None
+        master.start()
         f.ended_ms = now_ms()
 
     def _redis_kill_everysec(self, f: Fault) -> None:
@@ -342,19 +338,14 @@ class _Chaos:
         self.servers.set_appendfsync("everysec")
         time.sleep(f.params["run_s"])  # writes accepted under everysec
         f.started_ms = now_ms()
-        self.servers.master.kill()
-        f.params["lifted_ms"] = now_ms()
-        self.servers.master.start()
+        f.params["lifted_ms"] = self.servers.restart_master(kill=True)
         self.servers.set_appendfsync("always")
         f.ended_ms = now_ms()
 
     def _redis_restart_empty(self, f: Fault) -> None:
         """Redis restarted with nothing persisted: every key, term and event gone."""
         f.started_ms = now_ms()
-        self.servers.master.kill()
-        self.servers.master.wipe()
-        f.params["lifted_ms"] = now_ms()
-        self.servers.master.start()
+        f.params["lifted_ms"] = self.servers.restart_master(kill=True, empty=True)
         f.ended_ms = now_ms()
 
     def _redis_clock_step(self, f: Fault) -> None:

@@ -107,6 +107,8 @@ class Recorder:
                 at = int(secs) * 1000 + int(micros) // 1000
                 if role[0] != "master":  # a replica's copy is not what anyone is granted
                     previous = None
+                    if port == self.port:
+                        self.latest = None
                     time.sleep(POLL_EVERY)
                     continue
                 sample = Sample(

@@ -273,8 +273,9 @@ class Servers:
         finally:
             client.close()
 
-    def restart_master(self, *, kill: bool, empty: bool = False) -> None:
-        """Kill -9 (or SIGTERM) the master and start it again, with its files or empty."""
+    def restart_master(self, *, kill: bool, empty: bool = False) -> int:
+        """Kill -9 (or SIGTERM) the master and start it again, with its files or empty;
+        returns when (wall ms) it was started again, before it answered PING."""
         server = self.master
         if kill:
             server.kill()
@@ -282,7 +283,10 @@ class Servers:
             server.stop()
         if empty:
             server.wipe()
+        server.replica_of = None  # it comes back as the master it was, whatever it began as
+        restarted = time.time_ns() // 1_000_000
         server.start()
+        return restarted
 
     def set_clock(self, offset_s: float) -> None:
         """Move the master's wall clock ``offset_s`` from the real one (0: back)."""
