@@ -6,8 +6,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from tests.chaos.checker import check
+from tests.chaos.checker import check, real_ms
 from tests.chaos.recording import (
+    ChildRun,
     Fault,
     Incarnation,
     ProbeWrite,
@@ -109,11 +110,11 @@ def test_a_late_landing_seen_only_in_the_probe_record_is_flagged() -> None:
 
 def test_a_term_going_back_on_the_channel_or_in_redis_is_flagged() -> None:
     rec = clean()
-    rec.channel.append(changed(2, "c", T0 + 5000, "b"))
-    assert checks(rec) == {"safety.terms_increase"}
-    rec = clean()  # Redis restarted and forgot: the lease reads term 1 again
+    rec.channel.append(changed(2, "c", T0 + 5000, "b"))  # and term 2 has two holders
+    assert checks(rec) == {"safety.terms_increase", "safety.duplicate_term"}
+    rec = clean()  # Redis restarted and forgot: the lease reads term 1 again, c's this time
     rec.samples.append(Sample(T0 + 6000, T0 + 5000, "c", 1, T0 + 6000, None))
-    assert checks(rec) == {"safety.terms_increase"}
+    assert checks(rec) == {"safety.terms_increase", "safety.duplicate_term"}
 
 
 def test_a_watcher_that_disagrees_with_redis_is_flagged() -> None:
@@ -208,3 +209,98 @@ def test_a_daemon_that_exits_by_itself_or_never_restarts_is_flagged() -> None:
     rec = clean()
     rec.incarnations[1].errors = ["lease.loop_error"]
     assert checks(rec) == {"lost.error_logged"}
+
+
+# ---- issue 11: one term, one tenure ------------------------------------------------------
+
+def test_a_term_granted_to_two_holders_is_flagged_even_across_a_failover() -> None:
+    rec = clean()  # the old master granted term 2 to b; the promoted replica grants it to c
+    rec.history.append(changed(2, "c", T0 + 6000, "a"))
+    assert "safety.duplicate_term" in checks(rec)
+    rec = clean()  # seen only in the lease as read from the new master
+    rec.samples.append(Sample(T0 + 6000, T0 + 5980, "c", 2, T0 + 6000, None, "i-c", 2))
+    assert checks(rec) == {"safety.duplicate_term"}
+
+
+def test_a_term_with_two_instances_of_one_holder_is_flagged() -> None:
+    rec = clean()
+    rec.samples = [dataclasses.replace(s, instance_id="i-1") for s in rec.samples]
+    assert check(rec).ok
+    rec.samples.append(Sample(T0 + 3700, T0 + 3680, "b", 2, T0 + 3700, None, "i-2"))
+    assert checks(rec) == {"safety.duplicate_term"}
+
+
+def test_a_stale_write_a_child_logged_is_flagged_like_the_probes() -> None:
+    rec = clean()
+    rec.writes.append(ProbeWrite("a", 4242, 1, True, T0 + 3400, source="child"))
+    verdict = check(rec)
+    assert {f"{v.category}.{v.check}" for v in verdict.violations} == {
+        "safety.fence_order", "safety.stale_write"}
+    assert verdict.stale_logged() == 1
+
+
+def test_redis_stamps_taken_while_its_clock_was_stepped_are_put_back_on_the_real_clock() -> None:
+    assert real_ms([[T0, T0 + 2000, 3_600_000]], T0 + 3_601_000) == T0 + 1000
+    assert real_ms([[T0, T0 + 2000, -3_600_000]], T0 - 3_599_000) == T0 + 1000
+    assert real_ms([[T0, T0 + 2000, 3_600_000]], T0 + 1000) == T0 + 1000  # outside: real
+    rec = clean()  # term 2's grant stamped an hour ahead: without the step it looks like the
+    for e in {id(e): e for e in (*rec.channel, *rec.history)}.values():  # future, and a's
+        if e["term"] == 2:  # later write would look fine
+            e["at"] += 3_600_000
+    rec.redis_clock = [[T0 + 3000, T0 + 3150, 3_600_000]]
+    rec.writes.append(ProbeWrite("a", 0, 1, True, T0 + 3300))
+    assert "safety.stale_write" in checks(rec)
+    assert check(clean()).ok and not check(dataclasses.replace(
+        clean(), redis_clock=[[T0 + 3000, T0 + 3150, 3_600_000]])).violations
+
+
+# ---- issue 12: never two children at once ------------------------------------------------
+
+def with_children(*runs: ChildRun, faults: list[Fault] | None = None) -> Recording:
+    rec = clean()
+    rec.children = list(runs)
+    if faults is not None:
+        rec.faults = faults
+    return rec
+
+
+def test_two_nodes_children_running_at_once_are_flagged_and_measured() -> None:
+    a = ChildRun("a", 100, 1, T0, [[T0, T0 + 1000]])
+    b = ChildRun("b", 200, 2, T0 + 3200, [[T0 + 3200, T0 + 5000]])
+    verdict = check(with_children(a, b))
+    assert verdict.ok and verdict.longest_overlap() == 0
+    a.segments = [[T0, T0 + 3500]]  # a's child ran on while b's had started
+    verdict = check(with_children(a, b))
+    assert {v.check for v in verdict.violations} == {"child_overlap"}
+    assert verdict.longest_overlap() == 300
+    assert verdict.longest_overlap("kill_leader", verdict_faults := clean().faults) == 300
+    assert verdict.longest_overlap("graceful_stop", verdict_faults) == 0
+
+
+def test_one_nodes_children_one_after_another_are_no_overlap() -> None:
+    first = ChildRun("a", 100, 1, T0, [[T0, T0 + 1000]])
+    second = ChildRun("a", 101, 1, T0 + 900, [[T0 + 900, T0 + 2000]])
+    assert check(with_children(first, second)).ok
+
+
+def freeze(resumed_for: int) -> Recording:
+    """a's host frozen from T0+1000 to T0+6000; b leads from T0+3100; a's child resumes."""
+    fault = Fault(0, "freeze_leader_host", T0 + 1000, T0 + 6000, "a", "a", 1, [],
+                  {"child_pid": 100, "hold_s": 5.0}, T0 + 7000)
+    a = ChildRun("a", 100, 1, T0, [[T0, T0 + 1000], [T0 + 6000, T0 + 6000 + resumed_for]])
+    b = ChildRun("b", 200, 2, T0 + 3200, [[T0 + 3200, T0 + 9000]])
+    return with_children(a, b, faults=[fault])
+
+
+def test_a_child_resumed_with_its_frozen_host_is_bounded_not_forbidden() -> None:
+    verdict = check(freeze(resumed_for=30))
+    assert verdict.ok, verdict.violations
+    assert verdict.resumed_child_ms == {0: 30} and verdict.longest_overlap() == 30
+    verdict = check(freeze(resumed_for=1500))
+    assert {v.check for v in verdict.violations} == {"frozen_child"}
+
+
+def test_a_recording_with_children_survives_json() -> None:
+    rec = freeze(resumed_for=30)
+    rec.redis_clock = [[T0, T0 + 10, 60_000]]
+    assert Recording.from_json(json.loads(json.dumps(rec.to_json()))) == rec

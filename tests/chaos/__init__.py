@@ -1,4 +1,9 @@
-"""The chaos harness of issue 6: real processes, faults from a seed, a pure checker, a report.
+"""The chaos harness: real processes, faults from a seed, a pure checker, a report.
 
-Full run: ``python -m tests.chaos --minutes 10 --seed N --report docs/reliability.md``.
+Issue 6 (daemon, network and Redis-process faults), issue 11 (Redis's side: a stepped Redis
+clock, a Sentinel failover that loses the last writes, kill -9 under ``appendfsync everysec``,
+an empty restart; one term per tenure) and issue 12 (a stopped process group, a frozen host:
+never two leader-only children at once). Setups: ``tests/chaos/setups.py``.
+
+Full run: ``python -m tests.chaos --minutes 16 --seed 7001 --runs 2 --report docs/reliability.md``.
 """

@@ -10,6 +10,15 @@ Safety (any violation means the fencing or the term is broken):
   and in the history stream; the lease's term as read from Redis never goes back (a Redis
   restart must not forget a granted term).
 - ``watcher``: the final picture of ``coordinator watch`` matches the lease in Redis.
+- ``duplicate_term``: no term was ever granted to two tenures (holder + instance id), as the
+  lease read straight from every master and every ``leader_changed`` on the channel or in
+  any server's history stream show it, even across a failover or an empty restart.
+- ``child_overlap``: no two nodes' leader-only children ran at the same time (their ticks,
+  real wall clock), except a child resumed with its whole frozen host, which is measured;
+- ``frozen_child``: such a resumed child ends within FROZEN_CHILD_END_MS of the SIGCONT.
+
+Redis's stamps taken while its clock was stepped (``rec.redis_clock``) are first moved back
+by the step: the steps are so large (30-60 min) that a stepped stamp is never a real one.
 
 Liveness (per fault):
 - a fault that removes the leader: a new term granted within LEASE_TTL + RENEW_INTERVAL of the
@@ -17,6 +26,8 @@ Liveness (per fault):
 - a graceful stop: the next grant at most 100 ms (Redis clock) after the release, and the
   stopped daemon exits 0 within 1 s;
 - a fault on Redis alone: a grant or renewal within one renew interval of Redis returning;
+- Redis's clock stepped, or a Sentinel failover: a grant or renewal within LEASE_TTL +
+  RENEW_INTERVAL (+ 1 s) of the clock stepping back, or of the replica's promotion;
 - a standby killed or a clock jumped: no change of leader at all;
 - after every fault the cluster is whole again with a leader.
 
@@ -27,8 +38,10 @@ Nothing lost: no daemon exits unless the harness killed or stopped it, each rest
 from __future__ import annotations
 
 import bisect
+import copy
 import json
 import statistics
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +51,10 @@ from tests.chaos.recording import REDIS_ONLY, REMOVES_LEADER, Fault, Recording
 GRACEFUL_GAP_MS = 100
 GRACEFUL_EXIT_MS = 1000
 BEYOND_MS = 1000
+FROZEN_CHILD_END_MS = 1000  # a child resumed with its frozen host: ended within this
+STEP_SLACK_MS = 2000
+FAILOVER_KINDS = ("redis_clock_step", "lost_write_failover")
+_RECORD = "the probe record"
 
 
 @dataclass(frozen=True)
@@ -65,12 +82,45 @@ class Measure:
     over_target: bool = False
 
 
+@dataclass(frozen=True)
+class Overlap:
+    """Two nodes' children running at once, for ``ms`` from ``at`` (real wall clock)."""
+
+    fault: int | None
+    at: int
+    ms: int
+    detail: str
+    allowed: bool = False  # a child resumed with its frozen host (bounded, not a violation)
+
+
 @dataclass
 class Verdict:
     """What the checker found in one recording."""
 
     violations: list[Violation] = field(default_factory=list)
     measures: list[Measure] = field(default_factory=list)
+    overlaps: list[Overlap] = field(default_factory=list)
+    resumed_child_ms: dict[int, int] = field(default_factory=dict)  # fault -> ran after SIGCONT
+
+    def longest_overlap(self, kind: str | None = None, faults: list[Fault] | None = None) -> int:
+        """The longest overlap of two children (ms), only during faults of ``kind`` if given."""
+        kinds = {f.index: f.kind for f in faults or []}
+        return max((o.ms for o in self.overlaps if kind is None or kinds.get(
+            o.fault if o.fault is not None else -1) == kind), default=0)
+
+    def stale_logged(self, kind: str | None = None, faults: list[Fault] | None = None) -> int:
+        """Fenced writes a daemon or child logged as accepted though a newer term was granted."""
+        kinds = {f.index: f.kind for f in faults or []}
+        return sum(1 for v in self.violations if v.check == "stale_write"
+                   and not v.detail.startswith(_RECORD)
+                   and (kind is None or kinds.get(v.fault if v.fault is not None else -1) == kind))
+
+    def count_check(self, check: str, kind: str | None = None,
+                    faults: list[Fault] | None = None) -> int:
+        """Violations of the check named ``check``, only those of faults of ``kind`` if given."""
+        kinds = {f.index: f.kind for f in faults or []}
+        return sum(1 for v in self.violations if v.check == check
+                   and (kind is None or kinds.get(v.fault if v.fault is not None else -1) == kind))
 
     @property
     def ok(self) -> bool:
@@ -85,12 +135,15 @@ class Verdict:
 
 def check(rec: Recording) -> Verdict:
     """Every check over ``rec``; pure: it reads nothing but the recording."""
+    rec = unfaked(rec)
     verdict = Verdict()
     grants = _grants(rec)
     verdict.violations += _fence_order(rec)
     verdict.violations += _stale_writes(rec, grants)
     verdict.violations += _terms_increase(rec)
+    verdict.violations += _duplicate_terms(rec)
     verdict.violations += _watcher(rec)
+    verdict.violations += _children(rec, verdict)
     for fault in rec.faults:
         measure, found = _liveness(rec, fault, grants)
         verdict.violations += found
@@ -98,6 +151,39 @@ def check(rec: Recording) -> Verdict:
             verdict.measures.append(measure)
     verdict.violations += _nothing_lost(rec)
     return verdict
+
+
+# ---- Redis's clock steps taken off --------------------------------------------------------
+
+def real_ms(steps: list[list[int]], at: int) -> int:
+    """A Redis stamp ``at`` on the real clock, given the steps [real start, real end, offset]."""
+    for start, end, offset in steps:
+        if offset and start + offset - STEP_SLACK_MS <= at <= end + offset + STEP_SLACK_MS:
+            return at - offset
+    return at
+
+
+def unfaked(rec: Recording) -> Recording:
+    """``rec`` with every Redis stamp on the real clock (``rec`` itself when Redis's clock
+    was never stepped)."""
+    steps = rec.redis_clock
+    if not any(offset for _, _, offset in steps):
+        return rec
+    out = copy.deepcopy(rec)
+
+    def fix(value: int | None) -> int | None:
+        return None if value is None else real_ms(steps, value)
+
+    for w in out.writes:
+        w.redis_now = real_ms(steps, w.redis_now)
+    for s in out.samples:
+        s.at = real_ms(steps, s.at)
+        s.prev_at, s.renewed_at = fix(s.prev_at), fix(s.renewed_at)
+    out.samples.sort(key=lambda x: x.at)
+    for e in {id(e): e for e in [*out.channel, *out.history]}.values():  # each event once
+        if isinstance(e.get("at"), int) and e.get("type") != "state_changed":
+            e["at"] = real_ms(steps, e["at"])
+    return out
 
 
 # ---- what the recording says about grants ------------------------------------------------
@@ -158,11 +244,12 @@ def _stale_writes(rec: Recording, grants: list[tuple[int, int]]) -> list[Violati
         if newer > w.term:
             found.append(Violation(
                 "safety", "stale_write",
-                f"{w.node_id}#{w.incarnation} had a write with term {w.term} accepted at "
+                f"{w.node_id}#{w.incarnation} ({w.source}) had a write with term {w.term} accepted at "
                 f"{w.redis_now}, after term {newer} was granted at {granted_at}",
                 _fault_at(rec, w.redis_now)))
-    previous: str | None = None
+    previous_by_server: dict[int | None, str | None] = {}
     for s in rec.samples:
+        previous = previous_by_server.get(s.server)
         if s.probe is not None and s.probe != previous and s.prev_at is not None:
             term = _probe_term(s.probe)
             # the write landed after prev_at: a grant before prev_at came before it
@@ -170,10 +257,10 @@ def _stale_writes(rec: Recording, grants: list[tuple[int, int]]) -> list[Violati
             if term is not None and newer > term:
                 found.append(Violation(
                     "safety", "stale_write",
-                    f"the probe record became {s.probe} (term {term}) between {s.prev_at} and "
+                    f"{_RECORD} became {s.probe} (term {term}) between {s.prev_at} and "
                     f"{s.at}, after term {newer} was granted at {granted_at}",
                     _fault_at(rec, s.at)))
-        previous = s.probe
+        previous_by_server[s.server] = s.probe
     return found
 
 
@@ -199,17 +286,86 @@ def _terms_increase(rec: Recording) -> list[Violation]:
                     f"{e.get('at')}) after term {last['term']} ({last.get('holder_id')})",
                     _fault_at(rec, int(e.get("at") or 0))))
             last = e
-    highest: tuple[int, int] | None = None
+    highest: dict[int | None, tuple[int, int]] = {}  # per server (a failover moves the master)
     for s in rec.samples:
         if s.term is None:
             continue
-        if highest is not None and s.term < highest[0]:
+        top = highest.get(s.server)
+        if top is not None and s.term < top[0]:
             found.append(Violation(
                 "safety", "terms_increase",
-                f"the lease's term went back from {highest[0]} (read at {highest[1]}) to "
-                f"{s.term} (read at {s.at})", _fault_at(rec, s.at)))
-        if highest is None or s.term > highest[0]:
-            highest = (s.term, s.at)
+                f"the lease's term went back from {top[0]} (read at {top[1]}) to "
+                f"{s.term} (read at {s.at})" + (f" on the server at :{s.server}" if s.server else ""),
+                _fault_at(rec, s.at)))
+        if top is None or s.term > top[0]:
+            highest[s.server] = (s.term, s.at)
+    return found
+
+
+def _duplicate_terms(rec: Recording) -> list[Violation]:
+    """A term with two holders, or two instance ids, anywhere on the record."""
+    holders: dict[int, dict[str, int]] = defaultdict(dict)  # term -> holder -> first seen
+    instances: dict[int, dict[str, int]] = defaultdict(dict)
+    for s in rec.samples:
+        if s.term is not None and s.holder_id is not None:
+            holders[s.term].setdefault(s.holder_id, s.at)
+            if s.instance_id:
+                instances[s.term].setdefault(s.instance_id, s.at)
+    for e in [*rec.channel, *rec.history]:
+        if e.get("type") == "leader_changed" and isinstance(e.get("term"), int):
+            holders[e["term"]].setdefault(str(e.get("holder_id")), int(e.get("at") or 0))
+    found = []
+    for term in sorted(set(holders) | set(instances)):
+        for what, seen in (("holders", holders[term]), ("instances", instances[term])):
+            if len(seen) > 1:
+                second = sorted(seen.values())[1]
+                found.append(Violation(
+                    "safety", "duplicate_term",
+                    f"term {term} was granted to two tenures: {what} "
+                    + ", ".join(f"{k} (first seen {v})" for k, v in sorted(seen.items(),
+                                                                          key=lambda kv: kv[1])),
+                    _fault_at(rec, second)))
+                break
+    return found
+
+
+def _children(rec: Recording, verdict: Verdict) -> list[Violation]:
+    """Two nodes' children running at once; a child resumed with its frozen host that runs on."""
+    resumed: dict[tuple[int, int], Fault] = {}  # (pid, segment start) -> the freeze it follows
+    for f in rec.faults:
+        if f.kind != "freeze_leader_host" or f.ended_ms is None or not f.params.get("child_pid"):
+            continue
+        for c in rec.children:
+            if c.pid == f.params["child_pid"]:
+                later = [seg for seg in c.segments if seg[1] >= f.ended_ms - 50]
+                if later:
+                    seg = later[0]
+                    resumed[(c.pid, seg[0])] = f
+                    verdict.resumed_child_ms[f.index] = max(0, seg[1] - f.ended_ms)
+    found = []
+    for f_index, ran in verdict.resumed_child_ms.items():
+        if ran > FROZEN_CHILD_END_MS:
+            found.append(Violation(
+                "safety", "frozen_child",
+                f"the frozen leader's child ran {ran} ms after SIGCONT (more than "
+                f"{FROZEN_CHILD_END_MS} ms)", f_index))
+    segments = sorted((seg[0], seg[1], c) for c in rec.children for seg in c.segments)
+    for i, (start_a, end_a, a) in enumerate(segments):
+        for start_b, end_b, b in segments[i + 1:]:
+            if start_b >= end_a:
+                break
+            if a.node_id == b.node_id:
+                continue
+            ms = min(end_a, end_b) - start_b
+            if ms <= 0:
+                continue
+            allowed = (a.pid, start_a) in resumed or (b.pid, start_b) in resumed
+            detail = (f"{a.node_id}'s child (pid {a.pid}, term {a.term}) and {b.node_id}'s "
+                      f"(pid {b.pid}, term {b.term}) ran at once for {ms} ms from {start_b}")
+            overlap = Overlap(_fault_at(rec, start_b), start_b, ms, detail, allowed)
+            verdict.overlaps.append(overlap)
+            if not allowed:
+                found.append(Violation("safety", "child_overlap", detail, overlap.fault))
     return found
 
 
@@ -251,6 +407,19 @@ def _liveness(rec: Recording, fault: Fault, grants: list[tuple[int, int]]) -> tu
         return Measure(fault.index, fault.kind, took, target, took > target), found
     if fault.kind == "graceful_stop":
         return _graceful(rec, fault, found)
+    if fault.kind in FAILOVER_KINDS:
+        target = ttl_ms + renew_ms
+        since = int(fault.params.get("lifted_ms") or fault.ended_ms or fault.started_ms)
+        activity = [at for at, _ in grants if at >= since] + [
+            x.renewed_at for x in rec.samples if x.renewed_at is not None and x.renewed_at >= since]
+        took = min(activity) - since if activity else None
+        if took is None or took > target + BEYOND_MS:
+            found.append(Violation(
+                "liveness", "leader_back",
+                f"{fault.kind}: no lease granted or renewed within LEASE_TTL + RENEW_INTERVAL "
+                f"({target} ms) + {BEYOND_MS} ms of the fault being lifted (first after {took} ms)",
+                fault.index))
+        return Measure(fault.index, fault.kind, took, target, took is None or took > target), found
     if fault.kind in REDIS_ONLY:
         back = fault.ended_ms
         if back is None:

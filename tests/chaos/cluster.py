@@ -1,6 +1,9 @@
 """The daemons of a chaos run: ``coordinator run`` processes, each behind its own proxy.
 
-Each node's processes ("incarnations") log JSON lines to a file of their own. Where
+Each node's processes ("incarnations") log JSON lines to a file of their own. Every daemon
+runs ``coordinator run -- python -m tests.chaos.child`` (the child records when it runs, see
+``tests/chaos/child.py``) in a session of its own, so its process group is the daemon and
+whatever it did not put elsewhere (today: its watchdog). Where
 libfaketime is installed, every daemon runs under it with its own time file, so the harness
 can move one daemon's wall clock while the process runs (the monotonic clock is left alone:
 ``FAKETIME_DONT_FAKE_MONOTONIC=1``).
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.chaos.recording import Incarnation, ProbeWrite
+from tests.chaos.recording import TICK_GAP_MS, ChildRun, Incarnation, ProbeWrite
 from tests.processes import coordinator_env
 
 PROBE_NAME = "probe"
@@ -60,11 +64,13 @@ class _Process:
 class Cluster:
     """Starts, signals, restarts and finally collects the daemons; ``close`` leaves none."""
 
-    def __init__(self, workdir: Path, nodes: list[str], proxy_ports: dict[str, int],
+    def __init__(self, workdir: Path, nodes: list[str], urls: dict[str, str],
                  settings_env: dict[str, str], libfaketime: str | None) -> None:
         self.workdir = workdir
         self.nodes = nodes
-        self._ports = proxy_ports
+        self._urls = urls
+        self.children_dir = workdir / "children"
+        self.children_dir.mkdir(parents=True, exist_ok=True)
         self._env = settings_env
         self._libfaketime = libfaketime
         self._processes: dict[str, list[_Process]] = {n: [] for n in nodes}
@@ -75,8 +81,10 @@ class Cluster:
         """Start a new incarnation of ``node`` (its previous one must have ended)."""
         number = len(self._processes[node])
         log_path = self.workdir / f"{node}.{number}.log"
-        env = coordinator_env(f"redis://127.0.0.1:{self._ports[node]}/0", COORDINATOR_NODE_ID=node,
-                              COORDINATOR_FENCE_PROBE_KEY=PROBE_NAME, **self._env)
+        env = coordinator_env(self._urls[node], COORDINATOR_NODE_ID=node,
+                              COORDINATOR_FENCE_PROBE_KEY=PROBE_NAME,
+                              COORDINATOR_CHILD_PASS_REDIS_URL="true",
+                              CHAOS_CHILD_DIR=str(self.children_dir), **self._env)
         if self._libfaketime is not None:
             clock_file = self.clock_file(node)
             if not clock_file.exists():
@@ -84,8 +92,10 @@ class Cluster:
             env.update(LD_PRELOAD=self._libfaketime, FAKETIME_TIMESTAMP_FILE=str(clock_file),
                        FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1")
         with log_path.open("wb") as log:
-            popen = subprocess.Popen([sys.executable, "-m", "coordinator", "run"], env=env,
-                                     stdout=log, stderr=subprocess.STDOUT)
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "coordinator", "run", "--", sys.executable, "-m",
+                 "tests.chaos.child"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
         self._processes[node].append(
             _Process(Incarnation(node, number, now_ms()), popen, log_path))
 
@@ -108,6 +118,24 @@ class Cluster:
         proc = self.current(node)
         if proc is not None and proc.popen.poll() is None:
             proc.popen.send_signal(sig)
+
+    def send_group(self, node: str, sig: int) -> None:
+        """Send ``sig`` to the process group of ``node``'s running daemon (its session)."""
+        proc = self.current(node)
+        if proc is not None and proc.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.popen.pid, sig)
+
+    def latest_child(self, node: str) -> dict[str, Any] | None:
+        """The start line of ``node``'s newest child still alive (pid, ppid = its watchdog)."""
+        best: dict[str, Any] | None = None
+        for path in self.children_dir.glob(f"child-{node}-*.jsonl"):
+            lines = _json_lines(path)
+            if not lines or lines[0].get("e") != "start" or not _alive(int(lines[0]["pid"])):
+                continue
+            if best is None or lines[0]["t"] > best["t"]:
+                best = lines[0]
+        return best
 
     def kill(self, node: str) -> None:
         """kill -9 the running incarnation of ``node`` and reap it."""
@@ -179,11 +207,18 @@ class Cluster:
 
     def close(self) -> None:
         """Leave no process behind, whatever happened (SIGCONT first: a stopped one lingers)."""
+        for path in self.children_dir.glob("child-*.jsonl"):  # a child left stopped or orphaned
+            lines = _json_lines(path)
+            if lines and lines[0].get("e") == "start":
+                for pid in (int(lines[0]["pid"]), int(lines[0]["ppid"])):
+                    if _alive(pid):
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.kill(pid, signal.SIGCONT)
         for procs in self._processes.values():
             for proc in procs:
                 if proc.popen.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.popen.send_signal(signal.SIGCONT)
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.popen.pid, signal.SIGCONT)
                         proc.popen.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.popen.wait(timeout=10)
@@ -220,6 +255,48 @@ class Cluster:
                     proc.record.errors.append("a Python traceback outside the JSON log")
                 incarnations.append(proc.record)
         return incarnations, writes
+
+
+    def collect_children(self) -> tuple[list[ChildRun], list[ProbeWrite]]:
+        """Every child's runs (ticks split at silences) and its fenced writes."""
+        runs, writes = [], []
+        for path in sorted(self.children_dir.glob("child-*.jsonl")):
+            lines = _json_lines(path)
+            if not lines or lines[0].get("e") != "start":
+                continue
+            head = lines[0]
+            run = ChildRun(node_id=str(head["node"]), pid=int(head["pid"]), term=int(head["term"]),
+                           started_ms=int(head["t"]))
+            last: int | None = None
+            for entry in lines:
+                at = int(entry.get("t", 0))
+                if last is None or at - last > TICK_GAP_MS:
+                    run.segments.append([at, at])
+                run.segments[-1][1] = max(run.segments[-1][1], at)
+                last = at
+                if entry.get("e") == "term":
+                    run.stopped_by_term = True
+                elif entry.get("e") == "w" and entry.get("now") is not None:
+                    writes.append(ProbeWrite(
+                        node_id=run.node_id, incarnation=run.pid, term=int(entry["term"]),
+                        accepted=bool(entry["ok"]), redis_now=int(entry["now"]),
+                        current_term=entry.get("cur"), seq=int(entry.get("seq", 0)),
+                        source="child"))
+            runs.append(run)
+        return runs, writes
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):  # a zombie is not alive
+        if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
+            return False
+    return True
 
 
 def _json_lines(path: Path) -> list[dict[str, Any]]:

@@ -29,6 +29,18 @@ DESCRIPTIONS = {
     "slow_redis": "every proxy adds a round trip of 0.6-1.0 renew intervals for 2-3 TTLs",
     "clock_jump": "one daemon's wall clock jumps 30-3600 s forward or back for 1-2 TTLs, "
                   "then back to real time (libfaketime)",
+    "redis_clock_step": "the Redis master's wall clock stepped 30-60 min forward or back for "
+                        "1-2 TTLs, then back to real time (redis-server under libfaketime)",
+    "lost_write_failover": "the replica's link cut, the leader SIGTERMed (the handover's grant "
+                           "reaches the master only), 0.5-1.5 s of writes, then SENTINEL "
+                           "FAILOVER promotes the replica: the last writes are lost",
+    "redis_kill_everysec": "Redis kill -9 after 0.5-1.5 s with appendfsync everysec, restarted "
+                           "from its AOF",
+    "redis_restart_empty": "Redis kill -9 and restarted with no persistence: empty",
+    "group_stop_leader": "SIGSTOP of the leader daemon's process group for 2 TTLs + 0.5-1.5 s "
+                         "(its child left running), then SIGCONT",
+    "freeze_leader_host": "SIGSTOP of everything on the leader's host (daemon, watchdog, child) "
+                          "for 2 TTLs + 0.5-1.5 s, then SIGCONT (a paused VM)",
 }
 
 
@@ -51,6 +63,15 @@ def draw(kind: str, rng: random.Random, ttl: float, renew: float) -> dict[str, A
                 "hold_s": round(ttl * (1 + x), 3)}
     if kind in ("kill_standby", "kill_all_but_one"):
         return {"pick": pick}
+    if kind == "redis_clock_step":  # so large that a stepped stamp is never a real one
+        return {"offset_s": (1 if x < 0.5 else -1) * round(1800 + 1800 * y),
+                "hold_s": round(ttl * (1 + z), 3)}
+    if kind == "lost_write_failover":
+        return {"lag_s": round(0.5 + x, 3)}
+    if kind == "redis_kill_everysec":
+        return {"run_s": round(0.5 + x, 3)}
+    if kind in ("group_stop_leader", "freeze_leader_host"):
+        return {"hold_s": round(2 * ttl + 0.5 + x, 3)}
     return {}
 
 

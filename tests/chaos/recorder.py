@@ -1,9 +1,12 @@
 """The recorder: what the harness sees of the cluster, straight from Redis (never via a proxy).
 
-- a subscriber on the events channel (it reconnects after a Redis restart; the history
-  stream read at the end fills in what was published while it was away);
-- a poller reading the lease and the probe record in one MULTI every 20 ms, stamped by
-  Redis's TIME, keeping each change with the time of the read before it;
+- a subscriber on the events channel of every server (it reconnects after a Redis restart;
+  the history streams fill in what was published while it was away);
+- a poller reading, on every server, the role, the lease (holder, instance, term) and the
+  probe record in one MULTI every 20 ms, stamped by Redis's TIME, keeping each change a
+  master showed with the time of the read before it;
+- the history stream of every server, read every second and kept (deduplicated), so a
+  grant that a failover or an empty restart threw away stays on the record;
 - ``coordinator watch --json`` as a user would run it, whose final picture is compared
   with Redis's lease at the end.
 """
@@ -39,8 +42,11 @@ def _client(port: int) -> Any:
 class Recorder:
     """Records the channel, the lease and the probe record until stopped."""
 
-    def __init__(self, port: int, workdir: Path, probe_name: str) -> None:
-        self.port = port
+    def __init__(self, ports: list[int], workdir: Path, probe_name: str,
+                 watch_env: dict[str, str] | None = None) -> None:
+        self.ports = ports
+        self.port = ports[0]  # the server the harness names the master (it moves it)
+        self._watch_env = watch_env or {}
         self.workdir = workdir
         self.probe_key = keys.fenced_key(NAMESPACE, probe_name)
         self.lease_key = keys.lease_key(NAMESPACE, LEASE)
@@ -48,9 +54,15 @@ class Recorder:
         self.channel: list[dict[str, Any]] = []
         self.latest: Sample | None = None  # the last read, changed or not
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._poll, name="chaos-poller", daemon=True),
-                         threading.Thread(target=self._subscribe, name="chaos-subscriber",
-                                          daemon=True)]
+        self._history: dict[str, None] = {}  # raw event JSON, in the order first seen
+        self._seen_channel: set[str] = set()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._poll, args=(p,), name="chaos-poller",
+                                          daemon=True) for p in ports]
+        self._threads += [threading.Thread(target=self._subscribe, args=(p,),
+                                           name="chaos-subscriber", daemon=True) for p in ports]
+        self._threads.append(threading.Thread(target=self._read_histories, name="chaos-history",
+                                              daemon=True))
         self._watch_out = workdir / "watch.jsonl"
         self._watcher: subprocess.Popen[bytes] | None = None
 
@@ -60,7 +72,7 @@ class Recorder:
         with self._watch_out.open("wb") as out:
             self._watcher = subprocess.Popen(
                 [sys.executable, "-m", "coordinator", "watch", "--json"],
-                env=coordinator_env(f"redis://127.0.0.1:{self.port}/0"),
+                env=coordinator_env(f"redis://127.0.0.1:{self.port}/0", **self._watch_env),
                 stdout=out, stderr=subprocess.DEVNULL)
 
     def stop(self) -> None:
@@ -79,46 +91,77 @@ class Recorder:
 
     # ---- threads -----------------------------------------------------------------------
 
-    def _poll(self) -> None:
-        client = _client(self.port)
+    def _poll(self, port: int) -> None:
+        client = _client(port)
         previous: Sample | None = None
         try:
             while not self._stop.is_set():
                 try:
                     pipe = client.pipeline(transaction=True)
-                    pipe.time().hgetall(self.lease_key).get(self.probe_key)
-                    (secs, micros), lease, value = pipe.execute()
+                    pipe.time().hgetall(self.lease_key).get(self.probe_key).execute_command("ROLE")
+                    (secs, micros), lease, value, role = pipe.execute()
                 except (redis.RedisError, OSError, ValueError):
+                    previous = None
                     time.sleep(0.01)
                     continue
                 at = int(secs) * 1000 + int(micros) // 1000
+                if role[0] != "master":  # a replica's copy is not what anyone is granted
+                    previous = None
+                    if port == self.port:
+                        self.latest = None
+                    time.sleep(POLL_EVERY)
+                    continue
                 sample = Sample(
                     at=at, prev_at=previous.at if previous else None,
                     holder_id=lease.get("holder_id"),
                     term=int(lease["term"]) if lease.get("term") else None,
                     renewed_at=int(lease["renewed_at"]) if lease.get("renewed_at") else None,
-                    probe=value)
+                    probe=value, instance_id=lease.get("instance_id"), server=port)
                 if previous is None or (sample.holder_id, sample.term, sample.renewed_at,
-                                        sample.probe) != (previous.holder_id, previous.term,
-                                                          previous.renewed_at, previous.probe):
-                    self.samples.append(sample)
-                previous = self.latest = sample
+                                        sample.probe, sample.instance_id) != (
+                        previous.holder_id, previous.term, previous.renewed_at, previous.probe,
+                        previous.instance_id):
+                    with self._lock:
+                        self.samples.append(sample)
+                previous = sample
+                if port == self.port:
+                    self.latest = sample
                 time.sleep(POLL_EVERY)
         finally:
             client.close()
 
-    def _subscribe(self) -> None:
+    def _read_histories(self) -> None:
+        while not self._stop.wait(1.0):
+            for port in self.ports:
+                self._read_history(port)
+
+    def _read_history(self, port: int) -> None:
+        client = _client(port)
+        try:
+            entries = client.xrange(keys.history_key(NAMESPACE))
+        except (redis.RedisError, OSError):
+            return
+        finally:
+            client.close()
+        with self._lock:
+            for _, fields in entries:
+                if "event" in fields:
+                    self._history.setdefault(fields["event"], None)
+
+    def _subscribe(self, port: int) -> None:
         channel = keys.events_channel(NAMESPACE)
         while not self._stop.is_set():
-            client = _client(self.port)
+            client = _client(port)
             pubsub = client.pubsub()
             try:
                 pubsub.subscribe(channel)
                 while not self._stop.is_set():
                     message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
                     if message is not None and message["type"] == "message":
-                        with contextlib.suppress(ValueError):
-                            self.channel.append(json.loads(message["data"]))
+                        with self._lock, contextlib.suppress(ValueError):
+                            if message["data"] not in self._seen_channel:  # a replica relays
+                                self._seen_channel.add(message["data"])
+                                self.channel.append(json.loads(message["data"]))
             except (redis.RedisError, OSError):
                 time.sleep(0.01)
             finally:
@@ -129,16 +172,16 @@ class Recorder:
     # ---- reads at the end --------------------------------------------------------------
 
     def history(self) -> list[dict[str, Any]]:
-        """Every event in the history stream, oldest first."""
-        client = _client(self.port)
-        try:
-            out = []
-            for _, fields in client.xrange(keys.history_key(NAMESPACE)):
-                with contextlib.suppress(ValueError, KeyError):
-                    out.append(json.loads(fields["event"]))
-            return out
-        finally:
-            client.close()
+        """Every event any server's history stream held, in the order first seen."""
+        for port in self.ports:
+            self._read_history(port)
+        out = []
+        with self._lock:
+            raw = list(self._history)
+        for event in raw:
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(event))
+        return out
 
     def redis_lease(self) -> list[Any] | None:
         """[holder_id, term] of the lease in Redis now, or None if nobody holds it."""

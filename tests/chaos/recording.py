@@ -14,10 +14,19 @@ from pathlib import Path
 from typing import Any
 
 # faults whose whole point is that the leader goes away (for a while or for good)
-REMOVES_LEADER = ("kill_leader", "pause_leader", "partition_leader")
-REDIS_ONLY = ("redis_restart", "redis_outage", "slow_redis")
+REMOVES_LEADER = ("kill_leader", "pause_leader", "partition_leader", "group_stop_leader",
+                  "freeze_leader_host")
+REDIS_ONLY = ("redis_restart", "redis_outage", "slow_redis", "redis_kill_everysec",
+              "redis_restart_empty")
+# the faults of issue 6 (the suite's mixed run injects these)
 KINDS = ("kill_leader", "kill_standby", "kill_all_but_one", "graceful_stop", "pause_leader",
          "partition_leader", "redis_restart", "redis_outage", "slow_redis", "clock_jump")
+# the faults of issues 11 (Redis's side) and 12 (a stopped process group, a frozen host)
+REDIS_SIDE = ("redis_clock_step", "lost_write_failover", "redis_kill_everysec",
+              "redis_restart_empty")
+FROZEN = ("group_stop_leader", "freeze_leader_host")
+ALL_KINDS = KINDS + REDIS_SIDE + FROZEN
+TICK_GAP_MS = 250  # a child ticks every 20 ms: a longer silence splits its run in two
 
 
 @dataclass
@@ -31,6 +40,10 @@ class RunSettings:
     daemons: int
     redis: str = ""
     faketime: bool = False
+    setup: str = "single"  # "single": one Redis; "sentinel": master + replica + Sentinel
+    min_replicas_ack: int = 0
+    redis_faketime: bool = False  # the Redis servers run under libfaketime
+    kinds: list[str] = field(default_factory=list)  # the kinds this run could inject
 
 
 @dataclass
@@ -62,6 +75,7 @@ class ProbeWrite:
     redis_now: int
     current_term: int | None = None
     seq: int = 0
+    source: str = "probe"  # "probe": the daemon's fence probe; "child": its leader-only child
 
 
 @dataclass
@@ -78,6 +92,23 @@ class Sample:
     term: int | None
     renewed_at: int | None
     probe: str | None
+    instance_id: str | None = None
+    server: int | None = None  # the port of the Redis server read (a master at the time)
+
+
+@dataclass
+class ChildRun:
+    """One leader-only child: when it ran (real wall-clock ms) and for which term.
+
+    ``segments`` are the stretches in which it ticked without a gap of more than
+    ``TICK_GAP_MS`` (a gap: it, or its whole host, was frozen or starved)."""
+
+    node_id: str
+    pid: int
+    term: int
+    started_ms: int
+    segments: list[list[int]] = field(default_factory=list)
+    stopped_by_term: bool = False  # it logged SIGTERM (else it was killed, or the run ended)
 
 
 @dataclass
@@ -111,6 +142,10 @@ class Recording:
     watcher_final: list[Any] | None = None  # [holder_id, term] as `coordinator watch` last saw
     redis_final: list[Any] | None = None  # [holder_id, term] in Redis at the same moment
     notes: list[str] = field(default_factory=list)
+    children: list[ChildRun] = field(default_factory=list)
+    # the Redis servers' clock steps: [real start ms, real end ms, offset ms]; Redis's stamps
+    # in that stretch are offset (the checker takes the offset off again)
+    redis_clock: list[list[int]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -123,6 +158,7 @@ class Recording:
         d["writes"] = [ProbeWrite(**w) for w in d.get("writes", [])]
         d["samples"] = [Sample(**s) for s in d.get("samples", [])]
         d["incarnations"] = [Incarnation(**i) for i in d.get("incarnations", [])]
+        d["children"] = [ChildRun(**c) for c in d.get("children", [])]
         return cls(**d)
 
     def save(self, path: Path) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 
-from tests.chaos.checker import Verdict, median
+from tests.chaos.checker import FAILOVER_KINDS, FROZEN_CHILD_END_MS, Verdict, median
 from tests.chaos.faults import DESCRIPTIONS
-from tests.chaos.recording import KINDS, REDIS_ONLY, REMOVES_LEADER, Recording
+from tests.chaos.recording import ALL_KINDS, REDIS_ONLY, REMOVES_LEADER, Recording
+from tests.chaos.setups import setup_of
 
 Result = tuple[Recording, Verdict]
 
@@ -24,11 +25,56 @@ def _bound(kind: str, ttl: float, renew: float) -> str:
         return "≤ 100 ms from the release (Redis clock); exit 0 within 1 s"
     if kind in REDIS_ONLY:
         return f"a grant or renewal ≤ renew = {renew:g} s after Redis answers again"
+    if kind in FAILOVER_KINDS:
+        return (f"a grant or renewal ≤ TTL + renew = {ttl + renew:g} s after the clock steps back "
+                f"or the replica is promoted, never > {ttl + renew + 1:g} s")
     return "the leader does not change"
 
 
+def _group_title(r: Recording) -> str:
+    s = r.settings
+    known = setup_of(s.setup, s.min_replicas_ack, s.redis_faketime)
+    if known is not None:
+        return f"`{known.name}`: {known.title}"
+    return f"`{s.setup}`, `COORDINATOR_MIN_REPLICAS_ACK={s.min_replicas_ack}`"
+
+
+def _rows(results: Sequence[Result]) -> list[str]:
+    s = results[0][0].settings
+    planned = {k for r, _ in results for k in r.settings.kinds}
+    lines = [
+        "| fault | what is done | runs | injected | safety violations | liveness violations "
+        "| lost | duplicate terms | stale fenced writes accepted | longest overlap of two "
+        "children | worst time to a leader | median | bound |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for kind in ALL_KINDS:
+        injected = sum(1 for r, _ in results for f in r.faults if f.kind == kind)
+        if kind not in planned and not injected:
+            continue
+        in_runs = [(r, v) for r, v in results if any(f.kind == kind for f in r.faults)]
+        counts = [sum(v.count(cat, kind, r.faults) for r, v in results)
+                  for cat in ("safety", "liveness", "lost")]
+        dup = sum(v.count_check("duplicate_term", kind, r.faults) for r, v in results)
+        stale = sum(v.stale_logged(kind, r.faults) for r, v in results)
+        overlap = max((v.longest_overlap(kind, r.faults) for r, v in results), default=0)
+        times = [m.to_leader_ms for _, v in results for m in v.measures
+                 if m.kind == kind and m.to_leader_ms is not None]
+        bound = _bound(kind, s.lease_ttl, s.renew_interval)
+        if kind == "freeze_leader_host":
+            ran = [ms for r, v in results for i, ms in v.resumed_child_ms.items()]
+            bound += (f"; the frozen child ends ≤ {FROZEN_CHILD_END_MS / 1000:g} s after SIGCONT "
+                      f"(worst measured: {_ms(max(ran) if ran else None)}), no fenced write of "
+                      "its term accepted")
+        lines.append(
+            f"| `{kind}` | {DESCRIPTIONS[kind]} | {len(in_runs)} | {injected} | {counts[0]} | "
+            f"{counts[1]} | {counts[2]} | {dup} | {stale} | {_ms(overlap) if overlap else '0'} | "
+            f"{_ms(max(times) if times else None)} | {_ms(median(times))} | {bound} |")
+    return lines
+
+
 def render(results: Sequence[Result], command: str) -> str:
-    """The whole report as Markdown."""
+    """The whole report as Markdown: one table per setup."""
     first = results[0][0]
     s = first.settings
     total_s = sum((r.ended_ms - r.started_ms) / 1000 for r, _ in results)
@@ -40,43 +86,48 @@ def render(results: Sequence[Result], command: str) -> str:
         f"{len(results)} run(s), seeds {', '.join(str(r.seed) for r, _ in results)}, "
         f"{total_s / 60:.1f} minutes, {faults} faults. Do not edit by hand: rerun the command.",
         "",
-        f"Settings: {s.daemons} `coordinator run` daemons on loopback, each behind its own TCP "
-        f"proxy; `COORDINATOR_LEASE_TTL={s.lease_ttl:g}`, `COORDINATOR_RENEW_INTERVAL="
+        f"Settings: {s.daemons} `coordinator run -- python -m tests.chaos.child` daemons on "
+        f"loopback; `COORDINATOR_LEASE_TTL={s.lease_ttl:g}`, `COORDINATOR_RENEW_INTERVAL="
         f"{s.renew_interval:g}`, `COORDINATOR_HEARTBEAT_INTERVAL={s.heartbeat_interval:g}`, "
         f"`COORDINATOR_RENEW_FAILURE_THRESHOLD={s.renew_failure_threshold}`, "
-        "`COORDINATOR_FENCE_PROBE_KEY=probe`; "
-        f"redis-server {s.redis or '?'} with `--appendonly yes --appendfsync always`; wall clocks "
+        "`COORDINATOR_FENCE_PROBE_KEY=probe`, `COORDINATOR_CHILD_PASS_REDIS_URL=true` (the "
+        "child ticks every 20 ms and does a fenced write of its term every 200 ms); Redis with "
+        "`--appendonly yes --appendfsync always`; daemons' wall clocks "
         f"{'faked per daemon with libfaketime' if s.faketime else 'not faked (no libfaketime)'}.",
-        "",
-        "| fault | what is done | runs | injected | safety violations | liveness violations "
-        "| lost | worst time to a leader | median | bound |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for kind in KINDS:
-        in_runs = [(r, v) for r, v in results if any(f.kind == kind for f in r.faults)]
-        injected = sum(1 for r, _ in results for f in r.faults if f.kind == kind)
-        counts = [sum(v.count(cat, kind, r.faults) for r, v in results)
-                  for cat in ("safety", "liveness", "lost")]
-        times = [m.to_leader_ms for _, v in results for m in v.measures
-                 if m.kind == kind and m.to_leader_ms is not None]
-        lines.append(
-            f"| `{kind}` | {DESCRIPTIONS[kind]} | {len(in_runs)} | {injected} | {counts[0]} | "
-            f"{counts[1]} | {counts[2]} | {_ms(max(times) if times else None)} | "
-            f"{_ms(median(times))} | {_bound(kind, s.lease_ttl, s.renew_interval)} |")
+    groups: dict[str, list[Result]] = {}
+    for r, v in results:
+        groups.setdefault(_group_title(r), []).append((r, v))
+    for title, group in groups.items():
+        versions = sorted({r.settings.redis for r, _ in group if r.settings.redis})
+        lines += ["", f"## {title}", "",
+                  f"redis-server {', '.join(versions) or '?'}; "
+                  + ("daemons behind a TCP proxy each."
+                     if group[0][0].settings.setup == "single"
+                     else "the daemons, the children and `coordinator watch` follow the master "
+                          "through Sentinel (`COORDINATOR_REDIS_SENTINELS`)."), ""]
+        lines += _rows(group)
     whole = [x for _, v in results for x in v.violations if x.fault is None]
-    writes = sum(len(r.writes) for r, _ in results)
-    accepted = sum(1 for r, _ in results for w in r.writes if w.accepted)
+    writes = [w for r, _ in results for w in r.writes]
+    probe = [w for w in writes if w.source == "probe"]
+    child = [w for w in writes if w.source == "child"]
     lines += [
         "",
-        f"Fenced probe writes logged: {writes} ({accepted} accepted, {writes - accepted} refused); "
+        f"Fenced writes logged: {len(probe)} by the probes ({sum(w.accepted for w in probe)} "
+        f"accepted), {len(child)} by the children ({sum(w.accepted for w in child)} accepted); "
         f"violations not tied to one fault: {len(whole)}; the watcher's final picture "
         f"{'matched' if not any(x.check == 'watcher' for x in whole) else 'did NOT match'} Redis.",
         "",
         "Times to a leader: for a fault that removes the leader, from the fault to the next "
         "`leader_changed` (Redis's clock); for a graceful stop, from `lease_released` to the next "
         "`leader_changed`; for a Redis fault, from Redis answering again to the first grant or "
-        "renewal it stamped (0 when one landed before the harness's own PING got through). "
-        "What each check means: `tests/chaos/checker.py`.",
+        "renewal it stamped (0 when one landed before the harness's own PING got through); for a "
+        "clock step or a failover, from the clock stepping back or the replica's promotion. "
+        "Duplicate terms: a term seen with two holders or instance ids (the lease read from every "
+        "master, `leader_changed` on the channel and in every server's history). Stale fenced "
+        "writes: accepted after a higher term was granted. Overlap: two nodes' leader-only "
+        "children ticking at the same time (real wall clock), the concrete form of two nodes "
+        "allowed to schedule at once. What each check means: `tests/chaos/checker.py`.",
     ]
     notes = sorted({n for r, _ in results for n in r.notes})
     if notes:
