@@ -205,6 +205,7 @@ class Recorder:
                 picture = [event["holder_id"], event["term"]]
             elif kind == "resync":
                 picture = [event["holder_id"], event["term"]] if event.get("holder_id") else None
-            elif kind in ("lease_released", "lease_expired") and picture is not None and event.get("term") == picture[1]:
+            elif (kind in ("lease_released", "lease_expired") and picture is not None
+                  and event.get("term") == picture[1]):
                 picture = None
         return picture
