@@ -26,6 +26,15 @@ from coordinator.status import cluster_status, render_status
 __all__ = ["EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("coordinator")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for name in Settings.model_fields:
         parser.add_argument(
@@ -36,6 +45,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coordinator", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"coordinator {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
         "run", help="run the daemon in the foreground",

@@ -56,3 +56,14 @@ def test_a_misspelled_variable_stops_the_cli_with_exit_2(redis_server: RedisServ
     client = redis.Redis(port=redis_server.port)
     assert not client.keys("{typo-check}*")  # stopped before touching Redis
     client.close()
+
+
+def test_the_cli_tells_its_version() -> None:
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    done = subprocess.run([sys.executable, "-m", "coordinator", "--version"], capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"coordinator {version('coordinator')}"
