@@ -10,7 +10,7 @@ defs=(); while [ $# -gt 0 ] && [ "$1" != "--" ]; do defs+=("$1"); shift; done
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 cp "$here"/*.pml "$dir"/ && cd "$dir"
 spin "${defs[@]}" -a "$file" >/dev/null
-gcc -O2 -DSAFETY -DMEMLIM="${MEMLIM:-2048}" ${CFLAGS_PAN:-} -w -o pan pan.c
+gcc -O2 -DSAFETY -DNOFAIR -DNOBOUNDCHECK -DMEMLIM="${MEMLIM:-2048}" ${CFLAGS_PAN:-} -w -o pan pan.c
 ./pan -m100000 "$@"
 if [ "${TRAIL:-0}" = 1 ] && [ -e "$file.trail" ]; then
   spin "${defs[@]}" -t "$file" | grep -vE "^(spin: trail ends|[0-9]+ processes created)" || true

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +22,8 @@ MODEL = Path(__file__).resolve().parent.parent / "model"
 
 pytestmark = [
     pytest.mark.e2e,  # runs in the full suite (spin + gcc + a search), not in the quick subset
-    pytest.mark.skipif(shutil.which("spin") is None or shutil.which("gcc") is None,
-                       reason="spin or gcc is not installed (scripts/test.sh installs Debian's spin and gcc)"),
+    pytest.mark.skipif(shutil.which("spin") is None,
+                       reason="spin is not installed (scripts/test.sh installs Debian's spin package)"),
 ]
 
 
@@ -62,24 +63,40 @@ CHECKS = [
           (*LIVE, "-DOLD_RESERVE"), "dead_res"),
     Check("old-watchdog-restores-a-queued-start-deadline", "watchdog.pml",
           ("-DPROP_START", "-DPROP_RUN", "-DOLD_RESTORE"), "told_end"),
+    # a limit of the new design (model/README.md, "Findings"): with one term unit per tick,
+    # terms that ran ahead of the clock repeat after a failover faster than the run-ahead
+    Check("finding-terms-ahead-of-the-clock-repeat-after-a-fast-failover", "lease.pml",
+          (*LEASE, "-DT_MAX=4", "-DPROP_TERMS", "-DFAULT_FAILOVER", "-DHANDOVER", "-DSCALE=1"),
+          "!(used[tmp])"),
 ]
 
 
 def run_check(check: Check, work: Path) -> str:
+    work.mkdir()
     for source in MODEL.glob("*.pml"):
         shutil.copy(source, work / source.name)
     subprocess.run(["spin", *check.defines, "-a", check.file], cwd=work, check=True,
                    capture_output=True, timeout=60)
-    subprocess.run(["gcc", "-O2", "-DSAFETY", "-DMEMLIM=2048", "-w", "-o", "pan", "pan.c"],
-                   cwd=work, check=True, capture_output=True, timeout=120)
+    # safety checks only: no fairness code, no array bound checks (the model keeps its indices)
+    subprocess.run(["gcc", "-O2", "-DSAFETY", "-DNOFAIR", "-DNOBOUNDCHECK", "-DMEMLIM=2048", "-w",
+                    "-o", "pan", "pan.c"], cwd=work, check=True, capture_output=True, timeout=120)
     result = subprocess.run(["./pan", "-m100000"], cwd=work, capture_output=True, text=True,
                             timeout=300)
     return result.stdout + result.stderr
 
 
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Every check's output, two at a time (the machine has two cores)."""
+    base = tmp_path_factory.mktemp("model")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {c.name: pool.submit(run_check, c, base / c.name) for c in CHECKS}
+        return {name: f.result() for name, f in futures.items()}
+
+
 @pytest.mark.parametrize("check", CHECKS, ids=[c.name for c in CHECKS])
-def test_model_check(check: Check, tmp_path: Path) -> None:
-    out = run_check(check, tmp_path)
+def test_model_check(check: Check, outputs: dict[str, str]) -> None:
+    out = outputs[check.name]
     found = re.search(r"errors: (\d+)", out)
     assert found is not None, out
     errors = int(found.group(1))
