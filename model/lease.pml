@@ -183,6 +183,7 @@ inline expire() {
 #define SETTLED (SETTLED_N(1) && SETTLED_N(2))
 #endif
 
+bit started = 0;        /* time begins once init has started the daemons */
 byte overlap = 0;       /* ticks in a row with two daemons that may schedule */
 byte leaderless = 0;    /* LIVE: ticks in a row with none */
 byte dead_res = 0;      /* LIVE: ticks in a row reserved for a dead node, with no leader */
@@ -190,7 +191,7 @@ byte dead_res = 0;      /* LIVE: ticks in a row reserved for a dead node, with n
 active proctype Clock() {
   byte n;
 end:  do
-  :: atomic { now < T_MAX && CAN_TICK && SETTLED ->
+  :: atomic { started && now < T_MAX && CAN_TICK && SETTLED ->
        now++; printf("---- tick: t=%d\n", now);
        /* each local clock advances 0, 1 or 2 ticks, keeping within DRIFT of real time */
        for (n : 1 .. N) {
@@ -229,6 +230,7 @@ init {
   byte n;
   atomic {
     for (n : 1 .. N) { up[n] = 1; fresh(n) }
-    for (n : 1 .. N) { run Node(n) }
+    for (n : 1 .. N) { run Node(n) };
+    started = 1
   }
 }

@@ -39,7 +39,7 @@ class Check:
 LEASE = ("-DMAX_LATE=0",)
 # the liveness configuration: 3 daemons (leader, handover target, one more), TTL 6, renew 2
 LIVE = ("-DN=3", "-DLIVE", "-DHANDOVER", "-DMAX_CRASH=1", "-DMAX_LATE=0", "-DTTL=6", "-DRENEW=2",
-        "-DDRIFT=0", "-DT_MAX=12", "-DL_BOUND=255")
+        "-DDRIFT=0", "-DT_MAX=12", "-DL_BOUND=6")
 
 CHECKS = [
     # the fixed design: every promise holds
