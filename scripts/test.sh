@@ -13,6 +13,8 @@ missing=""
 [ -x /usr/bin/redis-server ] || missing="$missing redis-server"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v faketime >/dev/null 2>&1 || missing="$missing faketime"
+command -v spin >/dev/null 2>&1 || missing="$missing spin"  # tests/test_model.py: SPIN model checker
+command -v gcc >/dev/null 2>&1 || missing="$missing gcc"    # compiles SPIN's verifier (pan.c)
 if [ -n "$missing" ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
