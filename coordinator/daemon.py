@@ -496,7 +496,7 @@ class Daemon:
     def _on_event(self, data: Any) -> None:
         try:
             event = json.loads(data)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):  # anyone may publish: never fatal
             return
         if not isinstance(event, dict):
             return

@@ -199,6 +199,8 @@ def parse_event(raw: str | bytes, *, source: str, stream_id: str | None = None) 
     """Parse one published event, or raise ``CorruptDataError`` naming ``source``."""
     try:
         data = json.loads(raw)
+    except RecursionError:  # nested past the parser's depth: one message must not kill a reader
+        raise CorruptDataError(source, "event is nested too deeply to be one of ours") from None
     except (TypeError, ValueError) as e:
         raise CorruptDataError(source, f"event is not JSON ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):

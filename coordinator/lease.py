@@ -10,6 +10,7 @@ from typing import Any
 from coordinator import keys
 from coordinator.boundary import reading, text_map
 from coordinator.errors import (
+    CorruptDataError,
     InvalidArgumentError,
     UnexpectedReplyError,
 )
@@ -187,6 +188,10 @@ class Lease:
         except (IndexError, TypeError, ValueError) as e:
             raise UnexpectedReplyError(f"renew replied {reply!r}") from e
         held = self._held
+        if held is not None and term < held.term:
+            # terms never go back: the lease hash was written by someone else
+            raise CorruptDataError(self.key, f"field 'term' went back from {held.term} to {term}"
+                                   " under a renewal")
         if held is None or held.term != term:  # e.g. another Lease object of this instance
             held = LeaseRecord(
                 holder_id=self.holder_id, holder_host=self.holder_host,

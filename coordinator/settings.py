@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     priority: int | None = None
     preferred: bool | None = None
     version: str = Field(default_factory=_package_version)
-    lease_ttl: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    # the lease is kept in whole milliseconds for at most a year (Lease's own bounds)
+    lease_ttl: float = Field(default=30.0, ge=0.001, le=365 * 24 * 3600, allow_inf_nan=False)
     renew_interval: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     heartbeat_interval: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     heartbeat_retention: float = Field(default=600.0, gt=0, allow_inf_nan=False)

@@ -15,8 +15,9 @@
 --                       competes for another lease: then the
 --                       reservation is dropped and the lease granted.
 --
--- The new term is max(stored term + 1, highest term the caller has seen + 1, TIME in ms): it
--- looks like Unix milliseconds and is larger than any term granted before even when this
+-- The new term is max(stored term + 1, highest term the caller has seen + 1, TIME in µs): it
+-- looks like Unix microseconds (1.8e15; 2^53 is reached in 2255) and is larger than any
+-- term granted before even when this
 -- Redis lost the last writes (a failover, a restart without persistence), provided the
 -- servers' clocks agree within the time that took. A term that would reach 2^53 (no longer
 -- exact as a Lua number) is refused; a stored term that is not decimal digits below 2^53 is
@@ -62,11 +63,15 @@ end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- the term floor in microseconds: no script runs in under one, so grants, however fast,
+-- never run ahead of the clock (a ms floor did: 1,000 grants in a second put terms a second
+-- ahead, and a Redis restarted empty granted them again)
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local expires = now + ttl_ms
 
 -- pcall: a key of another type is reported, not a script error
 local cur = redis.pcall('HMGET', lease_key, 'holder_id', 'instance_id', 'term', 'lease_expires_at',
-  'acquired_at')
+  'acquired_at', 'renewed_at')
 if cur.err then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. lease_key) end
 local mode = redis.pcall('GET', mode_key)
 if type(mode) == 'table' then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. mode_key) end
@@ -77,6 +82,9 @@ if cur[1] or cur[2] or cur[3] then
   if not cur[2] or cur[2] == '' then return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' instance_id') end
   if not term_of(cur[3]) then return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' term') end
   if not tonumber(cur[4]) then return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' lease_expires_at') end
+  if cur[6] and not tonumber(cur[6]) then
+    return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' renewed_at')
+  end
   if cur[1] == holder_id and cur[2] == instance_id then
     redis.call('HSET', lease_key, 'lease_expires_at', expires, 'renewed_at', now)
     redis.call('PEXPIREAT', lease_key, expires)
@@ -120,7 +128,7 @@ if reserved_for and reserved_for ~= holder_id and (tonumber(tenure[4]) or 0) > n
   end
 end
 
-local term = math.max(stored + 1, highest_seen + 1, now)
+local term = math.max(stored + 1, highest_seen + 1, now_us)
 if term >= TERM_LIMIT then return redis.error_reply('COORDINATOR_CORRUPT ' .. tenure_key .. ' term') end
 local term_text = string.format('%.0f', term)  -- tostring would round to 14 digits
 local previous = tenure[2]

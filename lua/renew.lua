@@ -1,22 +1,36 @@
 -- renew.lua: the hot path of a leader: extend the lease this process holds, nothing else.
 --
--- Used by a holder that believes it holds the lease; anything unexpected answers "lost" and
--- the caller falls back to acquire.lua (acquire-or-renew), which handles every other case
--- (and validates what it finds). The caller passes the lost tenure's term as its highest
--- seen, so a lease it gets back has a larger term than the one its old writes carry.
+-- Used by a holder that believes it holds the lease; a lease that is not this process's
+-- answers "lost" and the caller falls back to acquire.lua (acquire-or-renew), which handles
+-- every other case. A lease of this process with a field it could not have written (a term
+-- that is not decimal digits below 2^53, times that are not numbers) is reported, never
+-- renewed over: the fields checked are read in the same HMGET, so the check costs nothing.
 --
 -- KEYS[1] lease hash      KEYS[2] automation mode string (rides along, read only)
 -- ARGV[1] holder id       ARGV[2] instance id          ARGV[3] ttl in ms
--- Returns {"renew", now_ms, automation_mode, term, lease_expires_at} | {"lost", now_ms}.
+-- Returns {"renew", now_ms, automation_mode, term, lease_expires_at} | {"lost", now_ms}
+--       | error COORDINATOR_CORRUPT <key> <field>.
 local lease_key, mode_key = KEYS[1], KEYS[2]
 local holder_id, instance_id, ttl_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local cur = redis.pcall('HMGET', lease_key, 'holder_id', 'instance_id', 'term')
-if cur.err or cur[1] ~= holder_id or cur[2] ~= instance_id or not tonumber(cur[3]) then
+local cur = redis.pcall('HMGET', lease_key, 'holder_id', 'instance_id', 'term', 'lease_expires_at',
+  'renewed_at')
+if cur.err or cur[1] ~= holder_id or cur[2] ~= instance_id then
   return {'lost', now}
+end
+local term = cur[3]
+if type(term) ~= 'string' or #term > 16 or not term:match('^%d+$')
+    or tonumber(term) >= 9007199254740992 then
+  return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' term')
+end
+if not tonumber(cur[4]) then
+  return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' lease_expires_at')
+end
+if cur[5] and not tonumber(cur[5]) then
+  return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' renewed_at')
 end
 local mode = redis.pcall('GET', mode_key)
 if type(mode) ~= 'string' then mode = '' end
@@ -24,4 +38,4 @@ if type(mode) ~= 'string' then mode = '' end
 local expires = now + ttl_ms
 redis.call('HSET', lease_key, 'lease_expires_at', expires, 'renewed_at', now)
 redis.call('PEXPIREAT', lease_key, expires)
-return {'renew', now, mode, cur[3], expires}
+return {'renew', now, mode, term, expires}

@@ -168,7 +168,7 @@ async def test_a_redis_restarted_empty_never_grants_an_old_term_again(restartabl
 async def test_the_renew_fallback_starts_above_the_term_it_lost(restartable: Restartable) -> None:
     redis = restartable.client
     b = lease(redis, "b")
-    ahead = await redis_now_ms(redis) + 10**9
+    ahead = await redis_now_ms(redis) * 1000 + 10**9  # far above the clock (in µs)
     lost = (await b.acquire(highest_seen_term=ahead)).term
     await restartable.restart_empty()
     again = await b.acquire()  # nobody passes the lost term in: the Lease remembers it
@@ -181,7 +181,7 @@ async def test_the_renew_fallback_starts_above_the_term_it_lost(restartable: Res
 async def test_a_fenced_write_needs_the_tenure_not_only_its_term(redis: Any) -> None:
     """Terms can collide beyond the clock's help (two masters both told the same highest
     term); the fence then still tells the tenures apart by their instance id."""
-    ahead = await redis_now_ms(redis) + 10**9
+    ahead = await redis_now_ms(redis) * 1000 + 10**9  # far above the clock (in µs)
     b = lease(redis, "b")
     term_b = (await b.acquire(highest_seen_term=ahead)).term
     # a master that never heard of b's grant
@@ -198,10 +198,10 @@ async def test_a_fenced_write_needs_the_tenure_not_only_its_term(redis: Any) -> 
     assert await redis.get(FENCED) == b"from-c"
 
 
-async def test_a_new_term_is_at_least_the_redis_clock_in_ms(redis: Any) -> None:
+async def test_a_new_term_is_at_least_the_redis_clock_in_microseconds(redis: Any) -> None:
     before = await redis_now_ms(redis)
     first = await lease(redis, "a").acquire()
-    assert first.term >= before and first.term >= first.record.acquired_at
+    assert first.term >= before * 1000 and first.term >= first.record.acquired_at * 1000
     terms = [first.term]
     for holder in "bcde":  # back to back, within one millisecond or not: strictly larger
         await redis.delete(LEASE)
