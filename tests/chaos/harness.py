@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.chaos.checker import clear_offset
 from tests.chaos.cluster import PROBE_NAME, Cluster, find_libfaketime, now_ms
 from tests.chaos.faults import choose, plan
 from tests.chaos.proxy import ProxyHost
@@ -351,8 +352,14 @@ class _Chaos:
     def _redis_clock_step(self, f: Fault) -> None:
         """Redis's wall clock stepped by ``offset_s`` for ``hold_s``, then back (libfaketime)."""
         f.started_ms = now_ms()
-        offset = f.params["offset_s"]
         begun = now_ms()
+        # an offset whose stamps no earlier step took (else the checker cannot put them back)
+        offset_ms = clear_offset(round(f.params["offset_s"] * 1000), begun,
+                                 round(f.params["hold_s"] * 1000), self.redis_clock)
+        if offset_ms != round(f.params["offset_s"] * 1000):
+            f.params["drawn_offset_s"] = f.params["offset_s"]
+            f.params["offset_s"] = offset_ms // 1000
+        offset = f.params["offset_s"]
         f.target = f":{self.servers.master_port}"
         try:
             self.servers.set_clock(offset)
