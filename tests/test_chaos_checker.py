@@ -355,3 +355,13 @@ def test_the_harness_picks_step_offsets_whose_stretches_never_overlap() -> None:
         assert 1_800_000 <= abs(o) <= 3_600_000
         many.append([begun, begun + 4000, o])
     assert not ambiguous_steps(many)
+
+
+def test_a_run_whose_code_changed_midway_is_flagged() -> None:
+    # seed 7008 (docs/reliability.md): lua/acquire.lua went from ms to µs terms during the run;
+    # a daemon restarted after it granted a µs term, one started before then granted a ms term
+    # after an empty restart, and the checker saw terms going back and a stale fenced write
+    assert checks(dataclasses.replace(clean(), code_digests=["aaaa", "aaaa"])) == set()
+    assert checks(dataclasses.replace(clean(), code_digests=["aaaa", "bbbb"])) == {
+        "harness.code_changed"}
+    assert check(clean()).ok  # a recording from before the digests: nothing to compare

@@ -24,6 +24,10 @@ harness picks offsets so: ``clear_offset``); two steps whose stretches overlap m
 ambiguous (seed 7003 put a later step's grant 78 s early, and every later term looked
 stale): such a recording gets ``harness.clock_steps`` and no verdict on Redis's stamps.
 
+The code under test must not change during a run (``harness.code_changed``): seed 7008's
+daemons started after lua/acquire.lua changed took microsecond terms, those started before
+millisecond ones, and the mix looked like terms going back.
+
 Liveness (per fault):
 - a fault that removes the leader: a new term granted within LEASE_TTL + RENEW_INTERVAL of the
   fault, never more than 1 s beyond that;
@@ -140,6 +144,11 @@ class Verdict:
 def check(rec: Recording) -> Verdict:
     """Every check over ``rec``; pure: it reads nothing but the recording."""
     verdict = Verdict()
+    if len(set(rec.code_digests)) > 1:  # still judged: a finding may be real, but say so
+        verdict.violations.append(Violation(
+            "harness", "code_changed",
+            f"the product's code changed during the run (digests {', '.join(rec.code_digests)}): "
+            "daemons started before and after the change ran different code"))
     clash = ambiguous_steps(rec.redis_clock)
     if clash:  # no guess on which step took a stamp: only the checks that need none
         verdict.violations += [Violation(

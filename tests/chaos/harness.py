@@ -13,6 +13,7 @@ process, thread and proxy it started is gone when it returns or raises.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import time
@@ -28,6 +29,7 @@ from tests.chaos.proxy import ProxyHost
 from tests.chaos.recorder import Recorder
 from tests.chaos.recording import KINDS, Fault, Recording, RunSettings
 from tests.chaos.servers import SERVICE, Servers, faketime_capable_binary
+from tests.processes import ROOT
 
 NEEDS_PROXIES = ("partition_leader", "slow_redis")
 NEEDS_SENTINEL = ("lost_write_failover",)
@@ -84,6 +86,15 @@ def runnable(kinds: tuple[str, ...], setup: str, libfaketime: str | None) -> tup
     return tuple(out), notes
 
 
+def code_digest() -> str:
+    """A digest of the code the daemons run: this checkout's ``coordinator/`` and ``lua/``."""
+    digest = hashlib.sha256()
+    files = [*ROOT.joinpath("coordinator").rglob("*.py"), *ROOT.joinpath("lua").glob("*.lua")]
+    for path in sorted(files):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def run(options: Options) -> Recording:
     """Run the faults of ``options.seed`` for ``options.seconds``; return what was recorded."""
     o = options
@@ -97,6 +108,7 @@ def run(options: Options) -> Recording:
         daemons=len(o.nodes), faketime=libfaketime is not None, setup=o.setup,
         min_replicas_ack=o.min_replicas_ack, redis_faketime=redis_faketime, kinds=list(kinds)))
     rec.notes += notes
+    rec.code_digests.append(code_digest())
     with contextlib.ExitStack() as stack:
         mt = libfaketime.replace("libfaketime.so.1", "libfaketimeMT.so.1") if libfaketime else None
         servers = Servers(o.workdir, replica=o.setup == "sentinel",
@@ -147,6 +159,7 @@ def run(options: Options) -> Recording:
         rec.history = recorder.history()
         cluster.stop_all()
         rec.ended_ms = now_ms()
+        rec.code_digests.append(code_digest())
         recorder.stop()
         rec.channel = list(recorder.channel)
         rec.samples = sorted(recorder.samples, key=lambda x: x.at)
