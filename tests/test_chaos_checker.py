@@ -6,7 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from tests.chaos.checker import check, real_ms
+from tests.chaos.checker import ambiguous_steps, check, clear_offset, real_ms
 from tests.chaos.recording import (
     ChildRun,
     Fault,
@@ -304,3 +304,64 @@ def test_a_recording_with_children_survives_json() -> None:
     rec = freeze(resumed_for=30)
     rec.redis_clock = [[T0, T0 + 10, 60_000]]
     assert Recording.from_json(json.loads(json.dumps(rec.to_json()))) == rec
+
+
+# ---- two clock steps whose stepped stretches overlap ---------------------------------------
+
+def overlapping_steps() -> Recording:
+    """Seed 7003's case (docs/reliability.md, 740 violations): step 1 (+1973 s) and, 78 s
+    later, step 2 (+1895 s) stamp the same stretch of Redis's clock. Term 2 is granted in step 1,
+    term 3 in step 2, each a stamp that reads about T0 + 1973 s; 3's writes follow it."""
+    one, two = [T0, T0 + 2600, 1_973_000], [T0 + 78_000, T0 + 81_500, 1_895_000]
+    rec = clean()
+    stamped = T0 + 1_973_400  # Redis's stamp for both grants
+    events = [changed(1, "a", T0 - 500), changed(2, "b", stamped, "a"),
+              changed(3, "c", stamped + 300, "b")]
+    rec.channel, rec.history = list(events), list(events)
+    rec.writes = [ProbeWrite("b", 0, 2, True, stamped + 100 + 500 * i) for i in range(4)] + [
+        ProbeWrite("b", 0, 2, True, T0 + 3000 + 500 * i) for i in range(3)] + [  # real clock
+        ProbeWrite("c", 0, 3, True, stamped + 400 + 500 * i) for i in range(4)]
+    rec.samples = []
+    rec.faults = [Fault(0, "redis_clock_step", T0, T0 + 2600, ":1", "a", 1, [], {}, T0 + 5000),
+                  Fault(1, "redis_clock_step", T0 + 78_000, T0 + 81_500, ":1", "b", 2, [], {},
+                        T0 + 85_000)]
+    rec.redis_clock = [one, two]
+    rec.watcher_final, rec.redis_final = ["c", 3], ["c", 3]
+    return rec
+
+
+def test_a_stamp_two_clock_steps_could_have_taken_is_reported_not_guessed() -> None:
+    # before: the stamps of step 2 were put back with step 1's offset, so term 3's grant and
+    # writes landed 78 s early and b's later writes of term 2 looked stale (fence_order,
+    # stale_write): a checker artifact reported as broken fencing
+    found = checks(overlapping_steps())
+    assert "safety.fence_order" not in found and "safety.stale_write" not in found
+    assert found == {"harness.clock_steps"}
+
+
+def test_the_harness_picks_step_offsets_whose_stretches_never_overlap() -> None:
+    steps = [[T0, T0 + 2600, 1_973_000]]
+    # drawn +1895 s at T0 + 78 s: the stamps would collide with the first step's
+    offset = clear_offset(1_895_000, T0 + 78_000, 3500, steps)
+    assert 1_800_000 <= offset <= 3_600_000 and offset % 1000 == 0
+    steps.append([T0 + 78_000, T0 + 78_000 + 3500, offset])
+    assert not ambiguous_steps(steps)
+    assert clear_offset(-1_900_000, T0 + 78_000, 3500, steps) == -1_900_000  # nothing near
+    assert clear_offset(2_500_000, T0 + 78_000, 3500, steps) == 2_500_000
+    many: list[list[int]] = []  # a long run: every step clear of all earlier ones
+    for i in range(200):
+        begun = T0 + 6000 * i
+        o = clear_offset((1 if i % 3 else -1) * (1_800_000 + 9_000 * (i % 200)), begun, 4000, many)
+        assert 1_800_000 <= abs(o) <= 3_600_000
+        many.append([begun, begun + 4000, o])
+    assert not ambiguous_steps(many)
+
+
+def test_a_run_whose_code_changed_midway_is_flagged() -> None:
+    # seed 7008 (docs/reliability.md): lua/acquire.lua went from ms to µs terms during the run;
+    # a daemon restarted after it granted a µs term, one started before then granted a ms term
+    # after an empty restart, and the checker saw terms going back and a stale fenced write
+    assert checks(dataclasses.replace(clean(), code_digests=["aaaa", "aaaa"])) == set()
+    assert checks(dataclasses.replace(clean(), code_digests=["aaaa", "bbbb"])) == {
+        "harness.code_changed"}
+    assert check(clean()).ok  # a recording from before the digests: nothing to compare

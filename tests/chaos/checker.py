@@ -19,6 +19,14 @@ Safety (any violation means the fencing or the term is broken):
 
 Redis's stamps taken while its clock was stepped (``rec.redis_clock``) are first moved back
 by the step: the steps are so large (30-60 min) that a stepped stamp is never a real one.
+That needs every step to stamp a stretch of Redis's clock no other step stamped (the
+harness picks offsets so: ``clear_offset``); two steps whose stretches overlap make a stamp
+ambiguous (seed 7003 put a later step's grant 78 s early, and every later term looked
+stale): such a recording gets ``harness.clock_steps`` and no verdict on Redis's stamps.
+
+The code under test must not change during a run (``harness.code_changed``): seed 7008's
+daemons started after lua/acquire.lua changed took microsecond terms, those started before
+millisecond ones, and the mix looked like terms going back.
 
 Liveness (per fault):
 - a fault that removes the leader: a new term granted within LEASE_TTL + RENEW_INTERVAL of the
@@ -135,8 +143,25 @@ class Verdict:
 
 def check(rec: Recording) -> Verdict:
     """Every check over ``rec``; pure: it reads nothing but the recording."""
-    rec = unfaked(rec)
     verdict = Verdict()
+    if len(set(rec.code_digests)) > 1:  # still judged: a finding may be real, but say so
+        verdict.violations.append(Violation(
+            "harness", "code_changed",
+            f"the product's code changed during the run (digests {', '.join(rec.code_digests)}): "
+            "daemons started before and after the change ran different code"))
+    clash = ambiguous_steps(rec.redis_clock)
+    if clash:  # no guess on which step took a stamp: only the checks that need none
+        verdict.violations += [Violation(
+            "harness", "clock_steps",
+            f"Redis clock steps {i} {rec.redis_clock[i]} and {j} {rec.redis_clock[j]} stamped "
+            "overlapping stretches of its clock: its stamps cannot be put back, not judged")
+            for i, j in clash]
+        verdict.violations += _duplicate_terms(rec)
+        verdict.violations += _watcher(rec)
+        verdict.violations += _children(rec, verdict)
+        verdict.violations += _nothing_lost(rec)
+        return verdict
+    rec = unfaked(rec)
     grants = _grants(rec)
     verdict.violations += _fence_order(rec)
     verdict.violations += _stale_writes(rec, grants)
@@ -161,6 +186,39 @@ def real_ms(steps: list[list[int]], at: int) -> int:
         if offset and start + offset - STEP_SLACK_MS <= at <= end + offset + STEP_SLACK_MS:
             return at - offset
     return at
+
+
+def _stretch(step: list[int]) -> tuple[int, int]:
+    """The stretch of Redis's clock that ``real_ms`` reads as stamped during ``step``."""
+    start, end, offset = step
+    return start + offset - STEP_SLACK_MS, end + offset + STEP_SLACK_MS
+
+
+def ambiguous_steps(steps: list[list[int]]) -> list[tuple[int, int]]:
+    """Pairs (i, j) of steps whose stamped stretches overlap (a stamp there fits both)."""
+    stretches = [(i, *_stretch(s)) for i, s in enumerate(steps) if s[2]]
+    return [(i, j) for n, (i, lo, hi) in enumerate(stretches) for j, lo2, hi2 in stretches[n + 1:]
+            if lo <= hi2 and lo2 <= hi]
+
+
+STEP_LIMITS_MS = (1_800_000, 3_600_000)  # the drawn steps: 30-60 min, whole seconds
+HOLD_OVERRUN_MS = 2000  # a step lifted this much later than its hold is still clear
+
+
+def clear_offset(offset_ms: int, begun_ms: int, hold_ms: int, steps: list[list[int]]) -> int:
+    """The step nearest ``offset_ms`` (same sign, whole seconds, 30-60 min) whose stretch,
+    begun at ``begun_ms`` and held ``hold_ms`` (+ HOLD_OVERRUN_MS), overlaps no earlier
+    step's; ``offset_ms`` itself if none is left."""
+    sign, size = (1 if offset_ms > 0 else -1), abs(offset_ms)
+    low, high = STEP_LIMITS_MS
+    for k in range(2 * (high - low) // 1000 + 1):
+        candidate = size + (k + 1) // 2 * 1000 * (1 if k % 2 else -1)
+        if not low <= candidate <= high:
+            continue
+        lo, hi = _stretch([begun_ms, begun_ms + hold_ms + HOLD_OVERRUN_MS, sign * candidate])
+        if all(hi < s_lo or s_hi < lo for s_lo, s_hi in (_stretch(s) for s in steps if s[2])):
+            return sign * candidate
+    return offset_ms
 
 
 def unfaked(rec: Recording) -> Recording:

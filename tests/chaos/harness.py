@@ -13,6 +13,7 @@ process, thread and proxy it started is gone when it returns or raises.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import time
@@ -21,12 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.chaos.checker import clear_offset
 from tests.chaos.cluster import PROBE_NAME, Cluster, find_libfaketime, now_ms
 from tests.chaos.faults import choose, plan
 from tests.chaos.proxy import ProxyHost
 from tests.chaos.recorder import Recorder
 from tests.chaos.recording import KINDS, Fault, Recording, RunSettings
 from tests.chaos.servers import SERVICE, Servers, faketime_capable_binary
+from tests.processes import ROOT
 
 NEEDS_PROXIES = ("partition_leader", "slow_redis")
 NEEDS_SENTINEL = ("lost_write_failover",)
@@ -83,6 +86,15 @@ def runnable(kinds: tuple[str, ...], setup: str, libfaketime: str | None) -> tup
     return tuple(out), notes
 
 
+def code_digest() -> str:
+    """A digest of the code the daemons run: this checkout's ``coordinator/`` and ``lua/``."""
+    digest = hashlib.sha256()
+    files = [*ROOT.joinpath("coordinator").rglob("*.py"), *ROOT.joinpath("lua").glob("*.lua")]
+    for path in sorted(files):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def run(options: Options) -> Recording:
     """Run the faults of ``options.seed`` for ``options.seconds``; return what was recorded."""
     o = options
@@ -96,6 +108,7 @@ def run(options: Options) -> Recording:
         daemons=len(o.nodes), faketime=libfaketime is not None, setup=o.setup,
         min_replicas_ack=o.min_replicas_ack, redis_faketime=redis_faketime, kinds=list(kinds)))
     rec.notes += notes
+    rec.code_digests.append(code_digest())
     with contextlib.ExitStack() as stack:
         mt = libfaketime.replace("libfaketime.so.1", "libfaketimeMT.so.1") if libfaketime else None
         servers = Servers(o.workdir, replica=o.setup == "sentinel",
@@ -146,6 +159,7 @@ def run(options: Options) -> Recording:
         rec.history = recorder.history()
         cluster.stop_all()
         rec.ended_ms = now_ms()
+        rec.code_digests.append(code_digest())
         recorder.stop()
         rec.channel = list(recorder.channel)
         rec.samples = sorted(recorder.samples, key=lambda x: x.at)
@@ -351,8 +365,14 @@ class _Chaos:
     def _redis_clock_step(self, f: Fault) -> None:
         """Redis's wall clock stepped by ``offset_s`` for ``hold_s``, then back (libfaketime)."""
         f.started_ms = now_ms()
-        offset = f.params["offset_s"]
         begun = now_ms()
+        # an offset whose stamps no earlier step took (else the checker cannot put them back)
+        offset_ms = clear_offset(round(f.params["offset_s"] * 1000), begun,
+                                 round(f.params["hold_s"] * 1000), self.redis_clock)
+        if offset_ms != round(f.params["offset_s"] * 1000):
+            f.params["drawn_offset_s"] = f.params["offset_s"]
+            f.params["offset_s"] = offset_ms // 1000
+        offset = f.params["offset_s"]
         f.target = f":{self.servers.master_port}"
         try:
             self.servers.set_clock(offset)

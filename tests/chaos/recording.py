@@ -146,6 +146,9 @@ class Recording:
     # the Redis servers' clock steps: [real start ms, real end ms, offset ms]; Redis's stamps
     # in that stretch are offset (the checker takes the offset off again)
     redis_clock: list[list[int]] = field(default_factory=list)
+    # digests of the product's code (coordinator/, lua/) at the run's start and end: a daemon
+    # restarted after the checkout changed runs other code than the ones started before
+    code_digests: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
