@@ -212,6 +212,13 @@ class ChildRunner:
     async def _lead(self, ctx: LeaderContext) -> None:
         self._mode = ctx.automation_mode
         self._term = ctx.term
+        if self._deadline is not None:
+            # The tenure's deadline, now with its term (its first came untagged). This runs
+            # only while the daemon leads ctx.term (the step that ends a tenure cancels this
+            # task), so the deadline is that term's: for a term led again after it ended
+            # (degraded, then renewed), this is what tells the watchdog it is live again,
+            # before any start of it.
+            self._send({"deadline": self._deadline, "term": ctx.term})
         quick_exits = 0
         try:
             while True:

@@ -415,3 +415,31 @@ def test_paused_stops_the_child_even_while_draining_and_running_starts_it(
     assert exited["exit_status"] == -signal.SIGTERM
     nodes.cli("resume")
     nodes.wait_for("p", "child.started", 2)
+
+
+# ---- the same term led again after a short Redis stall ---------------------------------------
+
+
+@pytest.mark.e2e
+def test_a_leader_that_degrades_and_renews_its_term_runs_its_child_again(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    script, out = _writer(tmp_path)
+    nodes.spawn("s", [sys.executable, script, str(out)], COORDINATOR_LEASE_TTL="4")
+    (started,) = nodes.wait_for("s", "child.started")
+    term = started["term"]
+    # every client waits 2.5 s: two renewals fail (each times out after the renew interval,
+    # 0.5 s: degraded, the child is stopped), then one goes through well before the key
+    # (TTL 4 s) lapses: leader again, under the same term
+    stall = subprocess.run(["redis-cli", "-p", str(nodes.server.port), "CLIENT", "PAUSE",
+                            "2500", "ALL"], capture_output=True, text=True, timeout=10)
+    assert stall.returncode == 0, stall.stderr
+    changes = nodes.wait_for("s", "state.changed", 3)
+    assert [(c["from"], c["to"]) for c in changes[1:3]] == [("leader", "degraded"),
+                                                             ("degraded", "leader")], changes
+    assert changes[2]["term"] == term
+    renewed_at = time.time()
+    again = nodes.wait_for("s", "child.started", 2, timeout=5.0)[1]
+    assert again["term"] == term
+    assert _first_line(out, after=renewed_at, timeout=5.0)[1] == term
+    assert nodes.events("s", "child.start_cancelled") == [], "a start of the live term was refused"
