@@ -175,6 +175,7 @@ class ChildRunner:
             self._grace, self._settings.node_id, env=inherited_env(os.environ),
             prefix_output=self._settings.child_output_prefix)
         self._process = process
+        self._backstop.adopted_by(process)
         self._link = WatchdogLink(control, on_report=self._report, on_lost=self._watchdog_lost)
         if outputs is not None:
             self._relay = OutputRelay(outputs, f"[{self._settings.node_id}] ".encode())

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator import watchdog
-from coordinator.watchdog import now
+from coordinator.watchdog import descendants, now, processes
 
 WATCHDOG_SCRIPT = Path(watchdog.__file__).resolve()
 
@@ -199,15 +199,22 @@ class Backstop:
     nothing; when the daemon is the one frozen, the watchdog acts alone.
 
     Killing by process group is safe only while the group's leader is not reaped (the id
-    cannot be reused before): the pidfd says so, as signalling it fails once it is reaped."""
+    cannot be reused before): the pidfd says so, as signalling it fails once it is reaped.
+    What left the group goes too: every descendant of the watchdog (a child subreaper, it
+    adopts the child's orphans, in whatever session) and of the child."""
 
     def __init__(self, on_kill: Callable[[int, str], None]) -> None:
         self._on_kill = on_kill
+        self._adopter: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
         self._pidfd: int | None = None
         self._bound: float | None = None
         self._held = False
         self._timer: asyncio.TimerHandle | None = None
+
+    def adopted_by(self, watchdog: subprocess.Popen[bytes]) -> None:
+        """The watchdog: the child's orphans are its children."""
+        self._adopter = watchdog
 
     def watch(self, pid: int, bound: float | None) -> None:
         """The watchdog started the child ``pid``; it must be gone by ``bound``."""
@@ -257,6 +264,7 @@ class Backstop:
             return  # reaped: the watchdog swept its group then
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._pid, signal.SIGKILL)
+        self._kill_descendants()
         if alive:  # else it only swept what the exited child left in its group
             self._on_kill(self._pid, reason)
 
@@ -267,6 +275,20 @@ class Backstop:
         while not self.exited() and now() < end:
             await asyncio.sleep(0.01)
         return self.exited()
+
+    def _kill_descendants(self) -> None:
+        """SIGKILL what the child started that left its group: below the watchdog (which
+        cannot reap them while it is frozen, so their pids stay theirs) and below the
+        child."""
+        parents = {pid: parent for pid, (parent, _) in processes().items()}
+        # its pid is its own until the daemon reaps it (Popen has not: no returncode yet)
+        adopter = self._adopter
+        roots = [adopter.pid] if adopter is not None and adopter.returncode is None else []
+        if self._pid is not None:
+            roots.append(self._pid)
+        for pid in {p for root in roots for p in descendants(parents, root)} - {self._pid}:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
     def _arm(self) -> None:
         if self._timer is not None:

@@ -443,3 +443,51 @@ def test_a_leader_that_degrades_and_renews_its_term_runs_its_child_again(
     assert again["term"] == term
     assert _first_line(out, after=renewed_at, timeout=5.0)[1] == term
     assert nodes.events("s", "child.start_cancelled") == [], "a start of the live term was refused"
+
+
+# ---- nothing the child started outlives it, even out of its session -------------------------
+
+# the child and a grandchild that left its process group and session (as a daemon does)
+# both write, and both ignore SIGTERM
+DAEMONIZING_WRITER = """
+import os, signal, sys, time
+node, term = os.environ["COORDINATOR_NODE_ID"], os.environ["COORDINATOR_TERM"]
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() != 0:
+        os._exit(0)
+else:
+    os.wait()
+pid = os.getpid()
+with open(sys.argv[1], "a", buffering=1) as f:
+    while True:
+        f.write(f"{node} {term} {pid} {time.time():.6f}\\n")
+        time.sleep(0.02)
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("watchdog_frozen", [False, True])
+def test_a_grandchild_in_a_session_of_its_own_ends_before_the_next_leaders_child_starts(
+    nodes: Nodes, tmp_path: Path, watchdog_frozen: bool
+) -> None:
+    script = tmp_path / "daemonizing.py"
+    script.write_text(DAEMONIZING_WRITER)
+    out = tmp_path / "lines"
+    nodes.spawn("a", [sys.executable, str(script), str(out)])
+    _first_line(out, after=0, timeout=START_WAIT)
+    nodes.spawn("b", [sys.executable, str(script), str(out)])
+    nodes.wait_for("b", "watchdog.started")
+    time.sleep(0.5)
+    assert len({pid for n, _, pid, _ in _lines(out) if n == "a"}) == 2, "no grandchild wrote"
+    if watchdog_frozen:  # the daemon's backstop must do it then
+        (watchdog,) = nodes.events("a", "watchdog.started")
+        os.kill(watchdog["pid"], signal.SIGSTOP)
+    termed_at = time.time()
+    nodes.procs["a"].terminate()
+    nxt = _first_line(out, after=termed_at, not_node="a", timeout=START_WAIT)
+    assert nodes.procs["a"].wait(timeout=15) == 0
+    time.sleep(0.3)
+    last_of_a = max(t for n, *_, t in _lines(out) if n == "a")
+    assert last_of_a < nxt[3], f"a's grandchild wrote {last_of_a - nxt[3]:.3f}s into b's tenure"
