@@ -274,7 +274,7 @@ class Watchdog:
         signal.signal(signal.SIGTERM, self._on_sigterm)
         # an adopted orphan's exit wakes the loop, which reaps it
         signal.signal(signal.SIGCHLD, _ignore)
-        _become_subreaper()
+        become_subreaper()
         # Ctrl-C and hang-ups reach the daemon too; it (or its end of the socket) says when
         # to stop. A handler rather than SIG_IGN: handlers are reset at exec, so the child
         # gets the default dispositions.
@@ -549,9 +549,9 @@ def _ignore(signum: int, frame: Any) -> None:
     """Signal handler that does nothing (see ``Watchdog.__init__``)."""
 
 
-def _become_subreaper() -> bool:
-    """Have the kernel give the watchdog the child's orphaned descendants, in whatever
-    group or session they are, rather than init (Linux 3.4+); True if it did."""
+def become_subreaper() -> bool:
+    """Have the kernel give this process its descendants' orphans, in whatever group or
+    session they are, rather than init (Linux 3.4+); True if it did."""
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):

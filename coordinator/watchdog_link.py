@@ -200,21 +200,25 @@ class Backstop:
 
     Killing by process group is safe only while the group's leader is not reaped (the id
     cannot be reused before): the pidfd says so, as signalling it fails once it is reaped.
-    What left the group goes too: every descendant of the watchdog (a child subreaper, it
-    adopts the child's orphans, in whatever session) and of the child."""
+    What left the group goes too: every descendant of the daemon but the watchdog (a child
+    subreaper, the watchdog adopts the child's orphans, in whatever session; the daemon,
+    one too, adopts them when the watchdog dies)."""
 
     def __init__(self, on_kill: Callable[[int, str], None]) -> None:
         self._on_kill = on_kill
         self._adopter: subprocess.Popen[bytes] | None = None
+        self._heir = False  # the daemon inherits the watchdog's orphans (a subreaper too)
         self._pid: int | None = None
         self._pidfd: int | None = None
         self._bound: float | None = None
         self._held = False
         self._timer: asyncio.TimerHandle | None = None
 
-    def adopted_by(self, watchdog: subprocess.Popen[bytes]) -> None:
-        """The watchdog: the child's orphans are its children."""
-        self._adopter = watchdog
+    def adopted_by(self, watchdog: subprocess.Popen[bytes], *, heir: bool) -> None:
+        """The watchdog: the child's orphans are its children; with ``heir``, this process
+        is a subreaper dedicated to the watchdog (``coordinator run``), and what the
+        watchdog had passes to it when the watchdog dies."""
+        self._adopter, self._heir = watchdog, heir
 
     def watch(self, pid: int, bound: float | None) -> None:
         """The watchdog started the child ``pid``; it must be gone by ``bound``."""
@@ -277,16 +281,17 @@ class Backstop:
         return self.exited()
 
     def _kill_descendants(self) -> None:
-        """SIGKILL what the child started that left its group: below the watchdog (which
-        cannot reap them while it is frozen, so their pids stay theirs) and below the
-        child."""
+        """SIGKILL what the child started that left its group: everything below the daemon
+        but the watchdog itself (frozen, it cannot reap what it adopted, so their pids stay
+        theirs; dead or dying, what it had passes to the daemon, a subreaper too)."""
         parents = {pid: parent for pid, (parent, _) in processes().items()}
-        # its pid is its own until the daemon reaps it (Popen has not: no returncode yet)
-        adopter = self._adopter
-        roots = [adopter.pid] if adopter is not None and adopter.returncode is None else []
-        if self._pid is not None:
-            roots.append(self._pid)
-        for pid in {p for root in roots for p in descendants(parents, root)} - {self._pid}:
+        spared = {self._pid}
+        roots = [os.getpid()] if self._heir else []
+        if self._adopter is not None and self._adopter.returncode is None:
+            spared.add(self._adopter.pid)  # its pid is its own until the daemon reaps it
+            roots.append(self._adopter.pid)
+        below = {pid for root in roots for pid in descendants(parents, root)}
+        for pid in below - spared:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
 

@@ -467,10 +467,14 @@ with open(sys.argv[1], "a", buffering=1) as f:
 """
 
 
+GRANDCHILD_FAULTS = ["daemon stopped", "daemon stopped, its watchdog frozen",
+                     "watchdog killed"]
+
+
 @pytest.mark.e2e
-@pytest.mark.parametrize("watchdog_frozen", [False, True])
+@pytest.mark.parametrize("fault", GRANDCHILD_FAULTS)
 def test_a_grandchild_in_a_session_of_its_own_ends_before_the_next_leaders_child_starts(
-    nodes: Nodes, tmp_path: Path, watchdog_frozen: bool
+    nodes: Nodes, tmp_path: Path, fault: str
 ) -> None:
     script = tmp_path / "daemonizing.py"
     script.write_text(DAEMONIZING_WRITER)
@@ -481,13 +485,16 @@ def test_a_grandchild_in_a_session_of_its_own_ends_before_the_next_leaders_child
     nodes.wait_for("b", "watchdog.started")
     time.sleep(0.5)
     assert len({pid for n, _, pid, _ in _lines(out) if n == "a"}) == 2, "no grandchild wrote"
-    if watchdog_frozen:  # the daemon's backstop must do it then
-        (watchdog,) = nodes.events("a", "watchdog.started")
+    (watchdog,) = nodes.events("a", "watchdog.started")
+    if fault == "daemon stopped, its watchdog frozen":  # the daemon's backstop must do it
         os.kill(watchdog["pid"], signal.SIGSTOP)
-    termed_at = time.time()
-    nodes.procs["a"].terminate()
-    nxt = _first_line(out, after=termed_at, not_node="a", timeout=START_WAIT)
-    assert nodes.procs["a"].wait(timeout=15) == 0
+    began = time.time()
+    if fault == "watchdog killed":  # the kernel kills the child; the daemon gives up leading
+        os.kill(watchdog["pid"], signal.SIGKILL)
+    else:
+        nodes.procs["a"].terminate()
+    nxt = _first_line(out, after=began, not_node="a", timeout=START_WAIT)
+    assert nodes.procs["a"].wait(timeout=15) == (1 if fault == "watchdog killed" else 0)
     time.sleep(0.3)
     last_of_a = max(t for n, *_, t in _lines(out) if n == "a")
     assert last_of_a < nxt[3], f"a's grandchild wrote {last_of_a - nxt[3]:.3f}s into b's tenure"
