@@ -6,6 +6,10 @@ begins, keeps it told of the lease deadline, and has it stop the child when lead
 the mode or the daemon says so. The watchdog guarantees the child never outlives the
 lease while the daemon is frozen or dead; the runner's backstop (``watchdog_link.Backstop``)
 does while the watchdog alone is frozen.
+
+The runner makes the daemon a child subreaper (as the watchdog is): it assumes a process of
+its own (``coordinator run``), so that what the child started and the watchdog adopted comes
+to the daemon if the watchdog dies, and is killed with the child.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from coordinator.errors import CoordinatorError, InvalidArgumentError
 from coordinator.hooks import Hooks, LeaderContext
 from coordinator.logs import get_logger
 from coordinator.settings import ENV_PREFIX, Settings
-from coordinator.watchdog import now, startable
+from coordinator.watchdog import become_subreaper, now, startable
 from coordinator.watchdog_link import Backstop, OutputRelay, WatchdogLink, spawn_watchdog
 
 RestartPolicy = Literal["on-failure", "always", "never"]
@@ -171,10 +175,13 @@ class ChildRunner:
     async def open(self) -> None:
         """Start the watchdog and wait until it listens, before any lease is taken: its own
         start-up must not delay the child's, and a watchdog that cannot run stops us here."""
+        # if the watchdog dies, what it adopted from the child comes here, to be killed
+        heir = become_subreaper()
         process, control, outputs = spawn_watchdog(
             self._grace, self._settings.node_id, env=inherited_env(os.environ),
             prefix_output=self._settings.child_output_prefix)
         self._process = process
+        self._backstop.adopted_by(process, heir=heir)
         self._link = WatchdogLink(control, on_report=self._report, on_lost=self._watchdog_lost)
         if outputs is not None:
             self._relay = OutputRelay(outputs, f"[{self._settings.node_id}] ".encode())
@@ -212,6 +219,13 @@ class ChildRunner:
     async def _lead(self, ctx: LeaderContext) -> None:
         self._mode = ctx.automation_mode
         self._term = ctx.term
+        if self._deadline is not None:
+            # The tenure's deadline, now with its term (its first came untagged). This runs
+            # only while the daemon leads ctx.term (the step that ends a tenure cancels this
+            # task), so the deadline is that term's: for a term led again after it ended
+            # (degraded, then renewed), this is what tells the watchdog it is live again,
+            # before any start of it.
+            self._send({"deadline": self._deadline, "term": ctx.term})
         quick_exits = 0
         try:
             while True:

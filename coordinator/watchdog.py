@@ -26,6 +26,21 @@ for a term at or below one whose deadline was withdrawn, or below the term of th
 deadline, is cancelled; a start queued behind a child still on its way out is cancelled
 when its tenure ends and otherwise runs to the latest deadline heard, not its own.
 
+Everything readable on the socket is read and applied before anything is acted on, so a
+watchdog that was frozen and reads a backlog acts on where the daemon is now, not on where
+it was: a start only becomes pending, and runs after the batch if its tenure is still live
+and no stop came after it.
+
+The socket is FIFO: a deadline for a term whose end was heard was sent after that end, so
+the daemon leads that term again (Redis stalled, the leader degraded, then renewed): the
+term is live again. Starts never revive a term; the daemon's runner says the term with the
+deadline before it sends a start.
+
+Nothing the child starts outlives it: the watchdog is a child subreaper (Linux), so the
+child's orphaned descendants, even those that left its process group and session, become
+the watchdog's; when it kills the child it kills every descendant of its own, and when the
+child is gone it sweeps them all and reaps them.
+
 Deadlines are seconds on ``now()`` (CLOCK_BOOTTIME where available), the clock the daemon
 reads too: it is one clock for every process on the machine.
 """
@@ -49,6 +64,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+SWEEP_WAIT = 1.0  # for the descendants SIGKILLed after the child's exit to be gone
 _BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
 
 
@@ -137,20 +154,37 @@ class Tenure:
 
 
 def stale(tenure: Tenure, term: int | None) -> bool:
-    """Whether a message names a tenure already known to have ended."""
+    """Whether a start names a tenure already known to have ended."""
     return term is not None and tenure.ended is not None and term <= tenure.ended
 
 
+def outdated(tenure: Tenure, term: int | None) -> bool:
+    """Whether a deadline message names a tenure older than one heard of since (terms only
+    grow: such a message can only be a leftover), or repeats the end of an ended one."""
+    if term is None:
+        return False
+    if tenure.term is not None and term < tenure.term:
+        return True
+    return tenure.ended is not None and term < tenure.ended
+
+
 def heard_deadline(tenure: Tenure, deadline: float | None, term: int | None) -> Tenure:
-    """A deadline message: a new bound for the tenure, or (None) the end of it. One that
-    names an ended tenure is stale and changes nothing."""
-    if stale(tenure, term):
+    """A deadline message: a new bound for the tenure, or (None) the end of it.
+
+    A fresh deadline for the term that ended last leads it again: messages come in the
+    order they were sent, so it was sent after the end, when the daemon led that term
+    again (degraded, then renewed). One that names an older tenure changes nothing."""
+    if outdated(tenure, term):
         return tenure
     if deadline is None:
+        if stale(tenure, term):
+            return tenure  # that end was heard already
         gone = term if term is not None else tenure.term
         ended = tenure.ended if gone is None else max(gone, tenure.ended or gone)
         return Tenure(None, None, ended)
-    return Tenure(deadline, term if term is not None else tenure.term, tenure.ended)
+    if term is None:
+        return Tenure(deadline, tenure.term, tenure.ended)
+    return Tenure(deadline, term, None if term == tenure.ended else tenure.ended)
 
 
 def refusal(tenure: Tenure, term: int | None) -> str | None:
@@ -167,6 +201,43 @@ def refusal(tenure: Tenure, term: int | None) -> str | None:
 def belongs(term: int | None, to: int | None) -> bool:
     """Whether a message for ``term`` is about the tenure ``to`` (an unsaid term is)."""
     return term is None or to is None or term == to
+
+
+def descendants(parents: dict[int, int], root: int) -> list[int]:
+    """Every process below ``root`` in ``parents`` (pid -> parent pid), parents first."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    found: list[int] = []
+    seen = {root}
+    todo = [root]
+    while todo:
+        for pid in sorted(children.get(todo.pop(0), ())):
+            if pid not in seen:
+                seen.add(pid)
+                found.append(pid)
+                todo.append(pid)
+    return found
+
+
+def processes() -> dict[int, tuple[int, str]]:
+    """Every process on the machine: pid -> (parent pid, state letter), from /proc (empty
+    where there is none)."""
+    found: dict[int, tuple[int, str]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            found[int(entry)] = (int(fields[1]), fields[0].decode())
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return found
 
 
 # ---- the process -------------------------------------------------------------------------
@@ -201,6 +272,9 @@ class Watchdog:
         self._poll.register(self._wake_r, select.POLLIN)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGTERM, self._on_sigterm)
+        # an adopted orphan's exit wakes the loop, which reaps it
+        signal.signal(signal.SIGCHLD, _ignore)
+        become_subreaper()
         # Ctrl-C and hang-ups reach the daemon too; it (or its end of the socket) says when
         # to stop. A handler rather than SIG_IGN: handlers are reset at exec, so the child
         # gets the default dispositions.
@@ -223,6 +297,7 @@ class Watchdog:
                 elif fd == self._wake_r:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_r, 512)
+                    self._reap_orphans(processes())
                 elif self._child is not None and fd == self._child.pidfd:
                     self._reap()
             if self._sigterm:
@@ -230,21 +305,32 @@ class Watchdog:
             child = self._child
             if child is not None and child.pidfd is None and child.process.poll() is not None:
                 self._reap()  # no pidfd on this system: polled on a tick
+            self._start_pending()
+        self._sweep()
         return 0
 
     # ---- messages ----
 
     def _read_control(self) -> None:
-        try:
-            data = self._control.recv(65536)
-        except (BlockingIOError, InterruptedError):
+        """Read everything the socket holds, then apply it all, in order: a frozen
+        watchdog's backlog is one batch, so a start in it is judged by what came after it
+        too (nothing is started here: see ``_start_pending``)."""
+        if self._closing:
             return
-        except OSError:
-            data = b""
-        if not data:
-            self._daemon_gone("the daemon's end of the socket closed")
-            return
-        self._inbox += data
+        chunks: list[bytes] = []
+        eof = False
+        while True:
+            try:
+                data = self._control.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                eof = True
+                break
+            chunks.append(data)
+        self._inbox += b"".join(chunks)
         *lines, self._inbox = self._inbox.split(b"\n")
         for line in lines:
             try:
@@ -254,6 +340,8 @@ class Watchdog:
                 continue
             if isinstance(message, dict):
                 self._handle(message)
+        if eof:
+            self._daemon_gone("the daemon's end of the socket closed")
 
     def _handle(self, message: dict[str, Any]) -> None:
         if "deadline" in message:
@@ -266,7 +354,7 @@ class Watchdog:
                 self._child.watch = with_stop(self._child.watch)
 
     def _heard_deadline(self, deadline: float | None, term: int | None) -> None:
-        if stale(self._tenure, term):
+        if outdated(self._tenure, term) or (deadline is None and stale(self._tenure, term)):
             self._log("watchdog.stale_deadline", term=term)
             return
         self._tenure = heard_deadline(self._tenure, deadline, term)
@@ -291,14 +379,23 @@ class Watchdog:
         deadline = start.get("deadline", self._tenure.deadline)
         self._tenure = Tenure(deadline, term if term is not None else self._tenure.term,
                               self._tenure.ended)
-        if self._child is None:
-            self._spawn(start)
-            return
-        # the old child is still on its way out; start this one after it
-        if not belongs(term, self._child.term):
+        # pending until the batch it came in is applied (and, if the old child is still on
+        # its way out, until that one is gone)
+        if self._child is not None and not belongs(term, self._child.term):
             self._child.watch = with_stop(self._child.watch)
         self._cancel_pending("superseded by a later start")
         self._pending = start
+
+    def _start_pending(self) -> None:
+        """Start the pending start, once no child is left and nothing more is to be read:
+        what the daemon sent after it (the end of its tenure, a stop) cancels it first."""
+        if self._pending is None or self._child is not None:
+            return
+        self._read_control()
+        if self._pending is None or self._child is not None:
+            return
+        start, self._pending = self._pending, None
+        self._spawn(start)
 
     def _daemon_gone(self, reason: str) -> None:
         if self._closing:
@@ -360,6 +457,41 @@ class Watchdog:
                       signal=sig.name, level="warning" if sig is signal.SIGKILL else "info")
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.process.pid, sig)
+            self._signal_descendants(sig, outside_group=child.process.pid)
+
+    def _signal_descendants(self, sig: signal.Signals, outside_group: int | None = None) -> None:
+        """Signal every descendant of the watchdog (the child's, and the orphans it adopted);
+        with ``outside_group``, only those that left that process group (the group had the
+        signal already)."""
+        for pid in descendants({p: pp for p, (pp, _) in processes().items()}, os.getpid()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if outside_group is None or os.getpgid(pid) != outside_group:
+                    os.kill(pid, sig)
+
+    def _reap_orphans(self, table: dict[int, tuple[int, str]]) -> None:
+        """Reap the adopted orphans that exited (never the child: its Popen reaps it)."""
+        mine = os.getpid()
+        child = self._child.process.pid if self._child is not None else None
+        for pid, (parent, state) in table.items():
+            if parent == mine and pid != child and state == "Z":
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+
+    def _sweep(self) -> None:
+        """SIGKILL every descendant left and reap those adopted, until none is left (or a
+        second passed: one stuck in the kernel dies when it leaves it, and is reaped then)."""
+        end = now() + SWEEP_WAIT
+        while True:
+            table = processes()
+            left = descendants({p: pp for p, (pp, _) in table.items()}, os.getpid())
+            for pid in left:
+                if table[pid][1] != "Z":
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+            self._reap_orphans(table)
+            if not left or now() >= end:
+                return
+            time.sleep(0.002)
 
     def _reap(self) -> None:
         child = self._child
@@ -374,11 +506,11 @@ class Watchdog:
             self._poll.unregister(child.pidfd)
             os.close(child.pidfd)
         self._child = None
+        # and whatever it started that left its group (even its session): the orphans were
+        # adopted by the watchdog, the rest are still below it
+        self._sweep()
         self._report("exited", pid=child.process.pid, term=child.term, status=status,
                      signalled=child.signalled)
-        if self._pending is not None:
-            start, self._pending = self._pending, None
-            self._spawn(start)
 
     def _timeout_ms(self) -> int:
         if self._child is None:
@@ -415,6 +547,16 @@ def _utc_now() -> str:
 
 def _ignore(signum: int, frame: Any) -> None:
     """Signal handler that does nothing (see ``Watchdog.__init__``)."""
+
+
+def become_subreaper() -> bool:
+    """Have the kernel give this process its descendants' orphans, in whatever group or
+    session they are, rather than init (Linux 3.4+); True if it did."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    return bool(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
 
 
 def _parent_death_signal(parent: int) -> Callable[[], None] | None:

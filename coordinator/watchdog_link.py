@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator import watchdog
-from coordinator.watchdog import now
+from coordinator.watchdog import descendants, now, processes
 
 WATCHDOG_SCRIPT = Path(watchdog.__file__).resolve()
 
@@ -199,15 +199,26 @@ class Backstop:
     nothing; when the daemon is the one frozen, the watchdog acts alone.
 
     Killing by process group is safe only while the group's leader is not reaped (the id
-    cannot be reused before): the pidfd says so, as signalling it fails once it is reaped."""
+    cannot be reused before): the pidfd says so, as signalling it fails once it is reaped.
+    What left the group goes too: every descendant of the daemon but the watchdog (a child
+    subreaper, the watchdog adopts the child's orphans, in whatever session; the daemon,
+    one too, adopts them when the watchdog dies)."""
 
     def __init__(self, on_kill: Callable[[int, str], None]) -> None:
         self._on_kill = on_kill
+        self._adopter: subprocess.Popen[bytes] | None = None
+        self._heir = False  # the daemon inherits the watchdog's orphans (a subreaper too)
         self._pid: int | None = None
         self._pidfd: int | None = None
         self._bound: float | None = None
         self._held = False
         self._timer: asyncio.TimerHandle | None = None
+
+    def adopted_by(self, watchdog: subprocess.Popen[bytes], *, heir: bool) -> None:
+        """The watchdog: the child's orphans are its children; with ``heir``, this process
+        is a subreaper dedicated to the watchdog (``coordinator run``), and what the
+        watchdog had passes to it when the watchdog dies."""
+        self._adopter, self._heir = watchdog, heir
 
     def watch(self, pid: int, bound: float | None) -> None:
         """The watchdog started the child ``pid``; it must be gone by ``bound``."""
@@ -257,6 +268,7 @@ class Backstop:
             return  # reaped: the watchdog swept its group then
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._pid, signal.SIGKILL)
+        self._kill_descendants()
         if alive:  # else it only swept what the exited child left in its group
             self._on_kill(self._pid, reason)
 
@@ -267,6 +279,21 @@ class Backstop:
         while not self.exited() and now() < end:
             await asyncio.sleep(0.01)
         return self.exited()
+
+    def _kill_descendants(self) -> None:
+        """SIGKILL what the child started that left its group: everything below the daemon
+        but the watchdog itself (frozen, it cannot reap what it adopted, so their pids stay
+        theirs; dead or dying, what it had passes to the daemon, a subreaper too)."""
+        parents = {pid: parent for pid, (parent, _) in processes().items()}
+        spared = {self._pid}
+        roots = [os.getpid()] if self._heir else []
+        if self._adopter is not None and self._adopter.returncode is None:
+            spared.add(self._adopter.pid)  # its pid is its own until the daemon reaps it
+            roots.append(self._adopter.pid)
+        below = {pid for root in roots for pid in descendants(parents, root)}
+        for pid in below - spared:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
     def _arm(self) -> None:
         if self._timer is not None:

@@ -415,3 +415,86 @@ def test_paused_stops_the_child_even_while_draining_and_running_starts_it(
     assert exited["exit_status"] == -signal.SIGTERM
     nodes.cli("resume")
     nodes.wait_for("p", "child.started", 2)
+
+
+# ---- the same term led again after a short Redis stall ---------------------------------------
+
+
+@pytest.mark.e2e
+def test_a_leader_that_degrades_and_renews_its_term_runs_its_child_again(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    script, out = _writer(tmp_path)
+    nodes.spawn("s", [sys.executable, script, str(out)], COORDINATOR_LEASE_TTL="4")
+    (started,) = nodes.wait_for("s", "child.started")
+    term = started["term"]
+    # every client waits 2.5 s: two renewals fail (each times out after the renew interval,
+    # 0.5 s: degraded, the child is stopped), then one goes through well before the key
+    # (TTL 4 s) lapses: leader again, under the same term
+    stall = subprocess.run(["redis-cli", "-p", str(nodes.server.port), "CLIENT", "PAUSE",
+                            "2500", "ALL"], capture_output=True, text=True, timeout=10)
+    assert stall.returncode == 0, stall.stderr
+    changes = nodes.wait_for("s", "state.changed", 3)
+    assert [(c["from"], c["to"]) for c in changes[1:3]] == [("leader", "degraded"),
+                                                             ("degraded", "leader")], changes
+    assert changes[2]["term"] == term
+    renewed_at = time.time()
+    again = nodes.wait_for("s", "child.started", 2, timeout=5.0)[1]
+    assert again["term"] == term
+    assert _first_line(out, after=renewed_at, timeout=5.0)[1] == term
+    assert nodes.events("s", "child.start_cancelled") == [], "a start of the live term was refused"
+
+
+# ---- nothing the child started outlives it, even out of its session -------------------------
+
+# the child and a grandchild that left its process group and session (as a daemon does)
+# both write, and both ignore SIGTERM
+DAEMONIZING_WRITER = """
+import os, signal, sys, time
+node, term = os.environ["COORDINATOR_NODE_ID"], os.environ["COORDINATOR_TERM"]
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() != 0:
+        os._exit(0)
+else:
+    os.wait()
+pid = os.getpid()
+with open(sys.argv[1], "a", buffering=1) as f:
+    while True:
+        f.write(f"{node} {term} {pid} {time.time():.6f}\\n")
+        time.sleep(0.02)
+"""
+
+
+GRANDCHILD_FAULTS = ["daemon stopped", "daemon stopped, its watchdog frozen",
+                     "watchdog killed"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("fault", GRANDCHILD_FAULTS)
+def test_a_grandchild_in_a_session_of_its_own_ends_before_the_next_leaders_child_starts(
+    nodes: Nodes, tmp_path: Path, fault: str
+) -> None:
+    script = tmp_path / "daemonizing.py"
+    script.write_text(DAEMONIZING_WRITER)
+    out = tmp_path / "lines"
+    nodes.spawn("a", [sys.executable, str(script), str(out)])
+    _first_line(out, after=0, timeout=START_WAIT)
+    nodes.spawn("b", [sys.executable, str(script), str(out)])
+    nodes.wait_for("b", "watchdog.started")
+    time.sleep(0.5)
+    assert len({pid for n, _, pid, _ in _lines(out) if n == "a"}) == 2, "no grandchild wrote"
+    (watchdog,) = nodes.events("a", "watchdog.started")
+    if fault == "daemon stopped, its watchdog frozen":  # the daemon's backstop must do it
+        os.kill(watchdog["pid"], signal.SIGSTOP)
+    began = time.time()
+    if fault == "watchdog killed":  # the kernel kills the child; the daemon gives up leading
+        os.kill(watchdog["pid"], signal.SIGKILL)
+    else:
+        nodes.procs["a"].terminate()
+    nxt = _first_line(out, after=began, not_node="a", timeout=START_WAIT)
+    assert nodes.procs["a"].wait(timeout=15) == (1 if fault == "watchdog killed" else 0)
+    time.sleep(0.3)
+    last_of_a = max(t for n, *_, t in _lines(out) if n == "a")
+    assert last_of_a < nxt[3], f"a's grandchild wrote {last_of_a - nxt[3]:.3f}s into b's tenure"

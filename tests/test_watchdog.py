@@ -20,6 +20,7 @@ from coordinator.watchdog import (
     Tenure,
     Watch,
     belongs,
+    descendants,
     due,
     heard_deadline,
     next_wake,
@@ -99,8 +100,27 @@ def test_a_withdrawn_deadline_ends_its_tenure_said_or_not() -> None:
     assert heard_deadline(t, None, None) == Tenure(None, None, 8)  # the term heard last
     assert heard_deadline(t, None, 9) == Tenure(None, None, 9)
     assert heard_deadline(Tenure(None, None, 9), None, 5) == Tenure(None, None, 9)  # max
-    # a renewal of an ended tenure that comes late is stale: it restores nothing
-    assert heard_deadline(Tenure(None, None, 9), 12.0, 9) == Tenure(None, None, 9)
+    assert heard_deadline(Tenure(None, None, 9), None, 9) == Tenure(None, None, 9)
+
+
+def test_a_fresh_deadline_for_the_term_that_ended_leads_it_again() -> None:
+    # the socket is FIFO: it was sent after the end, when the daemon led term 9 again
+    # (degraded, then renewed)
+    assert heard_deadline(Tenure(None, None, 9), 12.0, 9) == Tenure(12.0, 9, None)
+    assert refusal(heard_deadline(Tenure(None, None, 9), 12.0, 9), 9) is None
+    # an untagged one may be a new tenure's first: it revives nothing
+    assert heard_deadline(Tenure(None, None, 9), 12.0, None) == Tenure(12.0, None, 9)
+    # one for an older term than any heard of since is a leftover: it changes nothing
+    assert heard_deadline(Tenure(None, None, 9), 12.0, 8) == Tenure(None, None, 9)
+    assert heard_deadline(Tenure(11.0, 10, None), 12.0, 9) == Tenure(11.0, 10, None)
+    assert heard_deadline(Tenure(11.0, 10, None), None, 9) == Tenure(11.0, 10, None)
+
+
+def test_descendants_are_found_through_parent_links_parents_first() -> None:
+    parents = {10: 1, 11: 10, 12: 11, 13: 10, 20: 1, 21: 20, 14: 13}
+    assert descendants(parents, 10) == [11, 13, 12, 14]
+    assert descendants(parents, 12) == []
+    assert descendants({5: 6, 6: 5}, 5) == [6]  # a loop (cannot happen) ends
 
 
 def test_starts_of_ended_or_older_tenures_are_refused() -> None:
@@ -436,3 +456,140 @@ def test_a_late_renewal_of_an_ended_tenure_changes_nothing(harness: Any) -> None
     assert "started" in wd.report()[1]
     wd.send({"deadline": now() + 30, "term": 8})  # stale: term 8 ended before term 9 began
     assert wd.quiet_for(0.5), "a stale message stopped the new tenure's child"
+
+
+# ---- a watchdog that was frozen reads its backlog whole before it acts ------------------------
+
+
+@contextlib.contextmanager
+def frozen(wd: Harness) -> Iterator[None]:
+    """The watchdog stopped by its pid (SIGSTOP cannot be ignored) while the daemon talks on:
+    what is sent meanwhile waits in the socket, and is read in one go on SIGCONT."""
+    os.kill(wd.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(wd.process.pid, signal.SIGCONT)
+
+
+def test_a_backlog_in_which_the_tenure_ends_after_its_start_starts_nothing(harness: Any) -> None:
+    wd = harness()
+    with frozen(wd):  # the node leads (a start is queued), then hands over
+        wd.send({"deadline": now() + 30, "term": None})  # a tenure's first: term not yet known
+        wd.start(["/bin/sleep", "300"], now() + 30, term=8)
+        wd.send({"deadline": now() + 30, "term": 8})
+        wd.send({"deadline": None, "term": 8})
+        wd.send({"stop": True})
+    _, report = wd.report()
+    assert report["cancelled"]["term"] == 8, report
+    assert wd.quiet_for(0.5), "a child was started for a tenure that had ended"
+
+
+def test_a_backlog_in_which_a_stop_follows_the_start_starts_nothing(harness: Any) -> None:
+    wd = harness()
+    with frozen(wd):  # the node leads, then `coordinator pause` stops its child
+        wd.send({"deadline": now() + 30, "term": 8})
+        wd.start(["/bin/sleep", "300"], now() + 30, term=8)
+        wd.send({"stop": True})
+        wd.send({"deadline": now() + 30, "term": 8})  # it still leads, paused
+    _, report = wd.report()
+    assert report["cancelled"]["term"] == 8, report
+    assert wd.quiet_for(0.5), "a child was started after the stop that followed its start"
+
+
+def test_a_backlog_that_stops_and_starts_again_runs_the_last_start_only(harness: Any) -> None:
+    wd = harness()
+    with frozen(wd):  # paused, then running again
+        wd.send({"deadline": now() + 30, "term": 8})
+        wd.start(["/bin/sleep", "300"], now() + 30, term=8)
+        wd.send({"stop": True})
+        wd.start(["/bin/sleep", "300"], now() + 30, term=8)
+    reports = [wd.report()[1], wd.report()[1]]
+    assert [next(iter(r)) for r in reports] == ["cancelled", "started"], reports
+    assert wd.quiet_for(0.3)
+
+
+# ---- the same term led again: Redis stalled, the leader degraded and renewed -----------------
+
+
+def test_a_fresh_deadline_of_an_ended_term_leads_it_again(harness: Any) -> None:
+    wd = harness()
+    wd.send({"deadline": now() + 30, "term": 8})
+    wd.start(["/bin/sleep", "300"], now() + 30, term=8)
+    assert "started" in wd.report()[1]
+    wd.send({"deadline": None, "term": 8})  # two renewals failed: degraded
+    wd.send({"stop": True})
+    assert "exited" in wd.report()[1]
+    # a renewal succeeded after all: leader again under the same term. The socket is FIFO,
+    # so this deadline was sent after the end above: the daemon trusts term 8 again.
+    wd.send({"deadline": now() + 30, "term": None})
+    wd.send({"deadline": now() + 30, "term": 8})
+    wd.start(["/bin/sleep", "300"], now() + 30, term=8)
+    _, report = wd.report()
+    assert report.get("started", {}).get("term") == 8, report
+
+
+# ---- nothing the child started outlives it, in whatever session ------------------------------
+
+DAEMONIZING = """
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if os.fork() == 0:
+    os.setsid()  # out of the child's process group, as a daemon does
+    if os.fork() == 0:  # and orphaned: its parent exits
+        with open(sys.argv[1] + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+        time.sleep(float(sys.argv[2]))
+        os._exit(0)
+    os._exit(0)
+os.wait()
+if sys.argv[3] == "exit":
+    sys.exit(0)
+while True:
+    time.sleep(0.01)
+"""
+
+
+def _grandchild(wd: Harness, tmp_path: Path, *, lives: float, child: str) -> int:
+    pidfile = tmp_path / "grandchild"
+    wd.start([sys.executable, script(tmp_path, DAEMONIZING), str(pidfile), str(lives), child],
+             now() + 30)
+    assert "started" in wd.report()[1]
+    assert wait_until(pidfile.exists, 5)
+    pid = int(pidfile.read_text())
+    wd.child_pids.append(pid)  # swept by the cleanup whatever happens
+    return pid
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_grandchild_in_a_session_of_its_own_is_killed_with_the_child(harness: Any,
+                                                                       tmp_path: Path) -> None:
+    wd = harness(0.3)
+    grandchild = _grandchild(wd, tmp_path, lives=300, child="stay")
+    assert _parent(grandchild) == wd.process.pid  # the watchdog adopts the orphans
+    wd.send({"stop": True})  # SIGTERM, ignored by both; SIGKILL 0.3 s on
+    _, report = wd.report()
+    assert report["exited"]["signalled"] == "SIGKILL"
+    assert wait_until(lambda: gone(grandchild), 1.0), "the grandchild outlived the child"
+
+
+def test_a_grandchild_left_by_a_child_that_exits_by_itself_is_swept(harness: Any,
+                                                                    tmp_path: Path) -> None:
+    wd = harness()
+    grandchild = _grandchild(wd, tmp_path, lives=300, child="exit")
+    _, report = wd.report()
+    assert report["exited"]["status"] == 0 and report["exited"]["signalled"] is None
+    assert wait_until(lambda: gone(grandchild), 1.0), "the grandchild outlived the child"
+
+
+def test_adopted_orphans_that_exit_are_reaped(harness: Any, tmp_path: Path) -> None:
+    wd = harness()
+    grandchild = _grandchild(wd, tmp_path, lives=0.1, child="stay")
+    # gone means a zombie at most; reaped means not even that
+    assert wait_until(lambda: not os.path.exists(f"/proc/{grandchild}"), 2.0), \
+        "an adopted orphan was left a zombie"
