@@ -60,6 +60,9 @@ SHUTDOWN_BUDGET = 0.8
 # gives up on them (logged hook.abandoned) and releases the lease anyway: they were told to
 # stop, and the released lease makes the fence refuse whatever they still try to write
 LEADER_STOP_WAIT = 0.5
+# the release always gets this long, even when leader work used up the budget: it is what
+# spares the next leader a TTL (so a stop may take up to about a second)
+RELEASE_MIN_WAIT = 0.2
 
 
 def describe(error: BaseException) -> str:
@@ -315,8 +318,8 @@ class Daemon:
         grace = self._hooks.stop_grace
         ends = loop.time() + SHUTDOWN_BUDGET + grace
 
-        def left(cap: float = SHUTDOWN_STEP_TIMEOUT) -> float:
-            return max(0.01, min(cap, ends - loop.time()))
+        def left(cap: float = SHUTDOWN_STEP_TIMEOUT, floor: float = 0.01) -> float:
+            return max(floor, min(cap, ends - loop.time()))
 
         # first, in one step: no renewal or acquire any more, nothing new admitted,
         # can_schedule() false, every leader task cancelled, on_stopped_leading queued; a
@@ -357,7 +360,7 @@ class Daemon:
         self.log.info("daemon.stopped")
         self.stopped.set()
 
-    async def _release_on_stop(self, left: Callable[[], float], *, work_stopped: bool) -> None:
+    async def _release_on_stop(self, left: Callable[..., float], *, work_stopped: bool) -> None:
         # an acquire or renew in flight as the stop began may yet grant the lease: let its
         # reply land first (bounded), so the release comes after the grant in Redis
         call = self._lease_call
@@ -367,17 +370,40 @@ class Daemon:
             return  # never asked Redis for the lease: nothing to give back
         with contextlib.suppress(TimeoutError):  # announce earlier changes first, in order
             await bounded(self._outbox.flush(), left())
+        unanswered = call if call is not None and not call.done() else None
+        released = await self._release_once(left, work_stopped=work_stopped)
+        if unanswered is None:
+            return
+        # still unanswered at the release: Redis may run it after the release (e.g. both
+        # held up by a CLIENT PAUSE, then served in another order), and an acquire then
+        # grants a fresh tenure to this stopped daemon. Wait what is left, release again
+        if not unanswered.done():
+            await asyncio.wait([unanswered], timeout=left(cap=SHUTDOWN_BUDGET))
+        if not unanswered.done():
+            unanswered.cancel()
+            if not released:
+                self.log.warning("lease.release_uncertain",
+                                 reason="a lease request sent before the stop did not answer; "
+                                 "if Redis grants it, that lease expires after one TTL")
+        elif (not unanswered.cancelled() and unanswered.exception() is None
+              and unanswered.result().is_leader):
+            await self._release_once(left, work_stopped=work_stopped)
+
+    async def _release_once(self, left: Callable[..., float], *, work_stopped: bool) -> bool:
+        started = asyncio.get_running_loop().time()
         try:
             # any term of this holder's instance (release.lua checks both): also a lease a
             # reply granted that this daemon never observed; never another node's or tenure's
-            result = await bounded(self._lease.release(), left())
+            result = await bounded(self._lease.release(), left(floor=RELEASE_MIN_WAIT))
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
-            self.log.warning("lease.release_failed", error=describe(e))
-            return
+            self.log.warning("lease.release_failed", error=describe(e),
+                             waited_s=round(asyncio.get_running_loop().time() - started, 3))
+            return False
         self.log.info("lease.released", term=self._state.term, released=result.released,
                       leader_work_finished=work_stopped)
         if result.released:
             await self._observe(Released(self._clock.monotonic()))
+        return result.released
 
     # ---- one step of each loop (tests drive these directly) -----------------------------
 

@@ -229,7 +229,8 @@ async def test_a_planned_handover_is_forgotten_when_leadership_ends(redis: Any) 
                                       ttl_ms=60_000)).outcome == "requested"
         with capture_logs() as logs:
             await daemon.consider_handoff()
-        assert [e["to"] for e in logs if e["event"] == "handoff.planned"] == ["p"]
+        # (the handoff_requested event may prompt a second, identical look meanwhile)
+        assert {e["to"] for e in logs if e["event"] == "handoff.planned"} == {"p"}
         assert daemon.state.deadline is not None
         clock.now = daemon.state.deadline  # leadership ends before the handover happens
         daemon.check_deadline()

@@ -111,10 +111,13 @@ async def test_a_stop_before_start_means_the_start_does_nothing(redis: Any) -> N
     assert not daemon.loops_running() and not daemon.can_schedule()
 
 
+@pytest.mark.parametrize("pause_ms", [300, 500])
 async def test_a_stop_while_the_first_acquire_is_in_flight_releases_what_it_granted(
-        redis_server: Any) -> None:
+        redis_server: Any, pause_ms: int) -> None:
     # the acquire waits in Redis (CLIENT PAUSE) as the stop begins; the grant it brings
-    # back belongs to a stopped daemon, which must release it rather than let it expire
+    # back belongs to a stopped daemon, which must release it rather than let it expire.
+    # 500 ms outlasts the stop's wait for the reply: the release is then held up too, and
+    # Redis may serve it before the acquire
     import redis.asyncio as aioredis
 
     control = aioredis.Redis(port=redis_server.port)
@@ -123,7 +126,7 @@ async def test_a_stop_while_the_first_acquire_is_in_flight_releases_what_it_gran
     first_step = daemon.lease_step
 
     async def paused_step() -> None:
-        await control.execute_command("CLIENT", "PAUSE", 300, "ALL")
+        await control.execute_command("CLIENT", "PAUSE", pause_ms, "ALL")
         await first_step()
 
     daemon.lease_step = paused_step  # type: ignore[method-assign]
