@@ -304,9 +304,10 @@ class Daemon:
                           "make sure it is noeviction")
 
     async def stop(self) -> None:
-        """Leave leadership at once, then hand the lease back if held and mark the
-        controller stopping; within one second (plus ``Hooks.stop_grace``) whatever the
-        hooks do."""
+        """Leave leadership at once (and end a start under way), give leader work a bounded
+        while to stop, then release the lease (also one a reply in flight granted) and mark
+        the controller stopping; within about a second (plus ``Hooks.stop_grace``) whatever
+        the hooks do, unless a hook blocks the event loop itself (``time.sleep``)."""
         if self._stopping:
             await self.stopped.wait()
             return
