@@ -34,6 +34,7 @@ from coordinator.state import (
     Failed,
     Granted,
     HeldByOther,
+    ModeReading,
     Observation,
     Released,
     Resigned,
@@ -44,19 +45,24 @@ from coordinator.state import (
     Timing,
     Transition,
     can_schedule,
+    mode_reading_is_stale,
     next_attempt_delay,
     redis_clock_jump,
     retry_delay,
     step,
 )
 
-__all__ = ["Daemon", "PassResult", "describe", "handover_outcome"]
+__all__ = ["Daemon", "PassResult", "describe", "handover_outcome", "read_mode"]
 
 SHUTDOWN_STEP_TIMEOUT = 0.3
 SHUTDOWN_BUDGET = 0.8
 # of the budget: how long leader work and on_stopped_leading get to finish before a stop
-# gives up on them (and then leaves the lease to expire rather than release it under them)
+# gives up on them (logged hook.abandoned) and releases the lease anyway: they were told to
+# stop, and the released lease makes the fence refuse whatever they still try to write
 LEADER_STOP_WAIT = 0.5
+# the release always gets this long, even when leader work used up the budget: it is what
+# spares the next leader a TTL (so a stop may take up to about a second)
+RELEASE_MIN_WAIT = 0.2
 
 
 def describe(error: BaseException) -> str:
@@ -72,6 +78,23 @@ def handover_outcome(result: ReleaseResult) -> dict[str, Any]:
 
 
 DEADLINE_RECHECK = 1.0  # seconds between looks at the local deadline, at most
+
+
+async def read_mode(redis: Any, namespace: str) -> tuple[str, int]:
+    """The automation mode stored in Redis and Redis's clock (ms) as it was read, in one
+    transaction; ``running`` when none was ever set."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.get(keys.automation_mode_key(namespace))
+    pipe.time()
+    raw, (seconds, micros) = await pipe.execute()
+    mode = raw.decode() if isinstance(raw, bytes) else raw
+    return (mode if mode is not None else "running"), int(seconds) * 1000 + int(micros) // 1000
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # a lease call nobody awaits any more (its caller was cancelled): no warning for it
+    if not task.cancelled():
+        task.exception()
 
 
 class Daemon:
@@ -117,6 +140,13 @@ class Daemon:
         self._last_heartbeat_at: int | None = None
         self._last_heartbeat_local: float | None = None
         self._automation_mode = "running"
+        # the reading the mode last applied came from: a stale one never undoes it
+        self._mode_reading: ModeReading | None = None
+        self._mode_reader: asyncio.Task[None] | None = None
+        self._mode_read_again = False
+        self._starting: asyncio.Task[None] | None = None  # start()'s checklist, while it runs
+        self._lease_call: asyncio.Future[Any] | None = None  # the acquire/renew in flight
+        self._asked_for_lease = False
         self._handoff_target: str | None = None  # planned by this tenure, forgotten with it
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
@@ -127,9 +157,12 @@ class Daemon:
         self._stopping = False
         self.stopped = asyncio.Event()
         self.log = get_logger("coordinator.daemon").bind(node_id=settings.node_id)
-        # hooks run in order, off the loops; one that overruns a TTL is abandoned
+        # hooks run in order, off the loops; one that overruns a TTL is abandoned. Two
+        # queues: notifications (on_lease_state_change, on_automation_mode_change) never
+        # hold up leader work (the wait for it, on_stopped_leading, on_started_leading)
         self._hook_queue = HookQueue(self.log, bound=settings.lease_ttl)
-        self._work = LeaderWork(self._hooks, self._hook_queue, self.log, self._context,
+        self._work_queue = HookQueue(self.log, bound=settings.lease_ttl)
+        self._work = LeaderWork(self._hooks, self._work_queue, self.log, self._context,
                                 self._mode_now)
 
     # ---- the public surface -------------------------------------------------------------
@@ -217,7 +250,27 @@ class Daemon:
             not task.done() for task in self._loops)
 
     async def start(self) -> None:
-        """Run the start-up checklist, then leave the loops running."""
+        """Run the start-up checklist, then leave the loops running.
+
+        A ``stop()`` before or during the start ends it: the start then returns without
+        error, having started nothing that outlives the stop."""
+        if self._stopping:
+            return
+        checklist = asyncio.ensure_future(self._start_up())
+        self._starting = checklist
+        try:
+            await checklist
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._stopping and checklist.cancelled() and not (
+                    current is not None and current.cancelling()):
+                self.log.info("daemon.start_ended", reason="stopped during start")
+                return
+            raise
+        finally:
+            self._starting = None
+
+    async def _start_up(self) -> None:
         self.log.info("daemon.starting", redis=self.settings.redis_url_redacted,
                       namespace=self.settings.namespace, lease=self.settings.lease_name,
                       instance_id=self.instance_id)
@@ -227,9 +280,11 @@ class Daemon:
         self._spawn(self._outbox.run())
         self._spawn(self._follow_events())
         await self.lease_step()  # 3. acquire or renew
-        await self._hook_queue.settled()  # its on_lease_state_change before the checklist hooks
+        # (on_lease_state_change is a notification: the checklist does not wait for it)
         await self._run_hook("load_local_runs", self._hooks.load_local_runs)  # 4.
         await self._run_hook("reconcile_local_runs", self._hooks.reconcile_local_runs)  # 5.
+        if self._stopping:  # a hook swallowed the stop's cancellation: start nothing more
+            return
         self._checklist_done = True  # 6. scheduling may start (leader only)
         if self._state.role is Role.LEADER and self._state.term is not None:
             self._work.start(self._state.term)
@@ -249,9 +304,10 @@ class Daemon:
                           "make sure it is noeviction")
 
     async def stop(self) -> None:
-        """Leave leadership at once, then hand the lease back if held and mark the
-        controller stopping; within one second (plus ``Hooks.stop_grace``) whatever the
-        hooks do."""
+        """Leave leadership at once (and end a start under way), give leader work a bounded
+        while to stop, then release the lease (also one a reply in flight granted) and mark
+        the controller stopping; within about a second (plus ``Hooks.stop_grace``) whatever
+        the hooks do, unless a hook blocks the event loop itself (``time.sleep``)."""
         if self._stopping:
             await self.stopped.wait()
             return
@@ -263,29 +319,32 @@ class Daemon:
         grace = self._hooks.stop_grace
         ends = loop.time() + SHUTDOWN_BUDGET + grace
 
-        def left(cap: float = SHUTDOWN_STEP_TIMEOUT) -> float:
-            return max(0.01, min(cap, ends - loop.time()))
+        def left(cap: float = SHUTDOWN_STEP_TIMEOUT, floor: float = 0.01) -> float:
+            return max(floor, min(cap, ends - loop.time()))
 
         # first, in one step: no renewal or acquire any more, nothing new admitted,
-        # can_schedule() false, every leader task cancelled, on_stopped_leading queued
+        # can_schedule() false, every leader task cancelled, on_stopped_leading queued; a
+        # start under way ends too
+        starting = self._starting
+        if starting is asyncio.current_task():
+            starting = None  # a start-up hook asked for the stop: it ends with this task
+        if starting is not None:
+            starting.cancel()
         for task in self._loops:
             task.cancel()
+        if self._mode_reader is not None:
+            self._mode_reader.cancel()
         self._observe_now(Resigned(self._clock.monotonic()))
+        # leader work was told to stop: it gets a bounded while to finish (what does not is
+        # logged hook.abandoned), then the lease is released whatever it does, so nobody waits
+        # a TTL and the fence refuses a task that would not stop
         work_stopped = await self._work.stopped(left(LEADER_STOP_WAIT + grace), during="stop")
         # bounded: a library that swallows a cancellation must not hold up the shutdown
-        if self._loops:
-            await asyncio.wait(self._loops, timeout=left())
+        waits = [*self._loops, *([starting] if starting is not None else [])]
+        if waits:
+            await asyncio.wait(waits, timeout=left())
         self._cancel_deadline_timer()
-        # a degraded daemon, or a reply in flight as the stop began, may still hold the lease
-        # in Redis: releasing it (only ours can be released) spares the others its expiry
-        held = self._state
-        if held.leader_id == self.settings.node_id and held.term is not None:
-            if work_stopped:
-                await self._release_on_stop(held.term, left)
-            else:
-                # it may still be running: releasing now could let another node's work overlap
-                self.log.warning("lease.release_skipped", term=held.term,
-                                 reason="leader work did not stop in time; the lease expires")
+        await self._release_on_stop(left, work_stopped=work_stopped)
         with contextlib.suppress(CoordinatorError, TimeoutError, *UNAVAILABLE):
             await bounded(self._heartbeat.beat("stopping"), left())
         with contextlib.suppress(TimeoutError):
@@ -297,21 +356,55 @@ class Daemon:
         # overran the budget was abandoned: cancel it once more, leave nothing behind
         await self._hook_queue.settled(left())
         self._work.cancel_all()
+        self._work_queue.cancel_all()
         self._hook_queue.cancel_all()
         self.log.info("daemon.stopped")
         self.stopped.set()
 
-    async def _release_on_stop(self, term: int, left: Callable[[], float]) -> None:
+    async def _release_on_stop(self, left: Callable[..., float], *, work_stopped: bool) -> None:
+        # an acquire or renew in flight as the stop began may yet grant the lease: let its
+        # reply land first (bounded), so the release comes after the grant in Redis
+        call = self._lease_call
+        if call is not None and not call.done():
+            await asyncio.wait([call], timeout=left())
+        if not self._asked_for_lease:
+            return  # never asked Redis for the lease: nothing to give back
         with contextlib.suppress(TimeoutError):  # announce earlier changes first, in order
             await bounded(self._outbox.flush(), left())
-        try:
-            result = await bounded(self._lease.release(term=term), left())
-        except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
-            self.log.warning("lease.release_failed", error=describe(e))
+        unanswered = call if call is not None and not call.done() else None
+        released = await self._release_once(left, work_stopped=work_stopped)
+        if unanswered is None:
             return
-        self.log.info("lease.released", term=term, released=result.released)
+        # still unanswered at the release: Redis may run it after the release (e.g. both
+        # held up by a CLIENT PAUSE, then served in another order), and an acquire then
+        # grants a fresh tenure to this stopped daemon. Wait what is left, release again
+        if not unanswered.done():
+            await asyncio.wait([unanswered], timeout=left(cap=SHUTDOWN_BUDGET))
+        if not unanswered.done():
+            unanswered.cancel()
+            if not released:
+                self.log.warning("lease.release_uncertain",
+                                 reason="a lease request sent before the stop did not answer; "
+                                 "if Redis grants it, that lease expires after one TTL")
+        elif (not unanswered.cancelled() and unanswered.exception() is None
+              and unanswered.result().is_leader):
+            await self._release_once(left, work_stopped=work_stopped)
+
+    async def _release_once(self, left: Callable[..., float], *, work_stopped: bool) -> bool:
+        started = asyncio.get_running_loop().time()
+        try:
+            # any term of this holder's instance (release.lua checks both): also a lease a
+            # reply granted that this daemon never observed; never another node's or tenure's
+            result = await bounded(self._lease.release(), left(floor=RELEASE_MIN_WAIT))
+        except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
+            self.log.warning("lease.release_failed", error=describe(e),
+                             waited_s=round(asyncio.get_running_loop().time() - started, 3))
+            return False
+        self.log.info("lease.released", term=self._state.term, released=result.released,
+                      leader_work_finished=work_stopped)
         if result.released:
             await self._observe(Released(self._clock.monotonic()))
+        return result.released
 
     # ---- one step of each loop (tests drive these directly) -----------------------------
 
@@ -320,17 +413,16 @@ class Daemon:
         self._wake.clear()
         sent = self._clock.monotonic()
         self._last_sent_at = sent
+        self._asked_for_lease = True
         try:
-            result = await bounded(
+            result = await self._lease_request(
                 self._lease.acquire(
                     # only terms from Redis's own replies: the events channel is advisory
                     highest_seen_term=self._state.highest_seen_term,
                     preferred_holder_id=self.settings.node_id if self.settings.is_preferred else None,
                     wait_replicas=self.settings.min_replicas_ack,
                     wait_timeout_ms=round(self.settings.replica_ack_timeout * 1000),
-                ),
-                self._op_timeout,
-            )
+                ))
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
             self.metrics.observe_renew(self._clock.monotonic() - sent, ok=False)
             self.log.warning("lease.failed", error=describe(e),
@@ -339,7 +431,7 @@ class Daemon:
             return
         received = self._clock.monotonic()
         self.metrics.observe_renew(received - sent, ok=True)
-        self._follow_mode(result.automation_mode)
+        self._follow_mode(result.automation_mode, result.redis_now, sent, received)
         wanted = self.settings.min_replicas_ack
         if result.is_leader and result.replicas_acked is not None and result.replicas_acked < wanted:
             # only the master has this lease: a failover could lose it, so do not lead on it
@@ -358,6 +450,18 @@ class Daemon:
                                result.remaining_ms, result.redis_now, sent)
         self._report_redis_clock(seen)
         await self._observe(seen)
+
+    async def _lease_request(self, call: Coroutine[Any, Any, Any]) -> Any:
+        """``call`` within the op timeout; a cancellation of the caller (a stop) leaves it
+        running, so the stop can wait for its reply before it releases."""
+        task = asyncio.ensure_future(call)
+        task.add_done_callback(_retrieve)
+        self._lease_call = task
+        try:
+            return await bounded(asyncio.shield(task), self._op_timeout)
+        except TimeoutError:
+            task.cancel()
+            raise
 
     def _report_redis_clock(self, seen: Observation) -> None:
         """Log and count a step of Redis's clock this reply shows (the state machine acts)."""
@@ -501,7 +605,8 @@ class Daemon:
         if not isinstance(event, dict):
             return
         if event.get("type") == "automation_mode_changed":
-            self._follow_mode(event.get("mode"))
+            # a prompt, never the mode itself: anyone who may PUBLISH could forge it
+            self._read_mode_soon()
             return
         if event.get("lease") != self.settings.lease_name:
             return
@@ -538,7 +643,43 @@ class Daemon:
         else:
             self._early_look = asyncio.get_running_loop().call_later(wait, look)
 
-    def _follow_mode(self, mode: Any) -> None:
+    def _read_mode_soon(self) -> None:
+        # one read at a time; events heard meanwhile make one more read after it
+        if self._mode_reader is not None:
+            self._mode_read_again = True
+            return
+        self._mode_reader = asyncio.ensure_future(self._read_modes())
+
+    async def _read_modes(self) -> None:
+        try:
+            again = True
+            while again and not self._stopping:
+                self._mode_read_again = False
+                sent = self._clock.monotonic()
+                try:
+                    mode, at = await bounded(read_mode(self._redis, self.settings.namespace),
+                                             self._op_timeout)
+                except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
+                    self.log.warning("automation_mode.read_failed", error=describe(e))
+                else:
+                    self.log.debug("automation_mode.read", mode=str(mode)[:40], redis_now=at)
+                    self._follow_mode(mode, at, sent, self._clock.monotonic())
+                again = self._mode_read_again
+        finally:
+            self._mode_reader = None
+
+    def _follow_mode(self, mode: Any, redis_now: int, sent_at: float, received_at: float) -> None:
+        """Apply a mode Redis reported (a lease reply, or a read the events channel
+        prompted), unless the reading is older than the one applied last."""
+        seen = ModeReading(str(mode), redis_now, sent_at, received_at)
+        if mode_reading_is_stale(self._mode_reading, seen):
+            if mode != self._automation_mode:
+                applied = self._mode_reading
+                self.log.info("automation_mode.stale_ignored", mode=seen.mode[:40],
+                              redis_now=redis_now, applied_mode=self._automation_mode,
+                              applied_at=None if applied is None else applied.redis_now)
+            return
+        self._mode_reading = seen
         if mode == self._automation_mode:
             return
         if mode not in MODES:
@@ -646,6 +787,9 @@ class Daemon:
             self.log.exception("hook.failed", hook=name)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self._stopping:  # a start that went on after a stop starts no loop
+            coro.close()
+            return
         self._loops.append(asyncio.ensure_future(coro))
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:

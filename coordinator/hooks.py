@@ -52,7 +52,8 @@ class Hooks:
     status_fields: Callable[[], dict[str, Any]] | None = None
     # seconds a stop gives leader work and on_stopped_leading on top of its one-second
     # budget, for hooks that must wait for something outside (a child process's grace);
-    # work that is still running after it is abandoned and the lease is left to expire
+    # work that is still running after it is abandoned (hook.abandoned) and the lease is
+    # released all the same: it was told to stop, and the fence refuses its writes after
     stop_grace: float = 0.0
 
     def __post_init__(self) -> None:

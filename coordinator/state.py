@@ -162,6 +162,31 @@ class Transition:
 Effect = StartLeading | StopLeading | Transition
 
 
+@dataclass(frozen=True)
+class ModeReading:
+    """The automation mode as one Redis reply read it: Redis's clock (ms) when it was read,
+    and when (local monotonic) the request went and its reply came back."""
+
+    mode: str
+    redis_now: int
+    sent_at: float
+    received_at: float
+
+
+def mode_reading_is_stale(applied: ModeReading | None, seen: ModeReading) -> bool:
+    """True if ``seen`` may be older than the reading applied last, so must not undo it.
+
+    A request sent after the applied reading came back was answered after it (Redis runs
+    commands one at a time): fresh, whatever Redis's clock says (it may have stepped back).
+    One sent before that is fresh only if Redis read it later, by Redis's own clock; in the
+    same millisecond the order is unknown and the applied reading stays (the next renewal,
+    one interval on, decides).
+    """
+    if applied is None or seen.sent_at > applied.received_at:
+        return False
+    return seen.redis_now <= applied.redis_now
+
+
 def can_schedule(state: State, now: float) -> bool:
     """True only while leader, the lease is known held, and the local deadline has not passed."""
     return state.role is Role.LEADER and state.deadline is not None and now < state.deadline

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,23 +16,32 @@ from coordinator.settings import Settings
 
 
 class BackgroundDaemon:
-    """A ``Daemon`` on its own thread and event loop; every method is safe from any thread."""
+    """A ``Daemon`` on its own thread and event loop; every method is safe from any thread.
+
+    ``stop()`` may come at any moment, before, during or after ``start()``: it ends with the
+    loops stopped and the lease released (a ``start()`` it overtakes returns quietly)."""
 
     def __init__(self, settings: Settings, *, hooks: Hooks | None = None) -> None:
         self._settings, self._hooks = settings, hooks
         self._loop: asyncio.AbstractEventLoop | None = None
         self._daemon: Daemon | None = None
         self._thread: threading.Thread | None = None
+        self._created = threading.Event()  # the loop and the daemon exist (or failed to)
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._stopping = False
+        self._lock = threading.Lock()
 
     def start(self, timeout: float = 10.0) -> None:
-        """Start the thread and wait until the daemon's start-up checklist is done."""
-        if self._thread is not None:
-            raise CoordinatorError("already started")
-        self._thread = threading.Thread(target=self._main, name="coordinator", daemon=True)
-        self._thread.start()
+        """Start the thread and wait until the daemon's start-up checklist is done (or a
+        ``stop()`` ended it)."""
+        with self._lock:
+            if self._thread is not None:
+                raise CoordinatorError("already started")
+            self._thread = threading.Thread(target=self._main, name="coordinator", daemon=True)
+            if self._stopping:
+                return  # stopped before it started: nothing to start
+            self._thread.start()
         if not self._ready.wait(timeout):
             raise CoordinatorError(f"the daemon did not start within {timeout}s")
         if self._error is not None:
@@ -69,33 +79,38 @@ class BackgroundDaemon:
         return self._daemon.status_snapshot()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the daemon (leaving leadership first, then releasing its lease) and the thread."""
+        """Stop the daemon (leaving leadership first, then releasing its lease) and the
+        thread; also while ``start()`` is still under way on another thread."""
         # first, from the caller's thread: no pass is admitted and can_schedule() is false
         # from here on, before the daemon's loop even picks the stop up
-        self._stopping = True
-        loop, daemon, thread = self._loop, self._daemon, self._thread
-        if loop is None or daemon is None or thread is None:
-            return
-        if loop.is_running():
-            asyncio.run_coroutine_threadsafe(daemon.stop(), loop).result(timeout)
-            loop.call_soon_threadsafe(loop.stop)
+        with self._lock:
+            self._stopping = True
+            thread = self._thread
+        if thread is None or thread.ident is None:
+            return  # never started (and now never will)
+        self._created.wait(timeout)
+        loop, daemon = self._loop, self._daemon
+        if loop is not None and daemon is not None and not daemon.stopped.is_set():
+            # RuntimeError: the loop closed meanwhile (the start failed and stopped the daemon)
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(daemon.stop(), loop).result(timeout)
         thread.join(timeout)
 
     def _main(self) -> None:
         loop = asyncio.new_event_loop()
-        self._loop = loop
         asyncio.set_event_loop(loop)
         try:
-            self._daemon = Daemon(self._settings, hooks=self._hooks)
-            loop.run_until_complete(self._daemon.start())
+            daemon = Daemon(self._settings, hooks=self._hooks)
         except BaseException as e:  # reported to start()'s caller
             self._error = e
+            self._created.set()
             self._ready.set()
             loop.close()
             return
-        self._ready.set()
+        self._loop, self._daemon = loop, daemon
+        self._created.set()
         try:
-            loop.run_forever()
+            loop.run_until_complete(self._run(daemon))
         finally:
             # what the stop abandoned (a hook that would not finish) is cancelled, not leaked
             pending = asyncio.all_tasks(loop)
@@ -104,3 +119,16 @@ class BackgroundDaemon:
             if pending:
                 loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
             loop.close()
+
+    async def _run(self, daemon: Daemon) -> None:
+        # the whole life of the daemon is this one coroutine: a stop at any point of it
+        # (even inside start()) is daemon.stop() on this loop, and the loop ends after it
+        try:
+            await daemon.start()
+        except Exception as e:  # reported to start()'s caller
+            self._error = e
+            self._ready.set()
+            await daemon.stop()  # what the start began (a lease, loops) ends with it
+            return
+        self._ready.set()
+        await daemon.stopped.wait()

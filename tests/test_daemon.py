@@ -81,8 +81,11 @@ async def test_checklist_runs_in_order_and_the_leader_may_schedule(redis: Any) -
     try:
         term = daemon.state.term
         assert term is not None
-        assert rec.calls[:4] == ["changed:leader", "load_local_runs", "reconcile_local_runs",
-                                 f"started:{term}"]
+        # on_lease_state_change is a notification, on a queue of its own: the checklist
+        # does not wait for it, so only its presence is certain, not its place
+        assert [c for c in rec.calls if c != "changed:leader"][:3] == [
+            "load_local_runs", "reconcile_local_runs", f"started:{term}"]
+        await until(lambda: "changed:leader" in rec.calls)
         assert daemon.can_schedule()
         seen: list[LeaderContext] = []
 
@@ -139,7 +142,8 @@ async def test_renew_failures_degrade_at_the_threshold_and_recover(breakable: Br
         clock.advance(0.1)
         await daemon.lease_step()
         assert daemon.state.role is Role.DEGRADED and not daemon.can_schedule()
-        await until(lambda: rec.calls[-2:] == ["stopped", "changed:degraded"])
+        # (on_stopped_leading and the notification run on separate queues: either first)
+        await until(lambda: sorted(rec.calls[-2:]) == ["changed:degraded", "stopped"])
         assert rec.work_cancelled.is_set()
         assert daemon.status_snapshot()["last_error"]
         breakable.bring_back()

@@ -170,9 +170,10 @@ async def test_stop_is_bounded_when_a_hook_hangs(redis: Any, hanging: str) -> No
             await asyncio.wait_for(stopping, HANG)
         events = [e["event"] for e in logs]
         assert "hook.abandoned" in events and "daemon.stopped" in events
-        # leader work did not confirm it stopped: the lease is left to expire, not released
-        assert "lease.release_skipped" in events and "lease.released" not in events
-        assert await daemon.lease.get() is not None
+        # leader work was told to stop and did not finish in time: abandoned, and the lease
+        # released all the same (the fence refuses what it still tries)
+        assert "lease.released" in events and "lease.release_skipped" not in events
+        assert await daemon.lease.get() is None
     finally:
         unblock.set()
 
@@ -228,7 +229,8 @@ async def test_a_planned_handover_is_forgotten_when_leadership_ends(redis: Any) 
                                       ttl_ms=60_000)).outcome == "requested"
         with capture_logs() as logs:
             await daemon.consider_handoff()
-        assert [e["to"] for e in logs if e["event"] == "handoff.planned"] == ["p"]
+        # (the handoff_requested event may prompt a second, identical look meanwhile)
+        assert {e["to"] for e in logs if e["event"] == "handoff.planned"} == {"p"}
         assert daemon.state.deadline is not None
         clock.now = daemon.state.deadline  # leadership ends before the handover happens
         daemon.check_deadline()
@@ -384,8 +386,8 @@ def test_resigning_leaves_leadership_and_a_late_grant_is_recorded_not_led_on() -
 async def test_stop_grace_gives_a_slow_on_stopped_leading_time_before_the_release(
         redis: Any, grace: float) -> None:
     # a hook that needs longer than the stop's own wait for leader work (e.g. for a child
-    # process to exit): without a grace it is abandoned and the lease left to expire; with
-    # one the stop waits for it, then releases
+    # process to exit): without a grace it is abandoned (and the lease released all the
+    # same); with one the stop waits for it, then releases
     async def stopped() -> None:
         await asyncio.sleep(LEADER_STOP_WAIT + 0.3)
 
@@ -399,8 +401,10 @@ async def test_stop_grace_gives_a_slow_on_stopped_leading_time_before_the_releas
         assert "lease.released" in events and "hook.abandoned" not in events
         assert await daemon.lease.get() is None
     else:
-        assert "lease.release_skipped" in events and "hook.abandoned" in events
-        assert await daemon.lease.get() is not None
+        assert "hook.abandoned" in events and "lease.released" in events
+        (released,) = [e for e in logs if e["event"] == "lease.released"]
+        assert released["leader_work_finished"] is False
+        assert await daemon.lease.get() is None
 
 
 @pytest.mark.parametrize("grace", [-1, float("nan"), True, 3600])

@@ -9,6 +9,7 @@ from coordinator.state import (
     Failed,
     Granted,
     HeldByOther,
+    ModeReading,
     Observation,
     Released,
     Role,
@@ -18,6 +19,7 @@ from coordinator.state import (
     Timing,
     Transition,
     can_schedule,
+    mode_reading_is_stale,
     next_attempt_delay,
     redis_clock_jump,
     retry_delay,
@@ -234,3 +236,32 @@ def test_every_transition_says_why() -> None:
         _, effects = step(before, seen, T)
         transitions = [e for e in effects if isinstance(e, Transition)]
         assert [t.reason for t in transitions] == [reason], seen
+
+
+# ---- which reading of the automation mode wins -------------------------------------------
+
+PAUSE_READ = ModeReading("paused", redis_now=5_000, sent_at=10.0, received_at=10.2)
+
+
+def test_the_first_reading_of_the_mode_is_never_stale() -> None:
+    assert not mode_reading_is_stale(None, PAUSE_READ)
+
+
+def test_a_reply_redis_gave_before_the_applied_reading_is_stale() -> None:
+    # sent before the pause's reading came back, read by Redis earlier: it must not undo it
+    old = ModeReading("running", redis_now=4_990, sent_at=9.9, received_at=10.3)
+    assert mode_reading_is_stale(PAUSE_READ, old)
+    same_ms = ModeReading("running", redis_now=5_000, sent_at=10.1, received_at=10.3)
+    assert mode_reading_is_stale(PAUSE_READ, same_ms)  # order unknown: the applied one stays
+
+
+def test_a_reply_redis_gave_later_is_fresh_even_if_sent_earlier() -> None:
+    later = ModeReading("running", redis_now=5_001, sent_at=10.1, received_at=10.3)
+    assert not mode_reading_is_stale(PAUSE_READ, later)
+
+
+def test_a_request_sent_after_the_applied_reading_came_back_is_fresh_whatever_the_redis_clock(
+) -> None:
+    # Redis's clock stepped back (or a failover to a server behind): causality still orders
+    stepped_back = ModeReading("running", redis_now=1_000, sent_at=10.25, received_at=10.3)
+    assert not mode_reading_is_stale(PAUSE_READ, stepped_back)

@@ -118,3 +118,64 @@ def test_each_mode_means_the_same_through_the_facade(redis_server: RedisServer) 
     finally:
         background.stop()
     assert background.run_scheduler_pass(work) == "skipped_not_leader"
+
+
+def test_a_stop_during_start_ends_it_and_releases_the_lease(redis_server: RedisServer) -> None:
+    import redis
+
+    entered = threading.Event()
+    led: list[int] = []
+
+    async def loading() -> None:  # the start is under way, the lease already acquired
+        entered.set()
+        await asyncio.sleep(30)
+
+    async def lead(ctx: LeaderContext) -> None:
+        led.append(ctx.term)
+
+    background = make(redis_server, Hooks(load_local_runs=loading, on_started_leading=lead))
+    starter = threading.Thread(target=background.start)
+    starter.start()
+    assert entered.wait(10)
+    client = redis.Redis(port=redis_server.port)
+    assert client.exists("{coordinator}:lease:global") == 1
+    background.stop()
+    starter.join(10)
+    assert not starter.is_alive()  # start() returned with the stop
+    assert client.exists("{coordinator}:lease:global") == 0
+    time.sleep(1.0)  # two renew intervals: nothing renews or acquires it again
+    assert client.exists("{coordinator}:lease:global") == 0
+    assert led == [] and not background.can_schedule()
+
+
+def test_a_stop_right_after_start_began_leaves_nothing_running(redis_server: RedisServer) -> None:
+    import redis
+
+    led: list[int] = []
+
+    async def lead(ctx: LeaderContext) -> None:
+        led.append(ctx.term)
+
+    client = redis.Redis(port=redis_server.port)
+    for _ in range(3):  # whatever point of the start the stop lands on
+        background = make(redis_server, Hooks(on_started_leading=lead))
+        starter = threading.Thread(target=background.start)
+        starter.start()
+        background.stop()
+        starter.join(10)
+        assert not starter.is_alive()
+        time.sleep(0.6)  # past a renew interval: a daemon left running would hold the lease
+        assert client.exists("{coordinator}:lease:global") == 0
+        assert not background.can_schedule()
+    assert led == []
+
+
+def test_a_stop_before_start_means_start_starts_nothing(redis_server: RedisServer) -> None:
+    import redis
+
+    background = make(redis_server)
+    background.stop()
+    background.start()
+    time.sleep(0.3)
+    assert redis.Redis(port=redis_server.port).exists("{coordinator}:lease:global") == 0
+    assert not background.can_schedule()
