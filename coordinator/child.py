@@ -40,6 +40,9 @@ STABLE_RUN = 10.0  # a child that ran this long before exiting starts the backof
 WATCHDOG_EXIT_WAIT = 1.0
 WATCHDOG_READY_WAIT = 10.0
 BACKSTOP_WAIT = 1.0  # for a child the daemon itself SIGKILLed to be gone
+# how long after the grace the watchdog may take to report the child gone before the daemon
+# kills it itself (the watchdog SIGKILLs at the grace; this is its report's way back)
+REPORT_WAIT = 0.5
 
 
 @dataclass(frozen=True)
@@ -162,11 +165,12 @@ class ChildRunner:
 
     def hooks(self) -> Hooks:
         """The daemon hooks that drive the child."""
-        # stop_grace: a stop waits for the child's SIGTERM grace before it releases the lease
+        # stop_grace: a stop releases the lease only after _wait_gone has seen the child gone,
+        # by the watchdog's hand or, if it is frozen, the daemon's own (backstop)
         return Hooks(on_started_leading=self._lead, on_stopped_leading=self._wait_gone,
                      on_automation_mode_change=self._mode_changed,
                      on_lease_deadline=self._deadline_moved, status_fields=self.status_fields,
-                     stop_grace=self._grace)
+                     stop_grace=self._grace + REPORT_WAIT + BACKSTOP_WAIT)
 
     def status_fields(self) -> dict[str, Any]:
         """``{"child": {running, pid, term, started_at, restarts, ...}}`` for the status."""
@@ -269,7 +273,7 @@ class ChildRunner:
         if self._backstopped and self._backstop.exited():
             return
         try:
-            await bounded(self._idle.wait(), self._grace + 1)
+            await bounded(self._idle.wait(), self._grace + REPORT_WAIT)
         except TimeoutError:
             self.log.error("child.stop_timed_out", grace=self._grace)
             self._backstopped = await self._backstop.kill_and_wait(
@@ -384,7 +388,7 @@ class ChildRunner:
         self._send({"stop": True})
 
     def _backstop_killed(self, pid: int, reason: str) -> None:
-        self.log.error("child.killed_by_daemon", pid=pid, reason=reason)
+        self.log.warning("child.killed_by_daemon", pid=pid, reason=reason)  # the backstop works
 
     def _send(self, message: dict[str, Any]) -> None:
         if self._link is not None:

@@ -297,7 +297,8 @@ async def test_heartbeats_list_every_controller_with_liveness(redis: Any) -> Non
 async def test_each_mode_says_what_a_scheduler_pass_does(redis: Any) -> None:
     from coordinator.modes import set_automation_mode
 
-    daemon = Daemon(settings("a"), redis=redis, clock=FakeClock())
+    clock = FakeClock()
+    daemon = Daemon(settings("a"), redis=redis, clock=clock)
     await daemon.start()
     modes: list[str] = []
 
@@ -308,6 +309,9 @@ async def test_each_mode_says_what_a_scheduler_pass_does(redis: Any) -> None:
         for mode, result in [("paused", "skipped_paused"), ("draining", "skipped_draining"),
                              ("running", "scheduled")]:
             await set_automation_mode(redis, "coordinator", mode)
+            # time moves on: a reading whose request left after the last one came back is
+            # fresh; with a clock that stands still, readings within one Redis ms would tie
+            clock.advance(0.002)
             await daemon.lease_step()  # the mode rides on the renew reply
             assert await daemon.run_scheduler_pass(work) == result
             assert daemon.can_schedule() and daemon.state.role is Role.LEADER  # keeps its lease
