@@ -2,7 +2,7 @@
 counterexample for each old bug.
 
 Each case is one check: ``spin -a``, ``gcc -O2 pan.c``, ``./pan`` (safety: assertions and
-end states; the liveness promise is a bounded-response assertion, see model/README.md).
+end states; the liveness promise is a bounded-response assertion, see docs/protocol.md).
 A clean check must also be complete: a search cut short by the memory limit proves nothing.
 An old-bug check must fail on the assertion that states the broken promise, not on another.
 """
@@ -63,7 +63,7 @@ CHECKS = [
           (*LIVE, "-DOLD_RESERVE"), "dead_res"),
     Check("old-watchdog-restores-a-queued-start-deadline", "watchdog.pml",
           ("-DPROP_START", "-DPROP_RUN", "-DOLD_RESTORE"), "told_end"),
-    # a limit of the new design (model/README.md, "Findings"): with one term unit per tick,
+    # a limit of the new design (docs/protocol.md, "Findings"): with one term unit per tick,
     # terms that ran ahead of the clock repeat after a failover faster than the run-ahead
     Check("finding-terms-ahead-of-the-clock-repeat-after-a-fast-failover", "lease.pml",
           (*LEASE, "-DT_MAX=4", "-DPROP_TERMS", "-DFAULT_FAILOVER", "-DHANDOVER", "-DSCALE=1"),
