@@ -16,18 +16,18 @@ from coordinator import keys
 from coordinator.backend import connect
 from coordinator.boundary import UNAVAILABLE
 from coordinator.clock import Clock, bounded
-from coordinator.errors import CoordinatorError
+from coordinator.errors import BackendUnavailableError, CoordinatorError
 from coordinator.events import Outbox
 from coordinator.eviction import UNKNOWN, RedisReport, check_eviction
 from coordinator.handoff import choose_handoff, read_candidates
 from coordinator.hooks import HookQueue, Hooks, LeaderContext
-from coordinator.leader_work import LeaderWork, PassResult
+from coordinator.leader_work import Leadership, LeaderWork, PassResult
 from coordinator.lease import Lease, new_instance_id
 from coordinator.logs import get_logger
 from coordinator.membership import ControllerStatus, Heartbeat
 from coordinator.metrics import Metrics
 from coordinator.modes import MODES
-from coordinator.records import FenceResult, ReleaseResult
+from coordinator.records import ReleaseResult
 from coordinator.settings import Settings
 from coordinator.state import (
     DeadlinePassed,
@@ -52,7 +52,7 @@ from coordinator.state import (
     step,
 )
 
-__all__ = ["Daemon", "PassResult", "describe", "handover_outcome", "read_mode"]
+__all__ = ["Daemon", "Leadership", "PassResult", "describe", "handover_outcome", "read_mode"]
 
 SHUTDOWN_STEP_TIMEOUT = 0.3
 SHUTDOWN_BUDGET = 0.8
@@ -78,6 +78,15 @@ def handover_outcome(result: ReleaseResult) -> dict[str, Any]:
 
 
 DEADLINE_RECHECK = 1.0  # seconds between looks at the local deadline, at most
+
+
+def _unreachable(url: str, error: BaseException) -> str:
+    """Why a start with ``require_redis`` failed, naming the server, never a key."""
+    detail = describe(error)
+    if "DB index" in detail:
+        return (f"Redis at {url} refused the connection's set-up: {detail} (the database "
+                "number in COORDINATOR_REDIS_URL is beyond the server's `databases`)")
+    return f"Redis at {url} cannot be reached: {detail}"
 
 
 async def read_mode(redis: Any, namespace: str) -> tuple[str, int]:
@@ -181,6 +190,39 @@ class Daemon:
         """True only while leader, the lease is known held, and the local deadline holds."""
         return can_schedule(self._state, self._clock.monotonic())
 
+    def leadership(self) -> Leadership:
+        """Whether this node leads now and under which term, from one reading of the state
+        (two reads, ``can_schedule()`` then ``state.term``, could straddle a change)."""
+        state = self._state  # immutable: one reading
+        leading = (not self._stopping and self._checklist_done and self._work.term is not None
+                   and state.term is not None and can_schedule(state, self._clock.monotonic()))
+        return Leadership(leading, state.term if leading else None)
+
+    async def wait_until_leader(self, timeout: float | None = None) -> bool:
+        """Wait until this node leads (True), or ``timeout`` seconds pass or the daemon
+        stops (False)."""
+        while not self._stopping:
+            if self.leadership().leading:
+                return True
+            leading = asyncio.ensure_future(self._work.leading.wait())
+            stopped = asyncio.ensure_future(self.stopped.wait())
+            try:
+                done, _ = await asyncio.wait([leading, stopped], timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                leading.cancel()
+                stopped.cancel()
+            if not done:
+                return self.leadership().leading
+        return False
+
+    async def __aenter__(self) -> Daemon:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
     async def run_scheduler_pass(
         self, work: Callable[[LeaderContext], Awaitable[Any]]
     ) -> PassResult:
@@ -249,13 +291,18 @@ class Daemon:
         return self._checklist_done and not self._stopping and all(
             not task.done() for task in self._loops)
 
-    async def start(self) -> None:
+    async def start(self, *, require_redis: bool = False) -> None:
         """Run the start-up checklist, then leave the loops running.
 
         A ``stop()`` before or during the start ends it: the start then returns without
-        error, having started nothing that outlives the stop."""
+        error, having started nothing that outlives the stop. With ``require_redis``, a
+        start whose Redis cannot be reached (or refuses the connection's set-up, e.g. a
+        database index out of range) stops the daemon and raises
+        ``BackendUnavailableError`` saying why, instead of running on ``degraded``."""
         if self._stopping:
             return
+        if require_redis:
+            await self._require_redis()
         checklist = asyncio.ensure_future(self._start_up())
         self._starting = checklist
         try:
@@ -269,6 +316,18 @@ class Daemon:
             raise
         finally:
             self._starting = None
+        if require_redis and self._state.role is Role.DEGRADED and not self._stopping:
+            error = self._state.last_error or "the lease could not be read"
+            await self.stop()
+            raise BackendUnavailableError(
+                f"Redis at {self.settings.redis_url_redacted} did not serve the lease: {error}")
+
+    async def _require_redis(self) -> None:
+        try:
+            await bounded(self._redis.ping(), self._op_timeout)
+        except Exception as e:  # every failure here is the connection's, not a key's
+            await self.stop()
+            raise BackendUnavailableError(_unreachable(self.settings.redis_url_redacted, e)) from e
 
     async def _start_up(self) -> None:
         self.log.info("daemon.starting", redis=self.settings.redis_url_redacted,
@@ -289,6 +348,10 @@ class Daemon:
         if self._state.role is Role.LEADER and self._state.term is not None:
             self._work.start(self._state.term)
         self._spawn(self._lease_loop())
+        initial = self._hooks.on_initial_state
+        if initial is not None:
+            snapshot = self.status_snapshot()
+            self._hook_queue.put("on_initial_state", lambda: initial(snapshot))
         self.log.info("daemon.started", role=self._state.role.value, term=self._state.term)
 
     async def _check_redis(self) -> None:
@@ -719,6 +782,11 @@ class Daemon:
                 self._leave_leadership(effect.reason)
             elif isinstance(effect, StartLeading) and self._checklist_done:
                 self._work.start(effect.term)
+        new_leader = self._hooks.on_new_leader
+        if (new_leader is not None and new.leader_id is not None and new.term is not None
+                and (new.leader_id, new.term) != (old.leader_id, old.term)):
+            holder, tenure = new.leader_id, new.term
+            self._hook_queue.put("on_new_leader", lambda: new_leader(holder, tenure))
         hook = self._hooks.on_lease_state_change
         if hook is not None and any(isinstance(e, Transition) for e in effects):
             snapshot = self.status_snapshot()
@@ -746,13 +814,10 @@ class Daemon:
 
     def _context(self, term: int) -> LeaderContext:
         return LeaderContext(node_id=self.settings.node_id, host=self.settings.host, term=term,
-                             _mode=self._mode_now, _fence=self._fence)
+                             _mode=self._mode_now, _lease=self._lease)
 
     def _mode_now(self) -> str:
         return self._automation_mode
-
-    async def _fence(self, key: str, value: str | bytes, term: int, px: int | None) -> FenceResult:
-        return await self._lease.fenced_set(key, value, term, px=px)
 
     def _leave_leadership(self, reason: str) -> None:
         if self._work.term is None:

@@ -30,3 +30,17 @@ class UnexpectedReplyError(CoordinatorError):
 
 class LeaseLostError(CoordinatorError):
     """Leadership ended (lease lost or local deadline passed) while leader work ran."""
+
+
+class FencedWriteRefused(CoordinatorError):
+    """A fenced write was refused: ``term`` is not (or no longer) this process's live
+    tenure, so nothing was written. ``result`` is the ``FenceResult`` (``current_term`` is
+    the live lease's term, None when nobody holds it)."""
+
+    def __init__(self, key: str, result: object) -> None:
+        term = getattr(result, "term", None)
+        current = getattr(result, "current_term", None)
+        super().__init__(f"fenced write to {key} refused: term {term} is not the live tenure "
+                         f"(the lease's term is {current})")
+        self.key = key
+        self.result = result

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from coordinator.errors import InvalidArgumentError
@@ -13,30 +15,111 @@ from coordinator.records import FenceResult
 
 @dataclass(frozen=True)
 class LeaderContext:
-    """Handed to leader work: who leads, under which term, and a fencing helper bound to it."""
+    """Handed to leader work: who leads, under which term, and fenced writes bound to it.
+
+    Every fenced write is applied only while this context's tenure (its term, this node's
+    holder and instance id) is the live lease, atomically in Redis; a refused one raises
+    ``FencedWriteRefused`` (``raise_on_refused=False`` returns the result instead)."""
 
     node_id: str
     host: str
     term: int
     _mode: Callable[[], str]
-    _fence: Callable[[str, str | bytes, int, int | None], Awaitable[FenceResult]]
+    _lease: Any  # the daemon's Lease
 
     @property
     def automation_mode(self) -> str:
         """The namespace's automation mode now (it may change while the work runs)."""
         return self._mode()
 
-    async def fenced_set(self, key: str, value: str | bytes, *, px: int | None = None) -> FenceResult:
-        """SET ``key`` only while this context's term is still the live lease's term."""
-        return await self._fence(key, value, self.term, px)
+    async def fenced_set(self, key: str, value: str | bytes, *, px: int | None = None,
+                         raise_on_refused: bool = True) -> FenceResult:
+        """SET ``key`` (expiring after ``px`` ms if given) under this context's tenure."""
+        result: FenceResult = await self._lease.fenced_set(
+            key, value, self.term, px=px, raise_on_refused=raise_on_refused)
+        return result
+
+    async def fenced_delete(self, key: str, *, raise_on_refused: bool = True) -> FenceResult:
+        """DEL ``key`` under this context's tenure."""
+        result: FenceResult = await self._lease.fenced_delete(
+            key, self.term, raise_on_refused=raise_on_refused)
+        return result
+
+    async def fenced_hset(self, key: str, mapping: dict[str, str | bytes | int | float], *,
+                          raise_on_refused: bool = True) -> FenceResult:
+        """HSET ``mapping`` into ``key`` under this context's tenure."""
+        result: FenceResult = await self._lease.fenced_hset(
+            key, mapping, self.term, raise_on_refused=raise_on_refused)
+        return result
+
+    async def fenced_incrby(self, key: str, amount: int, *,
+                            raise_on_refused: bool = True) -> FenceResult:
+        """INCRBY ``key`` under this context's tenure (the new value in ``.value``)."""
+        result: FenceResult = await self._lease.fenced_incrby(
+            key, amount, self.term, raise_on_refused=raise_on_refused)
+        return result
 
 
 Hook = Callable[[], Awaitable[Any]]
 
+# the hooks that may be plain functions: those run on a worker thread (asyncio.to_thread),
+# so a blocking hook never holds up the lease loop
+_MAY_BE_SYNC = ("load_local_runs", "reconcile_local_runs", "on_lease_state_change",
+                "on_started_leading", "on_stopped_leading", "on_automation_mode_change",
+                "on_new_leader", "on_initial_state")
+
+
+def _is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        type(fn).__call__)
+
+
+def in_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """``fn`` (a plain function) as a coroutine function that runs it on a worker thread;
+    an awaitable it returns (a lambda returning a coroutine) is awaited on the loop."""
+
+    @functools.wraps(fn)
+    async def run(*args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, functools.partial(fn, *args))
+
+        def close_orphan(done: asyncio.Future[Any]) -> None:
+            # cancelled while the thread ran: a coroutine it returned is closed, not leaked
+            if done.cancelled():
+                return
+            if done.exception() is None and inspect.iscoroutine(done.result()):
+                done.result().close()
+
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(close_orphan)
+            raise
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    return run
+
 
 @dataclass(frozen=True)
 class Hooks:
-    """Optional async callables; a hook that raises is logged and never kills the loops."""
+    """Optional callables; a hook that raises is logged and never kills the loops.
+
+    Each hook but ``on_lease_deadline`` and ``status_fields`` may be a coroutine function
+    (run on the daemon's loop: it must not block) or a plain function (run on a worker
+    thread, so it may block; a plain ``on_started_leading`` cannot be cancelled: it should
+    return when ``BackgroundDaemon.leadership()`` says it no longer leads, and its writes
+    are fenced all the same).
+
+    Snapshot fields that could confuse (``on_lease_state_change``, ``on_initial_state``):
+    ``role`` is this node's state now (leader / standby / degraded); ``can_schedule`` says
+    the lease is held and its local deadline holds; ``scheduler_enabled`` says, besides,
+    that the start-up checklist (load_local_runs, reconcile_local_runs) has finished, so
+    leader work may start. The first leader callback of a start comes during the checklist:
+    ``scheduler_enabled`` false next to ``can_schedule`` true is that moment, and
+    ``on_started_leading`` follows once the checklist is done.
+    """
 
     load_local_runs: Hook | None = None
     reconcile_local_runs: Hook | None = None
@@ -44,6 +127,12 @@ class Hooks:
     on_started_leading: Callable[[LeaderContext], Awaitable[Any]] | None = None
     on_stopped_leading: Hook | None = None
     on_automation_mode_change: Callable[[str], Awaitable[Any]] | None = None
+    # on every node, leader or not: called with (holder_id, term) each time the lease is
+    # seen under a new tenure (client-go's OnNewLeader), this node's own included
+    on_new_leader: Callable[[str, int], Awaitable[Any]] | None = None
+    # once per start, when the start-up checklist is done: the status snapshot then
+    # (role leader or standby or degraded), so an app knows where it stands from the start
+    on_initial_state: Callable[[dict[str, Any]], Awaitable[Any]] | None = None
     # plain (not async) and quick: called with the local monotonic deadline until which the
     # lease is trusted (None when not leading) each time it moves, e.g. to tell a watchdog
     on_lease_deadline: Callable[[float | None], None] | None = None
@@ -60,6 +149,17 @@ class Hooks:
         grace = self.stop_grace
         if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace < 3600:
             raise InvalidArgumentError(f"stop_grace must be seconds in [0, 3600), got {grace!r}")
+        names = {f.name for f in fields(self)}
+        for name in _MAY_BE_SYNC:
+            if name not in names:
+                continue
+            hook = getattr(self, name)
+            if hook is None:
+                continue
+            if not callable(hook):
+                raise InvalidArgumentError(f"hook {name} must be callable, got {hook!r}")
+            if not _is_async(hook):
+                object.__setattr__(self, name, in_thread(hook))
 
 
 class HookQueue:

@@ -11,12 +11,20 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from coordinator.errors import LeaseLostError
 from coordinator.hooks import HookQueue, Hooks, LeaderContext
 
 PassResult = Literal["scheduled", "skipped_not_leader", "skipped_paused", "skipped_draining"]
+
+
+class Leadership(NamedTuple):
+    """One atomic reading: whether this node leads now, and under which term (None when not
+    leading). Unpacks as a pair: ``leading, term = daemon.leadership()``."""
+
+    leading: bool
+    term: int | None
 
 
 class LeaderWork:
@@ -31,12 +39,14 @@ class LeaderWork:
         self._paused: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         self._hook_due = False  # on_started_leading is to (re)start once the mode is running
         self._wind_down: tuple[asyncio.Task[bool], ...] = ()  # the last leadership end's hooks
+        self.leading = asyncio.Event()  # set while a term is led (for wait_until_leader)
 
     def start(self, term: int) -> None:
         """Leadership began under ``term``: start on_started_leading (if the mode lets it)."""
         if self.term is not None:
             return
         self.term = term
+        self.leading.set()
         self._log.info("leader.started", term=term)
         self._hook_due = True
         self.resume()
@@ -84,6 +94,7 @@ class LeaderWork:
         if self.term is None:
             return
         term, self.term = self.term, None
+        self.leading.clear()
         self._hook_due = False
         tasks = list(self._tasks)
         for task in tasks:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+from dataclasses import dataclass
 from typing import Any
 
 from coordinator import keys
 from coordinator.boundary import reading, text_map
 from coordinator.errors import (
     CorruptDataError,
+    FencedWriteRefused,
     InvalidArgumentError,
     UnexpectedReplyError,
 )
@@ -24,10 +26,19 @@ from coordinator.records import (
 )
 from coordinator.scripts import register_scripts, run_script, run_script_and_wait
 
-__all__ = ["DEFAULT_HISTORY_MAXLEN", "MAX_TERM", "Lease", "new_instance_id", "read_lease", "ttl_to_ms"]
+__all__ = ["DEFAULT_HISTORY_MAXLEN", "MAX_TERM", "FencedWrite", "Lease", "new_instance_id",
+           "read_lease", "ttl_to_ms"]
 
 DEFAULT_HISTORY_MAXLEN = 10_000
 _MAX_TTL_MS = 365 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class FencedWrite(FenceResult):
+    """A ``FenceResult`` with what the write's command replied (None when refused):
+    1 for SET, keys removed for DEL, fields added for HSET, the new value for INCRBY."""
+
+    value: int | None = None
 
 
 def new_instance_id() -> str:
@@ -249,28 +260,70 @@ class Lease:
         return await read_lease(self._redis, self.namespace, self.name)
 
     async def fenced_set(
-        self, key: str, value: str | bytes, term: int, *, px: int | None = None
-    ) -> FenceResult:
+        self, key: str, value: str | bytes, term: int, *, px: int | None = None,
+        raise_on_refused: bool = True,
+    ) -> FencedWrite:
         """SET ``key`` only while this process's tenure ``term`` is the live lease, atomically.
 
         The live lease must carry ``term`` and this Lease's holder and instance id: a term
-        alone could be shared by two tenures after a failover that lost writes.
+        alone could be shared by two tenures after a failover that lost writes. A refused
+        write raises ``FencedWriteRefused`` (``raise_on_refused=False``: it returns the
+        result, ``accepted`` False). ``px``: expiry in milliseconds.
         On Redis Cluster ``key`` must share the namespace's hash tag (see ``keys.fenced_key``).
         """
+        if px is not None and (isinstance(px, bool) or not isinstance(px, int) or px < 0):
+            raise InvalidArgumentError(f"px must be milliseconds, an int >= 0, got {px!r}")
+        return await self._fenced("set", key, term, [value, px or 0], [], raise_on_refused)
+
+    async def fenced_delete(self, key: str, term: int, *,
+                            raise_on_refused: bool = True) -> FencedWrite:
+        """DEL ``key`` (of any type) only while ``term`` is this process's live tenure;
+        ``value`` is the number of keys removed (0 or 1)."""
+        return await self._fenced("del", key, term, ["", 0], [], raise_on_refused)
+
+    async def fenced_hset(self, key: str, mapping: dict[str, str | bytes | int | float],
+                          term: int, *, raise_on_refused: bool = True) -> FencedWrite:
+        """HSET ``mapping`` into the hash ``key`` only while ``term`` is this process's live
+        tenure; ``value`` is the number of fields added."""
+        if not isinstance(mapping, dict) or not mapping:
+            raise InvalidArgumentError("fenced_hset needs a non-empty mapping")
+        pairs: list[Any] = []
+        for field, item in mapping.items():
+            if isinstance(item, bool) or not isinstance(item, str | bytes | int | float):
+                raise InvalidArgumentError(f"fenced_hset: field {field!r} has a value of type "
+                                           f"{type(item).__name__}")
+            pairs += [field, item]
+        return await self._fenced("hset", key, term, ["", 0], pairs, raise_on_refused)
+
+    async def fenced_incrby(self, key: str, amount: int, term: int, *,
+                            raise_on_refused: bool = True) -> FencedWrite:
+        """INCRBY ``key`` by ``amount`` only while ``term`` is this process's live tenure;
+        ``value`` is the new value."""
+        if isinstance(amount, bool) or not isinstance(amount, int) or abs(amount) >= MAX_TERM:
+            raise InvalidArgumentError(f"amount must be an int below 2**53 in size, got {amount!r}")
+        return await self._fenced("incrby", key, term, ["", 0], [amount], raise_on_refused)
+
+    async def _fenced(self, op: str, key: str, term: int, head: list[Any], tail: list[Any],
+                      raise_on_refused: bool) -> FencedWrite:
         if isinstance(term, bool) or not isinstance(term, int) or not 1 <= term < MAX_TERM:
             raise InvalidArgumentError(f"term must be an int from 1 to 2**53 - 1, got {term!r}")
         if not isinstance(key, str) or not key:
-            raise InvalidArgumentError("fenced_set needs a non-empty key")
+            raise InvalidArgumentError(f"fenced_{op} needs a non-empty key")
         reply = await run_script(
             self._scripts.fence, [self.key, key],
-            [term, value, px or 0, self.holder_id, self.instance_id],
+            [term, *head, self.holder_id, self.instance_id, op, *tail],
         )
         code, now = reply[0], int(reply[1])
         if code not in ("ok", "stale"):
             raise UnexpectedReplyError(f"fence replied {code!r}")
         current = int(reply[2]) if reply[2] not in ("", None) else None
         self._saw_term(current)
-        return FenceResult(accepted=code == "ok", term=term, current_term=current, redis_now=now)
+        value = int(reply[3]) if code == "ok" and len(reply) > 3 else None
+        result = FencedWrite(accepted=code == "ok", term=term, current_term=current,
+                             redis_now=now, value=value)
+        if not result.accepted and raise_on_refused:
+            raise FencedWriteRefused(key, result)
+        return result
 
 
 async def read_lease(redis: Any, namespace: str, name: str) -> LeaseRecord | None:

@@ -31,7 +31,7 @@ async def run_probe(daemon: Daemon, name: str) -> None:
     async def write(ctx: LeaderContext) -> None:
         value = json.dumps({"node_id": ctx.node_id, "term": ctx.term, "seq": seq},
                            separators=(",", ":"))
-        result = await ctx.fenced_set(key, value)
+        result = await ctx.fenced_set(key, value, raise_on_refused=False)  # logs refusals too
         log.info("probe.write", accepted=result.accepted, term=result.term, seq=seq,
                  current_term=result.current_term, redis_now=result.redis_now)
 

@@ -143,14 +143,14 @@ async def test_fenced_write_lands_only_with_the_live_term(redis: Any) -> None:
     assert (await a.fenced_set(key, "from-a", term_a)).accepted
     assert await redis.get(key) == b"from-a"
     await asyncio.sleep(0.2)
-    stale_no_lease = await a.fenced_set(key, "late-a", term_a)
+    stale_no_lease = await a.fenced_set(key, "late-a", term_a, raise_on_refused=False)
     assert (stale_no_lease.accepted, stale_no_lease.current_term) == (False, None)
     b = lease(redis, "b")
     term_b = (await b.acquire()).term
-    stale = await a.fenced_set(key, "late-a", term_a)
+    stale = await a.fenced_set(key, "late-a", term_a, raise_on_refused=False)
     assert (stale.accepted, stale.current_term) == (False, term_b)
     assert await redis.get(key) == b"from-a"
-    assert not (await a.fenced_set(key, "late-a", term_b)).accepted  # b's term, not a's tenure
+    assert not (await a.fenced_set(key, "late-a", term_b, raise_on_refused=False)).accepted  # b's term, not a's tenure
     assert (await b.fenced_set(key, "from-b", term_b, px=10_000)).accepted
     assert await redis.get(key) == b"from-b" and await redis.pttl(key) > 0
 

@@ -90,7 +90,7 @@ async def test_a_failover_that_lost_the_last_grant_never_grants_its_term_again(
         assert got_c.term > term_b > term_a
         # b still trusts its local deadline and writes through the new master
         await fail_over(b_client, replica_port)
-        stale = await b.fenced_set(FENCED, "from-b", term_b)
+        stale = await b.fenced_set(FENCED, "from-b", term_b, raise_on_refused=False)
     finally:
         await b_client.aclose()
     assert (stale.accepted, stale.current_term) == (False, got_c.term)
@@ -113,7 +113,7 @@ async def test_a_holder_whose_grant_was_lost_re_acquires_above_it(
         again = await b.acquire()
         assert (again.is_leader, again.operation) == (True, "acquire")
         assert again.term > lost
-        assert not (await b.fenced_set(FENCED, "old tenure", lost)).accepted
+        assert not (await b.fenced_set(FENCED, "old tenure", lost, raise_on_refused=False)).accepted
         assert (await b.fenced_set(FENCED, "new tenure", again.term)).accepted
     finally:
         await b_client.aclose()
@@ -159,7 +159,7 @@ async def test_a_redis_restarted_empty_never_grants_an_old_term_again(restartabl
     c = lease(redis, "c")  # a fresh process: it heard nothing
     term_c = (await c.acquire()).term
     assert term_c > term_a
-    stale = await a.fenced_set(FENCED, "from-a", term_a)
+    stale = await a.fenced_set(FENCED, "from-a", term_a, raise_on_refused=False)
     assert (stale.accepted, stale.current_term) == (False, term_c)
     held = await a.acquire()  # renew "lost", then acquire: held by c
     assert (held.is_leader, held.holder_id, held.term) == (False, "c", term_c)
@@ -174,7 +174,7 @@ async def test_the_renew_fallback_starts_above_the_term_it_lost(restartable: Res
     again = await b.acquire()  # nobody passes the lost term in: the Lease remembers it
     assert (again.is_leader, again.operation) == (True, "acquire")
     assert again.term > lost
-    assert not (await b.fenced_set(FENCED, "old tenure", lost)).accepted
+    assert not (await b.fenced_set(FENCED, "old tenure", lost, raise_on_refused=False)).accepted
     assert (await b.fenced_set(FENCED, "new tenure", again.term)).accepted
 
 
@@ -189,11 +189,11 @@ async def test_a_fenced_write_needs_the_tenure_not_only_its_term(redis: Any) -> 
     c = lease(redis, "c")
     term_c = (await c.acquire(highest_seen_term=ahead)).term
     assert term_c == term_b  # the collision this test is about
-    stale = await b.fenced_set(FENCED, "from-b", term_b)
+    stale = await b.fenced_set(FENCED, "from-b", term_b, raise_on_refused=False)
     assert (stale.accepted, stale.current_term) == (False, term_c)
     assert await redis.get(FENCED) is None
     same_holder_other_process = lease(redis, "c")
-    assert not (await same_holder_other_process.fenced_set(FENCED, "x", term_c)).accepted
+    assert not (await same_holder_other_process.fenced_set(FENCED, "x", term_c, raise_on_refused=False)).accepted
     assert (await c.fenced_set(FENCED, "from-c", term_c)).accepted
     assert await redis.get(FENCED) == b"from-c"
 

@@ -66,7 +66,7 @@ def _writer(out: _Out, term: int, node: str) -> None:
                                       name=settings.lease_name, namespace=settings.namespace,
                                       instance_id=instance)
                     value = json.dumps({"node_id": node, "term": term, "seq": seq})
-                    result = await lease_obj.fenced_set(key, value, term)
+                    result = await lease_obj.fenced_set(key, value, term, raise_on_refused=False)
                     out.line(e="w", t=_now_ms(), term=term, ok=result.accepted,
                              now=result.redis_now, cur=result.current_term, seq=seq)
             except Exception as e:

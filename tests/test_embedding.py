@@ -1,0 +1,102 @@
+"""The embedding API (issue 14): sync hooks, leadership(), redis= injection, with /
+async with, start(require_redis=True), wait_until_leader, on fakeredis (and real Redis)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import fakeredis
+import pytest
+
+from coordinator.daemon import Daemon
+from coordinator.errors import BackendUnavailableError
+from coordinator.hooks import Hooks, LeaderContext
+from coordinator.settings import load_settings
+from coordinator.threaded import BackgroundDaemon
+from tests.redis_server import RedisServer
+
+
+def _settings(node: str = "embedded", **over: Any) -> Any:
+    return load_settings(node_id=node, lease_ttl=2, renew_interval=0.5, heartbeat_interval=0.5,
+                         **over)
+
+
+def test_a_threaded_app_runs_on_fakeredis_with_sync_hooks_and_with() -> None:
+    started, changes, threads = threading.Event(), [], set()
+
+    def on_started_leading(ctx: LeaderContext) -> None:  # a plain def, blocking a while
+        threads.add(threading.current_thread().name)
+        started.set()
+
+    def on_lease_state_change(snapshot: dict[str, Any]) -> None:
+        changes.append(snapshot["role"])
+
+    hooks = Hooks(on_started_leading=on_started_leading,  # type: ignore[arg-type]
+                  on_lease_state_change=on_lease_state_change)  # type: ignore[arg-type]
+    with BackgroundDaemon(_settings(), hooks=hooks, redis=fakeredis.FakeAsyncRedis()) as bg:
+        assert bg.wait_until_leader(timeout=10)
+        leadership = bg.leadership()
+        assert leadership.leading and leadership.term is not None
+        leading, term = leadership  # unpacks as a pair
+        assert leading
+        assert started.wait(10)
+        assert "leader" in changes
+        assert threads and "coordinator" not in threads  # not on the daemon's loop thread
+        result = bg.fenced_set("{coordinator}:job", "v", term=term)
+        assert result.accepted
+    assert not bg.leadership().leading
+    assert bg.leadership().term is None
+
+
+def test_start_can_be_told_to_fail_when_redis_is_unreachable() -> None:
+    bg = BackgroundDaemon(_settings(redis_url="redis://127.0.0.1:1/0"))
+    with pytest.raises(BackendUnavailableError, match=r"127\.0\.0\.1:1"):
+        bg.start(timeout=10, require_redis=True)
+    assert not bg.leadership().leading
+
+
+@pytest.mark.real
+def test_a_bad_database_index_is_not_blamed_on_the_lease_key(redis_server: RedisServer) -> None:
+    url = f"redis://127.0.0.1:{redis_server.port}/99"
+    bg = BackgroundDaemon(_settings(redis_url=url))
+    with pytest.raises(BackendUnavailableError) as caught:
+        bg.start(timeout=10, require_redis=True)
+    message = str(caught.value)
+    assert "lease" not in message and "DB index is out of range" in message
+    assert "database" in message
+
+
+async def test_async_with_and_wait_until_leader_on_fakeredis() -> None:
+    async with Daemon(_settings(), redis=fakeredis.FakeAsyncRedis()) as daemon:
+        assert await daemon.wait_until_leader(timeout=10)
+        leading, term = daemon.leadership()
+        assert leading and term is not None and term == daemon.state.term
+    assert daemon.leadership() == (False, None)
+
+
+async def test_async_start_can_be_told_to_fail_when_redis_is_unreachable() -> None:
+    daemon = Daemon(_settings(redis_url="redis://127.0.0.1:1/0"))
+    with pytest.raises(BackendUnavailableError):
+        await daemon.start(require_redis=True)
+    assert daemon.stopped.is_set()
+
+
+async def test_a_plain_def_hook_runs_off_the_loop_without_a_traceback() -> None:
+    import asyncio
+
+    loop_thread = threading.current_thread()
+    ran: list[threading.Thread] = []
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_lease_state_change(snapshot: dict[str, Any]) -> None:
+        ran.append(threading.current_thread())
+        loop.call_soon_threadsafe(done.set)
+
+    hooks = Hooks(on_lease_state_change=on_lease_state_change)  # type: ignore[arg-type]
+    async with Daemon(_settings(), redis=fakeredis.FakeAsyncRedis(), hooks=hooks) as daemon:
+        await asyncio.wait_for(done.wait(), 10)
+        await daemon._hook_queue.settled(5)
+        assert ran and ran[0] is not loop_thread
+        assert daemon.metrics is not None
