@@ -6,6 +6,7 @@ from coordinator.errors import (
     BackendUnavailableError,
     CoordinatorError,
     CorruptDataError,
+    FencedWriteRefused,
     InvalidArgumentError,
     LeaseLostError,
     UnexpectedReplyError,
@@ -22,7 +23,7 @@ from coordinator.event_models import (
     WatchEvent,
 )
 from coordinator.history import events_since
-from coordinator.lease import Lease, read_lease
+from coordinator.lease import FencedWrite, Lease, read_lease
 from coordinator.modes import AutomationMode, ModeChange, get_automation_mode, set_automation_mode
 from coordinator.records import FenceResult, LeaseRecord, LeaseResult, ReleaseResult
 from coordinator.watch import watch, watch_with_callbacks
@@ -30,13 +31,15 @@ from coordinator.watch import watch, watch_with_callbacks
 if TYPE_CHECKING:  # typed for mypy; loaded on first use below
     from coordinator.daemon import Daemon, PassResult
     from coordinator.hooks import Hooks, LeaderContext
+    from coordinator.leader_work import Leadership
     from coordinator.settings import Settings, load_settings
     from coordinator.threaded import BackgroundDaemon
 
 # the daemon and its thread facade load lazily: `coordinator status` need not import them
 _LAZY = {"Daemon": "coordinator.daemon", "PassResult": "coordinator.daemon",
          "BackgroundDaemon": "coordinator.threaded", "Hooks": "coordinator.hooks",
-         "LeaderContext": "coordinator.hooks", "Settings": "coordinator.settings",
+         "LeaderContext": "coordinator.hooks", "Leadership": "coordinator.leader_work",
+         "Settings": "coordinator.settings",
          "load_settings": "coordinator.settings"}
 
 
@@ -57,10 +60,13 @@ __all__ = [
     "Daemon",
     "Disconnected",
     "FenceResult",
+    "FencedWrite",
+    "FencedWriteRefused",
     "Hooks",
     "InvalidArgumentError",
     "LeaderChanged",
     "LeaderContext",
+    "Leadership",
     "Lease",
     "LeaseExpired",
     "LeaseLostError",

@@ -82,6 +82,16 @@ SCRIPTS: dict[str, tuple[list[str], Callable[[Any], Awaitable[None]], Call]] = {
                 _setup_leader, _call_release),
     "fence": ([keys.lease_key(NS, "global"), keys.fenced_key(NS, "x")],
               _setup_leader, lambda r: _fence(r)),
+    # the fenced ops share fence.lua (its op argument); DEL takes a key of any type
+    "fence_hset": ([keys.lease_key(NS, "global"), keys.fenced_key(NS, "x")],
+                   _setup_leader, lambda r: _lease(r).fenced_hset(
+                       keys.fenced_key(NS, "x"), {"f": "v"}, _granted[id(r)])),
+    "fence_incrby": ([keys.lease_key(NS, "global"), keys.fenced_key(NS, "x")],
+                     _setup_leader, lambda r: _lease(r).fenced_incrby(
+                         keys.fenced_key(NS, "x"), 2, _granted[id(r)])),
+    "fence_delete": ([keys.lease_key(NS, "global")],
+                     _setup_leader, lambda r: _lease(r).fenced_delete(
+                         keys.fenced_key(NS, "x"), _granted[id(r)])),
     "heartbeat": ([keys.heartbeats_key(NS), keys.controller_key(NS, "b"), keys.preferred_key(NS)],
                   _setup_leader, lambda r: _beat(r, "b").beat()),
     "set_mode": ([keys.automation_mode_key(NS), keys.history_key(NS)],
@@ -140,3 +150,14 @@ async def test_a_foreign_preferred_key_fails_every_beat_naming_it_with_nothing_a
             await beat.beat()
         assert raised.value.key == keys.preferred_key(NS)
         assert await redis.hget(controller, "last_heartbeat_at") == before
+
+
+async def test_a_fenced_incrby_of_a_string_that_is_no_integer_names_it_with_nothing_applied(
+        redis: Any) -> None:
+    await _setup_leader(redis)
+    target = keys.fenced_key(NS, "x")
+    await redis.set(target, "not a number")
+    with pytest.raises(CorruptDataError) as raised:
+        await _lease(redis).fenced_incrby(target, 1, _granted[id(redis)])
+    assert raised.value.key == target
+    assert await redis.get(target) == b"not a number"
