@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, fields
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from coordinator.errors import InvalidArgumentError
+from coordinator.errors import CoordinatorError, InvalidArgumentError
 from coordinator.records import FenceResult
 
 
@@ -26,6 +27,19 @@ class LeaderContext:
     term: int
     _mode: Callable[[], str]
     _lease: Any  # the daemon's Lease
+    # the daemon's loop (where the context was made), for the blocking view
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self._loop is None:
+            with contextlib.suppress(RuntimeError):  # made outside a loop: no blocking view
+                object.__setattr__(self, "_loop", asyncio.get_running_loop())
+
+    @property
+    def blocking(self) -> BlockingFence:
+        """The fenced writes for a plain (non-async) hook on a worker thread: each blocks
+        until the daemon's loop has done it (``ctx.blocking.fenced_set(key, value)``)."""
+        return BlockingFence(self)
 
     @property
     def automation_mode(self) -> str:
@@ -58,6 +72,44 @@ class LeaderContext:
         result: FenceResult = await self._lease.fenced_incrby(
             key, amount, self.term, raise_on_refused=raise_on_refused)
         return result
+
+
+class BlockingFence:
+    """A LeaderContext's fenced writes, callable from any thread but the daemon's loop."""
+
+    def __init__(self, ctx: LeaderContext, timeout: float | None = 10.0) -> None:
+        self._ctx, self._timeout = ctx, timeout
+
+    def fenced_set(self, key: str, value: str | bytes, *, px: int | None = None,
+                   raise_on_refused: bool = True) -> FenceResult:
+        """``LeaderContext.fenced_set``, blocking."""
+        return self._run(self._ctx.fenced_set(key, value, px=px, raise_on_refused=raise_on_refused))
+
+    def fenced_delete(self, key: str, *, raise_on_refused: bool = True) -> FenceResult:
+        """``LeaderContext.fenced_delete``, blocking."""
+        return self._run(self._ctx.fenced_delete(key, raise_on_refused=raise_on_refused))
+
+    def fenced_hset(self, key: str, mapping: dict[str, str | bytes | int | float], *,
+                    raise_on_refused: bool = True) -> FenceResult:
+        """``LeaderContext.fenced_hset``, blocking."""
+        return self._run(self._ctx.fenced_hset(key, mapping, raise_on_refused=raise_on_refused))
+
+    def fenced_incrby(self, key: str, amount: int, *, raise_on_refused: bool = True) -> FenceResult:
+        """``LeaderContext.fenced_incrby``, blocking."""
+        return self._run(self._ctx.fenced_incrby(key, amount, raise_on_refused=raise_on_refused))
+
+    def _run(self, call: Coroutine[Any, Any, FenceResult]) -> FenceResult:
+        loop = self._ctx._loop
+        running: asyncio.AbstractEventLoop | None
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop or loop.is_closed():
+            call.close()
+            raise CoordinatorError("ctx.blocking is for plain hooks on another thread; "
+                                   "await the LeaderContext's methods on the daemon's loop")
+        return asyncio.run_coroutine_threadsafe(call, loop).result(self._timeout)
 
 
 Hook = Callable[[], Awaitable[Any]]

@@ -100,3 +100,21 @@ async def test_a_plain_def_hook_runs_off_the_loop_without_a_traceback() -> None:
         await daemon._hook_queue.settled(5)
         assert ran and ran[0] is not loop_thread
         assert daemon.metrics is not None
+
+
+async def test_a_plain_def_leader_hook_writes_fenced_through_the_blocking_view() -> None:
+    import asyncio
+
+    redis = fakeredis.FakeAsyncRedis()
+    wrote: list[Any] = []
+
+    def on_started_leading(ctx: LeaderContext) -> None:  # on a worker thread
+        wrote.append(ctx.blocking.fenced_incrby("{coordinator}:runs", 1).value)
+
+    hooks = Hooks(on_started_leading=on_started_leading)  # type: ignore[arg-type]
+    async with Daemon(_settings(), redis=redis, hooks=hooks):
+        async with asyncio.timeout(10):
+            while not wrote:
+                await asyncio.sleep(0.01)
+    assert wrote == [1]
+    assert await redis.get("{coordinator}:runs") == b"1"
