@@ -73,6 +73,15 @@ class LeaderContext:
             key, amount, self.term, raise_on_refused=raise_on_refused)
         return result
 
+    async def fenced_eval(self, snippet: str, *, keys: list[str] | tuple[str, ...] = (),
+                          args: list[Any] | tuple[Any, ...] = (),
+                          raise_on_refused: bool = True) -> FenceResult:
+        """Run your own Lua ``snippet`` under this context's tenure (``Lease.fenced_eval``:
+        needs EVAL/EVALSHA, so not under an FCALL-only ACL); its reply in ``.value``."""
+        result: FenceResult = await self._lease.fenced_eval(
+            snippet, self.term, keys=keys, args=args, raise_on_refused=raise_on_refused)
+        return result
+
 
 class BlockingFence:
     """A LeaderContext's fenced writes, callable from any thread but the daemon's loop."""
@@ -97,6 +106,13 @@ class BlockingFence:
     def fenced_incrby(self, key: str, amount: int, *, raise_on_refused: bool = True) -> FenceResult:
         """``LeaderContext.fenced_incrby``, blocking."""
         return self._run(self._ctx.fenced_incrby(key, amount, raise_on_refused=raise_on_refused))
+
+    def fenced_eval(self, snippet: str, *, keys: list[str] | tuple[str, ...] = (),
+                    args: list[Any] | tuple[Any, ...] = (),
+                    raise_on_refused: bool = True) -> FenceResult:
+        """``LeaderContext.fenced_eval``, blocking."""
+        return self._run(self._ctx.fenced_eval(snippet, keys=keys, args=args,
+                                               raise_on_refused=raise_on_refused))
 
     def _run(self, call: Coroutine[Any, Any, FenceResult]) -> FenceResult:
         loop = self._ctx._loop

@@ -24,7 +24,7 @@ from coordinator.records import (
     ReleaseResult,
     pairs_to_dict,
 )
-from coordinator.scripts import register_scripts, run_script, run_script_and_wait
+from coordinator.scripts import lua_directory, register_scripts, run_script, run_script_and_wait
 
 __all__ = ["DEFAULT_HISTORY_MAXLEN", "MAX_TERM", "FencedWrite", "Lease", "new_instance_id",
            "read_lease", "ttl_to_ms"]
@@ -36,9 +36,22 @@ _MAX_TTL_MS = 365 * 24 * 3600 * 1000
 @dataclass(frozen=True)
 class FencedWrite(FenceResult):
     """A ``FenceResult`` with what the write's command replied (None when refused):
-    1 for SET, keys removed for DEL, fields added for HSET, the new value for INCRBY."""
+    1 for SET, keys removed for DEL, fields added for HSET, the new value for INCRBY,
+    the snippet's reply for ``fenced_eval``."""
 
-    value: int | None = None
+    value: Any = None
+
+
+_SNIPPET_MARK = "\n--[[USER SNIPPET]]\n"
+
+
+def fenced_snippet_source(snippet: str) -> str:
+    """The whole script ``Lease.fenced_eval`` runs for ``snippet`` (lua/fence_eval.lua
+    with the snippet in its place)."""
+    template = (lua_directory() / "fence_eval.lua").read_text(encoding="utf-8")
+    if template.count(_SNIPPET_MARK) != 1:
+        raise FileNotFoundError("lua/fence_eval.lua lacks its snippet line")
+    return template.replace(_SNIPPET_MARK, "\n" + snippet + "\n", 1)
 
 
 def new_instance_id() -> str:
@@ -99,6 +112,7 @@ class Lease:
         self._renew_keys = [self.key, self.mode_key]
         self._renew_args = [self.holder_id.encode(), self.instance_id.encode(),
                             str(self.ttl_ms).encode()]
+        self._snippets: dict[str, Any] = {}  # fenced_eval's scripts, one per snippet
 
     async def acquire(
         self,
@@ -303,6 +317,32 @@ class Lease:
             raise InvalidArgumentError(f"amount must be an int below 2**53 in size, got {amount!r}")
         return await self._fenced("incrby", key, term, ["", 0], [amount], raise_on_refused)
 
+    async def fenced_eval(self, snippet: str, term: int, *, keys: list[str] | tuple[str, ...] = (),
+                          args: list[Any] | tuple[Any, ...] = (),
+                          raise_on_refused: bool = True) -> FencedWrite:
+        """Run the Lua ``snippet`` (its own ``KEYS``/``ARGV``, ``return`` allowed) only while
+        ``term`` is this process's live tenure, atomically with that check; ``value`` is its
+        reply. The snippet must check its own keys: an error after a write leaves the write.
+
+        It is sent as a script (EVALSHA, EVAL on NOSCRIPT), so the Redis user needs EVAL and
+        EVALSHA: a user confined to FCALL of the coordinator's function library cannot run
+        it. There, fence with the term instead: keep the term next to the data and write
+        only with a term at least as large (in your own Redis function, reading the lease
+        hash's ``term``, ``holder_id`` and ``instance_id``; or in SQL:
+        ``UPDATE ... WHERE fence_term <= :term``)."""
+        if not isinstance(snippet, str) or not snippet.strip():
+            raise InvalidArgumentError("fenced_eval needs a Lua snippet")
+        if isinstance(term, bool) or not isinstance(term, int) or not 1 <= term < MAX_TERM:
+            raise InvalidArgumentError(f"term must be an int from 1 to 2**53 - 1, got {term!r}")
+        script = self._snippets.get(snippet)
+        if script is None:
+            script = self._redis.register_script(fenced_snippet_source(snippet))
+            self._snippets[snippet] = script
+        reply = await run_script(script, [self.key, *keys],
+                                 [term, self.holder_id, self.instance_id, *args])
+        return self._fence_outcome(keys[0] if keys else "a fenced snippet", reply, term,
+                                   raise_on_refused)
+
     async def _fenced(self, op: str, key: str, term: int, head: list[Any], tail: list[Any],
                       raise_on_refused: bool) -> FencedWrite:
         if isinstance(term, bool) or not isinstance(term, int) or not 1 <= term < MAX_TERM:
@@ -313,12 +353,20 @@ class Lease:
             self._scripts.fence, [self.key, key],
             [term, *head, self.holder_id, self.instance_id, op, *tail],
         )
+        result = self._fence_outcome(key, reply, term, raise_on_refused)
+        if result.value is not None:
+            return FencedWrite(result.accepted, result.term, result.current_term,
+                               result.redis_now, int(result.value))
+        return result
+
+    def _fence_outcome(self, key: str, reply: list[Any], term: int,
+                       raise_on_refused: bool) -> FencedWrite:
         code, now = reply[0], int(reply[1])
         if code not in ("ok", "stale"):
             raise UnexpectedReplyError(f"fence replied {code!r}")
         current = int(reply[2]) if reply[2] not in ("", None) else None
         self._saw_term(current)
-        value = int(reply[3]) if code == "ok" and len(reply) > 3 else None
+        value = reply[3] if code == "ok" and len(reply) > 3 else None
         result = FencedWrite(accepted=code == "ok", term=term, current_term=current,
                              redis_now=now, value=value)
         if not result.accepted and raise_on_refused:

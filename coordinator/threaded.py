@@ -122,6 +122,13 @@ class BackgroundDaemon:
         return self._on_loop(self._lease().fenced_incrby(
             key, amount, term, raise_on_refused=raise_on_refused), timeout)
 
+    def fenced_eval(self, snippet: str, *, term: int, keys: list[str] | tuple[str, ...] = (),
+                    args: list[Any] | tuple[Any, ...] = (), raise_on_refused: bool = True,
+                    timeout: float | None = 10.0) -> FenceResult:
+        """``Lease.fenced_eval`` from any thread (needs EVAL/EVALSHA)."""
+        return self._on_loop(self._lease().fenced_eval(
+            snippet, term, keys=keys, args=args, raise_on_refused=raise_on_refused), timeout)
+
     def _lease(self) -> Lease:
         if self._daemon is None:
             raise CoordinatorError("not started")

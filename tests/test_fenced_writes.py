@@ -81,3 +81,22 @@ async def test_sql_writes_are_fenced_with_the_term(redis: Any) -> None:
     # a paused old leader wakes up and writes with its old term: refused by the database
     assert not _fenced_update(db, "nightly", "late a", term_a)
     assert db.execute("SELECT value, fence_term FROM jobs").fetchone() == ("from b", term_b)
+
+
+PUSH = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+return redis.call('LLEN', KEYS[1])
+"""
+
+
+async def test_a_users_own_lua_snippet_runs_fenced(redis: Any) -> None:
+    a, term_a, b, term_b = await _two_tenures(redis)
+    log = keys.fenced_key("coordinator", "log")
+    assert (await b.fenced_eval(PUSH, term_b, keys=[log], args=["b1"])).value == 1
+    assert (await b.fenced_eval(PUSH, term_b, keys=[log], args=["b2"])).value == 2
+    with pytest.raises(FencedWriteRefused) as raised:
+        await a.fenced_eval(PUSH, term_a, keys=[log], args=["late"])
+    assert raised.value.key == log and raised.value.result.current_term == term_b
+    refused = await a.fenced_eval(PUSH, term_a, keys=[log], args=["late"], raise_on_refused=False)
+    assert (refused.accepted, refused.value) == (False, None)
+    assert await redis.lrange(log, 0, -1) == [b"b1", b"b2"]

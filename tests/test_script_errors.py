@@ -92,6 +92,10 @@ SCRIPTS: dict[str, tuple[list[str], Callable[[Any], Awaitable[None]], Call]] = {
     "fence_delete": ([keys.lease_key(NS, "global")],
                      _setup_leader, lambda r: _lease(r).fenced_delete(
                          keys.fenced_key(NS, "x"), _granted[id(r)])),
+    "fence_eval": ([keys.lease_key(NS, "global")],
+                   _setup_leader, lambda r: _lease(r).fenced_eval(
+                       "return redis.call('SET', KEYS[1], 'v')", _granted[id(r)],
+                       keys=[keys.fenced_key(NS, "x")])),
     "heartbeat": ([keys.heartbeats_key(NS), keys.controller_key(NS, "b"), keys.preferred_key(NS)],
                   _setup_leader, lambda r: _beat(r, "b").beat()),
     "set_mode": ([keys.automation_mode_key(NS), keys.history_key(NS)],
