@@ -162,6 +162,7 @@ class Daemon:
         self._pending_background: set[asyncio.Task[None]] = set()
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._checklist_done = False
+        self._start_called = False
         self.redis_report = RedisReport()  # what start() found about Redis's configuration
         self._stopping = False
         self.stopped = asyncio.Event()
@@ -217,7 +218,9 @@ class Daemon:
         return False
 
     async def __aenter__(self) -> Daemon:
-        await self.start()
+        """Start (unless ``start()`` ran already, e.g. with ``require_redis=True``)."""
+        if not self._start_called:
+            await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -299,6 +302,7 @@ class Daemon:
         start whose Redis cannot be reached (or refuses the connection's set-up, e.g. a
         database index out of range) stops the daemon and raises
         ``BackendUnavailableError`` saying why, instead of running on ``degraded``."""
+        self._start_called = True
         if self._stopping:
             return
         if require_redis:

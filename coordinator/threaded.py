@@ -43,13 +43,15 @@ class BackgroundDaemon:
         self._lock = threading.Lock()
 
     def __enter__(self) -> BackgroundDaemon:
-        self.start()
+        """Start (unless ``start()`` ran already: ``with bg.start(require_redis=True):``)."""
+        if self._thread is None:
+            self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self, timeout: float = 10.0, *, require_redis: bool = False) -> None:
+    def start(self, timeout: float = 10.0, *, require_redis: bool = False) -> BackgroundDaemon:
         """Start the thread and wait until the daemon's start-up checklist is done (or a
         ``stop()`` ended it). With ``require_redis``, a Redis that cannot be reached fails
         the start (``BackendUnavailableError``, the daemon stopped) instead of leaving it
@@ -60,7 +62,7 @@ class BackgroundDaemon:
             self._require_redis = require_redis
             self._thread = threading.Thread(target=self._main, name="coordinator", daemon=True)
             if self._stopping:
-                return  # stopped before it started: nothing to start
+                return self  # stopped before it started: nothing to start
             self._thread.start()
         if not self._ready.wait(timeout):
             raise CoordinatorError(f"the daemon did not start within {timeout}s")
@@ -68,6 +70,7 @@ class BackgroundDaemon:
             if isinstance(self._error, CoordinatorError):
                 raise self._error
             raise CoordinatorError(f"the daemon failed to start: {self._error}") from self._error
+        return self
 
     def can_schedule(self) -> bool:
         """True only while this node leads with a live lease and no stop was asked for
