@@ -46,11 +46,12 @@ class LeaderContext:
         """The namespace's automation mode now (it may change while the work runs)."""
         return self._mode()
 
-    async def fenced_set(self, key: str, value: str | bytes, *, px: int | None = None,
-                         raise_on_refused: bool = True) -> FenceResult:
-        """SET ``key`` (expiring after ``px`` ms if given) under this context's tenure."""
+    async def fenced_set(self, key: str, value: str | bytes, *, px_ms: int | None = None,
+                         raise_on_refused: bool = True, px: int | None = None) -> FenceResult:
+        """SET ``key`` (expiring after ``px_ms`` ms if given; ``px`` is its old name) under
+        this context's tenure."""
         result: FenceResult = await self._lease.fenced_set(
-            key, value, self.term, px=px, raise_on_refused=raise_on_refused)
+            key, value, self.term, px_ms=px_ms, px=px, raise_on_refused=raise_on_refused)
         return result
 
     async def fenced_delete(self, key: str, *, raise_on_refused: bool = True) -> FenceResult:
@@ -89,10 +90,11 @@ class BlockingFence:
     def __init__(self, ctx: LeaderContext, timeout: float | None = 10.0) -> None:
         self._ctx, self._timeout = ctx, timeout
 
-    def fenced_set(self, key: str, value: str | bytes, *, px: int | None = None,
+    def fenced_set(self, key: str, value: str | bytes, *, px_ms: int | None = None,
                    raise_on_refused: bool = True) -> FenceResult:
         """``LeaderContext.fenced_set``, blocking."""
-        return self._run(self._ctx.fenced_set(key, value, px=px, raise_on_refused=raise_on_refused))
+        return self._run(self._ctx.fenced_set(key, value, px_ms=px_ms,
+                                              raise_on_refused=raise_on_refused))
 
     def fenced_delete(self, key: str, *, raise_on_refused: bool = True) -> FenceResult:
         """``LeaderContext.fenced_delete``, blocking."""

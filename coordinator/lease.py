@@ -274,17 +274,23 @@ class Lease:
         return await read_lease(self._redis, self.namespace, self.name)
 
     async def fenced_set(
-        self, key: str, value: str | bytes, term: int, *, px: int | None = None,
-        raise_on_refused: bool = True,
+        self, key: str, value: str | bytes, term: int, *, px_ms: int | None = None,
+        raise_on_refused: bool = True, px: int | None = None,
     ) -> FencedWrite:
         """SET ``key`` only while this process's tenure ``term`` is the live lease, atomically.
 
         The live lease must carry ``term`` and this Lease's holder and instance id: a term
         alone could be shared by two tenures after a failover that lost writes. A refused
         write raises ``FencedWriteRefused`` (``raise_on_refused=False``: it returns the
-        result, ``accepted`` False). ``px``: expiry in milliseconds.
+        result, ``accepted`` False). ``px_ms``: expiry in milliseconds (``px``: the same,
+        its old name).
         On Redis Cluster ``key`` must share the namespace's hash tag (see ``keys.fenced_key``).
         """
+        if px is not None:
+            if px_ms is not None:
+                raise InvalidArgumentError("give px_ms or px (its old name), not both")
+            px_ms = px
+        px = px_ms
         if px is not None and (isinstance(px, bool) or not isinstance(px, int) or px < 0):
             raise InvalidArgumentError(f"px must be milliseconds, an int >= 0, got {px!r}")
         return await self._fenced("set", key, term, [value, px or 0], [], raise_on_refused)

@@ -105,7 +105,7 @@ class BackgroundDaemon:
         ``leadership()`` or the LeaderContext) is this node's live tenure. A refused write
         raises ``FencedWriteRefused`` unless ``raise_on_refused=False``."""
         return self._on_loop(self._lease().fenced_set(
-            key, value, term, px=px_ms, raise_on_refused=raise_on_refused), timeout)
+            key, value, term, px_ms=px_ms, raise_on_refused=raise_on_refused), timeout)
 
     def fenced_delete(self, key: str, *, term: int, raise_on_refused: bool = True,
                       timeout: float | None = 10.0) -> FenceResult:

@@ -100,3 +100,13 @@ async def test_a_users_own_lua_snippet_runs_fenced(redis: Any) -> None:
     refused = await a.fenced_eval(PUSH, term_a, keys=[log], args=["late"], raise_on_refused=False)
     assert (refused.accepted, refused.value) == (False, None)
     assert await redis.lrange(log, 0, -1) == [b"b1", b"b2"]
+
+
+async def test_the_expiry_is_px_ms_and_px_stays_as_its_old_name(redis: Any) -> None:
+    _, _, b, term_b = await _two_tenures(redis)
+    await b.fenced_set(KEY, "v", term_b, px_ms=60_000)
+    assert 0 < await redis.pttl(KEY) <= 60_000
+    await b.fenced_set(KEY, "v", term_b, px=30_000)
+    assert 0 < await redis.pttl(KEY) <= 30_000
+    with pytest.raises(CoordinatorError):
+        await b.fenced_set(KEY, "v", term_b, px=1, px_ms=1)
