@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,16 @@ def redis_errors(key: str) -> Iterator[None]:
     except UNAVAILABLE as e:
         raise BackendUnavailableError(f"Redis unavailable: {type(e).__name__}: {e}") from e
     except redis_exceptions.RedisError as e:
+        if _during_connection_setup(e):
+            raise BackendUnavailableError(f"Redis refused the connection's set-up: {e}") from e
         raise CoordinatorError(f"Redis refused an operation on {key}: {e}") from e
+
+
+def _during_connection_setup(error: BaseException) -> bool:
+    """Whether redis-py raised ``error`` while setting a new connection up (AUTH, SELECT,
+    HELLO: a wrong password or database index), not while running the command on ``key``."""
+    frames = traceback.walk_tb(error.__traceback__)
+    return any(frame.f_code.co_name.startswith("on_connect") for frame, _ in frames)
 
 
 def text(value: Any) -> Any:

@@ -118,3 +118,24 @@ async def test_a_plain_def_leader_hook_writes_fenced_through_the_blocking_view()
                 await asyncio.sleep(0.01)
     assert wrote == [1]
     assert await redis.get("{coordinator}:runs") == b"1"
+
+
+@pytest.mark.real
+async def test_a_bad_database_index_is_a_connection_error_not_a_lease_error(
+    redis_server: RedisServer,
+) -> None:
+    """Without require_redis the same fault must read as Redis refusing the connection."""
+    import redis.asyncio as aioredis
+
+    from coordinator.boundary import redis_errors
+
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/99")
+    try:
+        with (
+            pytest.raises(BackendUnavailableError, match="set-up") as caught,
+            redis_errors("{coordinator}:lease:global"),
+        ):
+            await client.hgetall("{coordinator}:lease:global")
+        assert "lease" not in str(caught.value)
+    finally:
+        await client.aclose()
