@@ -76,9 +76,10 @@ async def redis_command(settings: Settings, args: argparse.Namespace) -> int:
             if args.prune:
                 for lib in others:
                     await redis.function_delete(lib)
-    except redis_exceptions.NoPermissionError as e:
-        return fail(f"the user of {ADMIN_URL_ENV} may not load functions: {e}", EXIT_UNAVAILABLE)
     except CoordinatorError as e:
+        if isinstance(e.__cause__, redis_exceptions.NoPermissionError):
+            return fail(f"the user of {ADMIN_URL_ENV} may not load functions on "
+                        f"{admin_settings.redis_url_redacted}: {e.__cause__}", EXIT_UNAVAILABLE)
         return fail(f"cannot install {name}: {e}", EXIT_UNAVAILABLE)
     finally:
         await redis.aclose()

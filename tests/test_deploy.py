@@ -258,7 +258,7 @@ def test_systemd_unit_exposure_stays_low(checkable_unit: Path) -> None:
 # ---- Redis config and ACL, on a real redis-server -----------------------------------------
 
 PASSWORD = "change-me-coordinator-password"  # the placeholder; its hash is in redis.conf
-ADMIN_PASSWORD = "test-admin-password"  # the admin user the file asks operators to add
+ADMIN_PASSWORD = "change-me-coordinator-admin-password"  # the installer user's placeholder
 BURN_CPU = "local i = 0 while i < 3000000 do i = i + 1 end return i"  # Lua of one's own
 
 
@@ -278,7 +278,7 @@ def acl_redis() -> Iterator[AclRedis]:
     port = free_port()
     process = subprocess.Popen(
         [binary, str(REDIS_CONF), "--port", str(port), "--bind", "127.0.0.1", "--dir",
-         str(workdir), "--user", "admin", "on", f">{ADMIN_PASSWORD}", "~*", "&*", "+@all"],
+         str(workdir)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     client = redis_sync.Redis(port=port, username="coordinator", password=PASSWORD,
                               socket_timeout=0.5, socket_connect_timeout=0.5)
@@ -309,7 +309,7 @@ def user_url(port: int) -> str:
 
 
 def admin_url(port: int) -> str:
-    return f"redis://admin:{ADMIN_PASSWORD}@127.0.0.1:{port}/0"
+    return f"redis://coordinator-admin:{ADMIN_PASSWORD}@127.0.0.1:{port}/0"
 
 
 def install_functions(port: int) -> subprocess.CompletedProcess[str]:
@@ -509,3 +509,33 @@ def test_the_cli_runs_as_the_acl_user(acl_redis: AclRedis, tmp_path: Path) -> No
     assert watcher.returncode == 0, err
     seen = [jsonlib.loads(line)["type"] for line in out.splitlines()]
     assert seen[0] == "resync" and "leader_changed" in seen and "automation_mode_changed" in seen
+
+
+def test_the_installer_user_loads_functions_and_nothing_else(acl_redis: AclRedis) -> None:
+    again = install_functions(acl_redis.port)  # the fixture installed them once already
+    assert f"function library {functions.library_name()}: already loaded" in again.stdout
+    installer = redis_sync.Redis.from_url(admin_url(acl_redis.port))
+    try:
+        for attempt in (lambda: installer.get("{coordinator}:lease:global"),
+                        lambda: installer.eval("return 1", 0),
+                        lambda: installer.fcall(functions.function_name("version"), 0),
+                        lambda: installer.function_flush()):
+            with pytest.raises(NoPermissionError):
+                attempt()
+    finally:
+        installer.close()
+
+
+def test_install_functions_needs_admin_credentials_from_the_environment(acl_redis: AclRedis) -> None:
+    from tests.processes import coordinator_env
+
+    command = [sys.executable, "-m", "coordinator", "redis", "install-functions"]
+    env = coordinator_env(user_url(acl_redis.port))
+    missing = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30,
+                             check=False)
+    assert missing.returncode == 2 and "COORDINATOR_REDIS_ADMIN_URL" in missing.stderr
+    as_runtime = subprocess.run(
+        command, env={**env, "COORDINATOR_REDIS_ADMIN_URL": user_url(acl_redis.port)},
+        capture_output=True, text=True, timeout=30, check=False)
+    assert as_runtime.returncode == 1 and "may not load functions" in as_runtime.stderr
+    assert as_runtime.stderr.count("\n") == 1  # one line, no traceback
