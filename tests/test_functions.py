@@ -144,3 +144,18 @@ async def test_a_confined_user_cannot_leave_its_keys_through_a_function(server: 
             await Lease(user, holder_id="a", ttl=30, namespace="other").acquire()
     finally:
         await user.aclose()
+
+
+async def test_two_versions_of_the_library_coexist(server: RedisServer) -> None:
+    """A rolling upgrade: the old version's daemons call their library while the new one's
+    is loaded beside it (function names are global in Redis, so they carry the digest)."""
+    admin = aioredis.Redis(port=server.port)
+    try:
+        other = functions.library_source().replace(functions.library_digest(), "0123456789ab")
+        await admin.function_load(other)
+        assert await functions.install(admin) is True
+        assert await admin.fcall("coordinator_0123456789ab_version", 0) == b"0123456789ab"
+        assert (await admin.fcall(functions.function_name("version"), 0)).decode() == (
+            functions.library_digest())
+    finally:
+        await admin.aclose()
