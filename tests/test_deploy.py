@@ -400,8 +400,12 @@ async def test_the_acl_user_runs_the_lease_but_cannot_leave_its_namespace(
 ) -> None:
     client = aioredis.Redis.from_url(user_url(acl_redis.port))
     try:
-        result = await Lease(client, holder_id="n1", ttl=5, namespace="coordinator").acquire()
+        lease = Lease(client, holder_id="n1", ttl=5, namespace="coordinator")
+        result = await lease.acquire()
         assert result.is_leader
+        assert (await lease.acquire()).operation == "renew"
+        fenced = await lease.fenced_set("{coordinator}:fenced:x", "v", result.term)
+        assert fenced.accepted and await client.get("{coordinator}:fenced:x") == b"v"
         assert await client.hgetall("{coordinator}:lease:global")
         with pytest.raises(NoPermissionError):
             await client.get("outside")
