@@ -159,3 +159,38 @@ async def test_two_versions_of_the_library_coexist(server: RedisServer) -> None:
             functions.library_digest())
     finally:
         await admin.aclose()
+
+
+def test_install_functions_prunes_other_versions_only_when_asked(server: RedisServer) -> None:
+    import subprocess
+    import sys
+
+    from tests.processes import coordinator_env
+
+    admin = redis_sync.Redis(port=server.port)
+    try:
+        old = functions.library_source().replace(functions.library_digest(), "0123456789ab")
+        admin.function_load(old)
+        admin.function_load("#!lua name=someone_else\n"
+                            "redis.register_function('theirs', function() return 1 end)")
+        url = f"redis://127.0.0.1:{server.port}/0"
+        env = {**coordinator_env(url), "COORDINATOR_REDIS_ADMIN_URL": url}
+        command = [sys.executable, "-m", "coordinator", "redis", "install-functions"]
+
+        def libraries() -> set[str]:
+            return {dict(zip(e[::2], e[1::2], strict=False))[b"library_name"].decode()
+                    for e in admin.function_list()}
+
+        kept = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30,
+                              check=False)
+        assert kept.returncode == 0, kept.stderr
+        assert "also present: coordinator_0123456789ab" in kept.stdout
+        assert libraries() == {functions.library_name(), "coordinator_0123456789ab",
+                               "someone_else"}
+        pruned = subprocess.run([*command, "--prune"], env=env, capture_output=True, text=True,
+                                timeout=30, check=False)
+        assert pruned.returncode == 0, pruned.stderr
+        assert "deleted: coordinator_0123456789ab" in pruned.stdout
+        assert libraries() == {functions.library_name(), "someone_else"}
+    finally:
+        admin.close()
