@@ -17,6 +17,7 @@ from coordinator.cli_bench import add_bench_parser, bench_command
 from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
 from coordinator.cli_handoff import handoff_command
 from coordinator.cli_modes import MODE_COMMANDS, mode_command
+from coordinator.cli_redis import add_redis_parser, redis_command
 from coordinator.cli_watch import events_command, watch_command
 from coordinator.errors import CoordinatorError, InvalidArgumentError
 from coordinator.logs import configure_logging
@@ -71,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     handoff = commands.add_parser("handoff", help="hand the lease over to another live node")
     handoff.add_argument("--to", required=True, metavar="NODE", help="the node to hand over to")
     _add_setting_flags(handoff)
+    add_redis_parser(commands, _add_setting_flags)
     add_bench_parser(commands)  # only --redis-url: the bench picks its own namespace and settings
     return parser
 
@@ -122,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(demo_command(settings, url_given=url_given))
     if args.command == "handoff":
         return asyncio.run(handoff_command(settings, args.to))
+    if args.command == "redis":
+        return asyncio.run(redis_command(settings, args))
     if args.command == "bench":
         return asyncio.run(bench_command(settings, args))
     return asyncio.run(mode_command(settings, MODE_COMMANDS[args.command][0]))

@@ -4,9 +4,13 @@ A deliberately small HTTP/1.1 server on asyncio: GET only, one request per conne
 no bodies, the request head bounded in size (``MAX_HEAD_BYTES``) and in time
 (``HEAD_TIMEOUT``, for the whole head, so a client sending one byte at a time is cut
 off), and a cap on open connections that, when reached, drops the connection that has
-been reading its head the longest (once that is over ``EVICT_AFTER``). A slow or hostile
-client costs one bounded buffer and one task; every handler answers from memory, so none
-ever waits on Redis.
+been reading its head the longest (once that is over ``EVICT_AFTER``). A newcomer that
+finds the cap full and nobody evictable yet is not refused at once: it gets an overflow
+place (``MAX_OVERFLOW`` of them) and ``OVERFLOW_HEAD_TIMEOUT`` to send its whole head, which
+a probe does in a millisecond and a flood's held connection never does; so a steady flood of
+new connections holding their heads open (measured: 200 a second) cannot crowd the probes
+out. A slow or hostile client costs one bounded buffer and one task; every handler answers
+from memory, so none ever waits on Redis.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ MAX_CONNECTIONS = 32
 EVICT_AFTER = 0.25
 # how long a refused connection's request may take to arrive before it is closed
 LINGER = 0.05
+# beyond the cap: places for newcomers that send their whole head at once (a probe does),
+# each given this long to do it; MAX_OVERFLOW / OVERFLOW_HEAD_TIMEOUT (640) new connections
+# a second beyond what the cap turns over can come before a probe is refused
+MAX_OVERFLOW = 64
+OVERFLOW_HEAD_TIMEOUT = 0.1
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(rb"HTTP/[0-9]\.[0-9]")
@@ -187,9 +196,11 @@ class HttpServer:
     def __init__(
         self, daemon: Observed, *, host: str, port: int,
         max_connections: int = MAX_CONNECTIONS, head_timeout: float = HEAD_TIMEOUT,
+        max_overflow: int = MAX_OVERFLOW,
     ) -> None:
         self._daemon, self._host, self._port = daemon, host, port
         self._max_connections, self._head_timeout = max_connections, head_timeout
+        self._max_overflow, self._overflow = max_overflow, 0
         self._server: asyncio.Server | None = None
         self._open: dict[asyncio.StreamWriter, asyncio.Task[Any]] = {}
         # connections still reading their head, by when they came, oldest first
@@ -233,8 +244,11 @@ class HttpServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self._admit():
-            log.debug("http.rejected", status=503, reason="too many connections")
-            await _send(writer, text(503, "too many connections"), unread=reader)
+            if self._overflow >= self._max_overflow:
+                log.debug("http.rejected", status=503, reason="too many connections")
+                await _send(writer, text(503, "too many connections"), unread=reader)
+                return
+            await self._serve_overflow(reader, writer)
             return
         task = asyncio.current_task()
         if task is not None:
@@ -257,6 +271,26 @@ class HttpServer:
             if not writer.transport.is_closing():
                 writer.transport.abort()
 
+    async def _serve_overflow(self, reader: asyncio.StreamReader,
+                              writer: asyncio.StreamWriter) -> None:
+        """A newcomer beyond the cap: answered if its whole head comes within
+        ``OVERFLOW_HEAD_TIMEOUT``, else refused with 503 (never evicts anyone)."""
+        self._overflow += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._open[writer] = task
+        try:
+            response = await self._answer(reader, OVERFLOW_HEAD_TIMEOUT)
+            if response is not None and response.status == 408:
+                response = text(503, "too many connections")
+            if response is not None:
+                await _send(writer, response)
+        finally:
+            self._overflow -= 1
+            self._open.pop(writer, None)
+            if not writer.transport.is_closing():
+                writer.transport.abort()
+
     def _admit(self) -> bool:
         """Make room for one more connection if need be, by dropping the one that has read
         its head the longest, once that is longer than ``EVICT_AFTER``: a real request reads
@@ -272,16 +306,18 @@ class HttpServer:
         log.debug("http.evicted", reason="connection slowest to send its head")
         return True
 
-    async def _answer(self, reader: asyncio.StreamReader) -> Response | None:
+    async def _answer(self, reader: asyncio.StreamReader,
+                      head_timeout: float | None = None) -> Response | None:
+        limit = self._head_timeout if head_timeout is None else head_timeout
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow stop()'s cancel
-            async with asyncio.timeout(self._head_timeout):
+            async with asyncio.timeout(limit):
                 head = await reader.readuntil(b"\r\n\r\n")
             request = parse_head(head)
         except asyncio.LimitOverrunError:
             return _rejected(431, f"request head over {MAX_HEAD_BYTES} bytes")
         except TimeoutError:
-            return _rejected(408, f"request head not complete within {self._head_timeout}s")
+            return _rejected(408, f"request head not complete within {limit}s")
         except (asyncio.IncompleteReadError, ConnectionError):
             return None  # the client went away (or was evicted); nobody to answer
         except RequestRejected as e:

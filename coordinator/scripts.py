@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import hashlib
+import inspect
+import weakref
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -11,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from redis import exceptions as redis_exceptions
-from redis.commands.core import AsyncScript
 
+from coordinator import functions
 from coordinator.boundary import redis_errors, text
-from coordinator.errors import CorruptDataError, UnexpectedReplyError
+from coordinator.errors import CorruptDataError, InvalidArgumentError, UnexpectedReplyError
 
 SCRIPT_NAMES = ("acquire", "renew", "release", "fence", "heartbeat", "set_mode", "request_handoff", "controllers")
 
@@ -38,23 +41,96 @@ def script_source(name: str) -> str:
     return (lua_directory() / f"{name}.lua").read_text(encoding="utf-8")
 
 
+# the path each client takes, found on its first call (see ``functions.probe_path``)
+_paths: weakref.WeakKeyDictionary[Any, functions.ScriptPath] = weakref.WeakKeyDictionary()
+
+
+def use_path(redis: Any, path: functions.ScriptPath | None) -> None:
+    """Pin ``redis`` to FCALL ("functions") or EVALSHA ("scripts"); None: probe on next call."""
+    if path is None:
+        _paths.pop(redis, None)
+    elif path in ("functions", "scripts"):
+        _paths[redis] = path
+    else:
+        raise InvalidArgumentError(f"script path must be 'functions' or 'scripts', not {path!r}")
+
+
+async def client_path(redis: Any) -> functions.ScriptPath:
+    """The path ``redis`` takes: pinned, found before, or probed now (one round trip)."""
+    path = _paths.get(redis)
+    if path is None:
+        with redis_errors("the coordinator's function library"):
+            path = await functions.probe_path(redis)
+        _paths[redis] = path
+    return path
+
+
+@cache
+def script_sha(name: str) -> str:
+    return hashlib.sha1(script_source(name).encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def script_command(name: str, keys: Sequence[str], args: Sequence[Any],
+                   path: functions.ScriptPath) -> list[Any]:
+    """The exact Redis command that runs script ``name`` on ``path``, as an argument list to
+    send raw: ``FCALL <function> <numkeys> keys... args...`` or ``EVALSHA <sha> <numkeys> ...``
+    (an EVALSHA answered NOSCRIPT needs ``SCRIPT LOAD <script_source(name)>`` first)."""
+    head = ["FCALL", functions.function_name(name)] if path == "functions" else [
+        "EVALSHA", script_sha(name)]
+    return [*head, len(keys), *keys, *args]
+
+
+class ScriptRunner:
+    """One product script on one client, called like redis-py's ``AsyncScript``
+    (``await runner(keys=, args=, client=)``): FCALL of the installed function library where
+    this client may, EVALSHA (with SCRIPT LOAD on NOSCRIPT) otherwise. Replies, and the error
+    replies ``script_errors`` maps, are the same on both paths."""
+
+    def __init__(self, redis: Any, name: str) -> None:
+        self.registered_client = redis
+        self.name = name
+        self._script = redis.register_script(script_source(name))
+
+    async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (),
+                       client: Any = None) -> Any:
+        for attempt in range(2):
+            path = await client_path(self.registered_client)
+            try:
+                if path == "scripts":
+                    return await self._script(keys=keys, args=args, client=client)
+                target = client if client is not None else self.registered_client
+                pending = target.execute_command(*script_command(self.name, keys, args, path))
+                return await pending if inspect.isawaitable(pending) else pending
+            except redis_exceptions.ResponseError as e:
+                if attempt or not functions.is_function_missing(e):
+                    raise
+                use_path(self.registered_client, None)  # e.g. Redis restarted empty: probe again
+        raise AssertionError("unreachable")
+
+
 @dataclass(frozen=True)
 class Scripts:
-    """The scripts registered on one client; each call is one EVALSHA with NOSCRIPT reload."""
+    """The scripts registered on one client (see ``ScriptRunner``)."""
 
-    acquire: AsyncScript
-    renew: AsyncScript
-    release: AsyncScript
-    fence: AsyncScript
-    heartbeat: AsyncScript
-    set_mode: AsyncScript
-    request_handoff: AsyncScript
-    controllers: AsyncScript
+    acquire: ScriptRunner
+    renew: ScriptRunner
+    release: ScriptRunner
+    fence: ScriptRunner
+    heartbeat: ScriptRunner
+    set_mode: ScriptRunner
+    request_handoff: ScriptRunner
+    controllers: ScriptRunner
 
 
 def register_scripts(redis: Any) -> Scripts:
     """Register every script on ``redis`` (a ``redis.asyncio`` client or FakeAsyncRedis)."""
-    return Scripts(**{name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES})
+    return Scripts(**{name: ScriptRunner(redis, name) for name in SCRIPT_NAMES})
+
+
+async def release_command(redis: Any, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
+    """The release script's raw command on the path ``redis`` takes (for a stdlib-only sender
+    such as the guardian): the same keys and args as ``Lease.release`` passes."""
+    return script_command("release", keys, args, await client_path(redis))
 
 
 @contextlib.contextmanager
@@ -75,7 +151,7 @@ def script_errors() -> Iterator[None]:
         raise
 
 
-async def run_script(script: AsyncScript, keys: list[str], args: list[Any]) -> list[Any]:
+async def run_script(script: ScriptRunner, keys: list[str], args: list[Any]) -> list[Any]:
     """Run one script and return its reply with bytes decoded; Redis failures and the
     scripts' error replies are translated at this boundary (see ``script_errors``)."""
     with redis_errors(keys[0]), script_errors():
@@ -84,7 +160,7 @@ async def run_script(script: AsyncScript, keys: list[str], args: list[Any]) -> l
 
 
 async def run_script_and_wait(
-    script: AsyncScript, keys: list[str], args: list[Any], *, replicas: int, timeout_ms: int
+    script: ScriptRunner, keys: list[str], args: list[Any], *, replicas: int, timeout_ms: int
 ) -> tuple[list[Any], int]:
     """Run one script, then WAIT for ``replicas`` to acknowledge it, in one round trip.
 
@@ -92,10 +168,17 @@ async def run_script_and_wait(
     checked reply and how many replicas acknowledged.
     """
     with redis_errors(keys[0]), script_errors():
-        pipe = script.registered_client.pipeline(transaction=False)
-        await script(keys=keys, args=args, client=pipe)  # type: ignore[arg-type]  # pipelines work
-        pipe.execute_command("WAIT", replicas, timeout_ms)
-        reply, acked = await pipe.execute()
+        for attempt in range(2):
+            pipe = script.registered_client.pipeline(transaction=False)
+            await script(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            try:
+                reply, acked = await pipe.execute()
+                break
+            except redis_exceptions.ResponseError as e:
+                if attempt or not functions.is_function_missing(e):
+                    raise
+                use_path(script.registered_client, None)  # the library vanished: probe again
     return _checked(reply), int(acked)
 
 

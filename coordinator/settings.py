@@ -37,7 +37,9 @@ class UnknownSettingError(SettingsError, TypeError):
 
 # COORDINATOR_* names the daemon itself sets for a leader-only child (which may run
 # `coordinator status` in turn) that are not settings
-CHILD_ONLY_VARIABLES = frozenset({ENV_PREFIX + "TERM"})
+CHILD_ONLY_VARIABLES = frozenset({ENV_PREFIX + "TERM",
+                                  # `coordinator redis install-functions` only (cli_redis.py)
+                                  ENV_PREFIX + "REDIS_ADMIN_URL", ENV_PREFIX + "REDIS_ADMIN_URL_FILE"})
 
 
 class Settings(BaseSettings):

@@ -21,10 +21,10 @@ import redis as redis_sync
 import redis.asyncio as aioredis
 import yaml
 from redis.backoff import NoBackoff
-from redis.exceptions import NoPermissionError, NoScriptError
+from redis.exceptions import NoPermissionError
 from redis.retry import Retry
 
-from coordinator import CoordinatorError, Lease
+from coordinator import CoordinatorError, Lease, functions
 from coordinator.daemon import Daemon
 from coordinator.settings import ENV_PREFIX, Settings, load_settings
 from coordinator.status import cluster_status
@@ -258,6 +258,8 @@ def test_systemd_unit_exposure_stays_low(checkable_unit: Path) -> None:
 # ---- Redis config and ACL, on a real redis-server -----------------------------------------
 
 PASSWORD = "change-me-coordinator-password"  # the placeholder; its hash is in redis.conf
+ADMIN_PASSWORD = "change-me-coordinator-admin-password"  # the installer user's placeholder
+BURN_CPU = "local i = 0 while i < 3000000 do i = i + 1 end return i"  # Lua of one's own
 
 
 @dataclass
@@ -276,7 +278,8 @@ def acl_redis() -> Iterator[AclRedis]:
     port = free_port()
     process = subprocess.Popen(
         [binary, str(REDIS_CONF), "--port", str(port), "--bind", "127.0.0.1", "--dir",
-         str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+         str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     client = redis_sync.Redis(port=port, username="coordinator", password=PASSWORD,
                               socket_timeout=0.5, socket_connect_timeout=0.5)
     try:
@@ -292,6 +295,7 @@ def acl_redis() -> Iterator[AclRedis]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
+        install_functions(port)
         yield AclRedis(port, workdir)
     finally:
         client.close()
@@ -304,6 +308,22 @@ def user_url(port: int) -> str:
     return f"redis://coordinator:{PASSWORD}@127.0.0.1:{port}/0"
 
 
+def admin_url(port: int) -> str:
+    return f"redis://coordinator-admin:{ADMIN_PASSWORD}@127.0.0.1:{port}/0"
+
+
+def install_functions(port: int) -> subprocess.CompletedProcess[str]:
+    """`coordinator redis install-functions` as the operator runs it: the admin URL in the
+    environment, the daemon's settings (the runtime user's URL) otherwise."""
+    from tests.processes import coordinator_env
+
+    env = {**coordinator_env(user_url(port)), "COORDINATOR_REDIS_ADMIN_URL": admin_url(port)}
+    done = subprocess.run([sys.executable, "-m", "coordinator", "redis", "install-functions"],
+                          env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_acl_rules_are_accepted_by_acl_setuser_too() -> None:
     if redis_server_binary() is None:
         pytest.skip("no redis-server binary on this machine (apt-get install redis-server)")
@@ -313,7 +333,9 @@ def test_acl_rules_are_accepted_by_acl_setuser_too() -> None:
         user = redis_sync.Redis(port=server.port, username=name, password=PASSWORD)
         try:
             assert admin.execute_command("ACL", "SETUSER", name, "reset", *rules) == b"OK"
-            with pytest.raises(NoScriptError):  # allowed, merely unknown
+            with pytest.raises(redis_sync.ResponseError, match="Function not found"):
+                user.fcall("no_such_function", 0)  # allowed, merely unknown
+            with pytest.raises(NoPermissionError):
                 user.evalsha("0" * 40, 0)
             with pytest.raises(NoPermissionError):
                 user.flushall()
@@ -340,13 +362,50 @@ def test_config_turns_on_aof_and_locks_out_the_default_user(acl_redis: AclRedis)
         user.close()
 
 
+def test_the_acl_user_cannot_run_lua_of_its_own(acl_redis: AclRedis) -> None:
+    """A leaked runtime password must not run arbitrary Lua: one loop would make every
+    client of the server get BUSY, and that user may not SCRIPT KILL it."""
+    user = redis_sync.Redis.from_url(user_url(acl_redis.port), socket_timeout=10)
+    try:
+        attempts: list[tuple[str, Any]] = [
+            ("EVAL", lambda: user.eval(BURN_CPU, 0)),
+            ("EVAL_RO", lambda: user.execute_command("EVAL_RO", BURN_CPU, 0)),
+            ("SCRIPT LOAD", lambda: user.script_load(BURN_CPU)),
+            ("EVALSHA", lambda: user.evalsha(hashlib.sha1(BURN_CPU.encode()).hexdigest(), 0)),
+            ("FUNCTION LOAD", lambda: user.function_load(
+                "#!lua name=mine\nredis.register_function('burn', function() "
+                + BURN_CPU + " end)")),
+            ("FUNCTION DELETE", lambda: user.function_delete(functions.library_name())),
+            ("FUNCTION FLUSH", lambda: user.function_flush()),
+        ]
+        ran = []
+        for name, attempt in attempts:
+            try:
+                attempt()
+                ran.append(name)
+            except NoPermissionError:
+                pass
+            except redis_sync.ResponseError as e:  # e.g. NOSCRIPT: allowed, merely unknown
+                ran.append(f"{name} ({e})")
+        assert ran == [], f"the runtime user may run its own Lua with: {ran}"
+        # what it may call is the product's own functions
+        assert user.fcall(functions.function_name("version"), 0).decode() == (
+            functions.library_digest())
+    finally:
+        user.close()
+
+
 async def test_the_acl_user_runs_the_lease_but_cannot_leave_its_namespace(
     acl_redis: AclRedis,
 ) -> None:
     client = aioredis.Redis.from_url(user_url(acl_redis.port))
     try:
-        result = await Lease(client, holder_id="n1", ttl=5, namespace="coordinator").acquire()
+        lease = Lease(client, holder_id="n1", ttl=5, namespace="coordinator")
+        result = await lease.acquire()
         assert result.is_leader
+        assert (await lease.acquire()).operation == "renew"
+        fenced = await lease.fenced_set("{coordinator}:fenced:x", "v", result.term)
+        assert fenced.accepted and await client.get("{coordinator}:fenced:x") == b"v"
         assert await client.hgetall("{coordinator}:lease:global")
         with pytest.raises(NoPermissionError):
             await client.get("outside")
@@ -454,3 +513,33 @@ def test_the_cli_runs_as_the_acl_user(acl_redis: AclRedis, tmp_path: Path) -> No
     assert watcher.returncode == 0, err
     seen = [jsonlib.loads(line)["type"] for line in out.splitlines()]
     assert seen[0] == "resync" and "leader_changed" in seen and "automation_mode_changed" in seen
+
+
+def test_the_installer_user_loads_functions_and_nothing_else(acl_redis: AclRedis) -> None:
+    again = install_functions(acl_redis.port)  # the fixture installed them once already
+    assert f"function library {functions.library_name()}: already loaded" in again.stdout
+    installer = redis_sync.Redis.from_url(admin_url(acl_redis.port))
+    try:
+        for attempt in (lambda: installer.get("{coordinator}:lease:global"),
+                        lambda: installer.eval("return 1", 0),
+                        lambda: installer.fcall(functions.function_name("version"), 0),
+                        lambda: installer.function_flush()):
+            with pytest.raises(NoPermissionError):
+                attempt()
+    finally:
+        installer.close()
+
+
+def test_install_functions_needs_admin_credentials_from_the_environment(acl_redis: AclRedis) -> None:
+    from tests.processes import coordinator_env
+
+    command = [sys.executable, "-m", "coordinator", "redis", "install-functions"]
+    env = coordinator_env(user_url(acl_redis.port))
+    missing = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30,
+                             check=False)
+    assert missing.returncode == 2 and "COORDINATOR_REDIS_ADMIN_URL" in missing.stderr
+    as_runtime = subprocess.run(
+        command, env={**env, "COORDINATOR_REDIS_ADMIN_URL": user_url(acl_redis.port)},
+        capture_output=True, text=True, timeout=30, check=False)
+    assert as_runtime.returncode == 1 and "may not load functions" in as_runtime.stderr
+    assert as_runtime.stderr.count("\n") == 1  # one line, no traceback
