@@ -166,7 +166,7 @@ def test_compose_runs_redis_with_the_config_and_three_distinct_daemons(
 ) -> None:
     compose = yaml.safe_load(COMPOSE.read_text())
     services = compose["services"]
-    assert set(services) == {"redis", "node-1", "node-2", "node-3"}
+    assert set(services) == {"redis", "functions", "node-1", "node-2", "node-3"}
     redis_volumes = services["redis"]["volumes"]
     assert "./redis/redis.conf:/usr/local/etc/redis/redis.conf:ro" in redis_volumes
     assert services["redis"]["command"][-1] == "/usr/local/etc/redis/redis.conf"
@@ -181,6 +181,20 @@ def test_compose_runs_redis_with_the_config_and_three_distinct_daemons(
         assert f"127.0.0.1:{settings.http_port}/readyz" in " ".join(service["healthcheck"]["test"])
         assert settings.http_host == "0.0.0.0"  # published ports reach the container's address
         assert urlsplit(settings.redis_url.get_secret_value()).hostname == "redis"
+        assert service["depends_on"]["functions"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_installs_the_functions_as_the_installer_user_before_the_daemons() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    installer = services["functions"]
+    assert installer["command"] == ["redis", "install-functions"]
+    assert installer["depends_on"]["redis"]["condition"] == "service_healthy"
+    url = urlsplit(with_compose_defaults(installer["environment"]["COORDINATOR_REDIS_ADMIN_URL"]))
+    assert url.hostname == "redis" and url.username == "coordinator-admin"
+    admin_line = next(line for line in REDIS_CONF.read_text().splitlines()
+                      if line.startswith("user coordinator-admin "))
+    (rule,) = [r for r in admin_line.split() if r.startswith("#")]
+    assert hashlib.sha256((url.password or "").encode()).hexdigest() == rule[1:]
 
 
 def test_dockerfile_copies_only_files_that_exist_and_exposes_the_port() -> None:
