@@ -195,3 +195,42 @@ def test_the_guardians_credentials_are_not_in_ps_nor_in_the_childs_environment(
     nodes.procs["a"].send_signal(signal.SIGKILL)
     released = _wait_event(client, nodes.namespace, "lease_released", before, holder_id="a")
     assert released["at"] - before < PROCESS_CRASH_BOUND_MS
+
+
+@pytest.mark.e2e
+def test_a_guardian_that_dies_is_replaced_and_the_new_one_releases(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    client = redis_sync.Redis.from_url(nodes.server.url)
+    script, out = _writer(tmp_path)
+    nodes.spawn("a", [sys.executable, script, str(out)])
+    assert _first_line(out, after=0, timeout=START_WAIT)[0] == "a"
+    nodes.spawn("b", [sys.executable, script, str(out)])
+    first = _started(nodes, "a", "guardian.started")
+    _started(nodes, "b", "guardian.started")
+    os.kill(first["pid"], signal.SIGKILL)
+    nodes.wait_for("a", "guardian.lost")
+    (_, second) = nodes.wait_for("a", "guardian.started", count=2)
+    assert second["pid"] != first["pid"]
+    assert _leader(client, nodes.namespace) == "a"  # a lost guardian costs no leadership
+    time.sleep(0.3)
+    before = _redis_ms(client)
+    nodes.procs["a"].send_signal(signal.SIGKILL)
+    changed = _wait_event(client, nodes.namespace, "leader_changed", before, holder_id="b")
+    assert changed["at"] - before < PROCESS_CRASH_BOUND_MS
+
+
+@pytest.mark.e2e
+def test_with_the_guardian_off_a_kill_9_takes_the_ttl(nodes: Nodes, tmp_path: Path) -> None:
+    client = redis_sync.Redis.from_url(nodes.server.url)
+    script, out = _writer(tmp_path)
+    nodes.spawn("a", [sys.executable, script, str(out)], COORDINATOR_GUARDIAN="false")
+    assert _first_line(out, after=0, timeout=START_WAIT)[0] == "a"
+    nodes.spawn("b", [sys.executable, script, str(out)], COORDINATOR_GUARDIAN="false")
+    nodes.wait_for("b", "daemon.started")
+    time.sleep(0.3)
+    before = _redis_ms(client)
+    nodes.procs["a"].send_signal(signal.SIGKILL)
+    changed = _wait_event(client, nodes.namespace, "leader_changed", before, holder_id="b")
+    assert changed["at"] - before >= (TTL - 0.6) * 1000
+    assert not nodes.events("a", "guardian.started")
