@@ -224,3 +224,39 @@ def test_a_process_gone_before_it_was_guarded_is_not_waited_for() -> None:
     guarded = Guarded()
     guarded.add(int(done.stdout))
     assert guarded.wait(0.0) is True
+
+
+@pytest.mark.e2e
+async def test_it_speaks_tls_with_a_client_certificate(tmp_path: Path) -> None:
+    from tests.test_topologies import make_certificates, wait_until
+
+    files = make_certificates(tmp_path)
+    port = free_port()
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip("no redis-server")
+    server = subprocess.Popen(
+        [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--tls-cert-file", str(files["server.crt"]), "--tls-key-file", str(files["server.key"]),
+         "--tls-ca-cert-file", str(files["ca.crt"]), "--tls-auth-clients", "yes",
+         "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tls = {"ssl": True, "ssl_ca_certs": str(files["ca.crt"]),
+           "ssl_certfile": str(files["client.crt"]), "ssl_keyfile": str(files["client.key"])}
+    try:
+        sync = redis_sync.Redis(port=port, **tls)
+        assert wait_until(sync.ping, 10)
+        sync.close()
+        client = aioredis.Redis(port=port, **tls)
+        try:
+            lease = _lease(client)
+            term = (await lease.acquire()).record.term
+            config = _redis(f"rediss://127.0.0.1:{port}/0",
+                            tls={"ca": str(files["ca.crt"]), "cert": str(files["client.crt"]),
+                                 "key": str(files["client.key"])})
+            assert send_release(config, _tenure(lease, term))[0] == "released"
+            assert await lease.get() is None
+        finally:
+            await client.aclose()
+    finally:
+        server.kill()
+        server.wait()
