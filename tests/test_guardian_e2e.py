@@ -28,6 +28,9 @@ from tests.test_child_lifecycle import START_WAIT, TTL, Nodes, _state, _writer
 
 # generous for a loaded machine, and still far below the TTL that today's failover takes
 PROCESS_CRASH_BOUND_MS = 1000
+# a few in the suite; the measurement (20 and more, the p99) is `coordinator bench`, or this
+# test with GUARDIAN_TRIALS=20 for one with a leader-only child
+TRIALS = int(os.environ.get("GUARDIAN_TRIALS", "3"))
 
 
 @pytest.fixture
@@ -90,7 +93,7 @@ def test_a_kill_9_of_the_leading_daemon_fails_over_in_milliseconds(
         nodes.spawn(node, [sys.executable, script, str(out)])
         _started(nodes, node, "guardian.started")
     figures = []
-    for _ in range(3):
+    for _ in range(TRIALS):
         leader = _wait_leader(client, nodes.namespace)
         other = "b" if leader == "a" else "a"
         _first_line(out, after=time.time(), not_node=other, timeout=START_WAIT)
@@ -113,7 +116,9 @@ def test_a_kill_9_of_the_leading_daemon_fails_over_in_milliseconds(
         nodes.spawn(leader, [sys.executable, script, str(out)])
         nodes.wait_for(leader, "guardian.started", count=count + 1)
         nodes.wait_for(leader, "daemon.started", count=count + 1)
-    print(f"process crash: new leader {figures} ms after the kill (Redis clock)")
+    ordered = sorted(figures)
+    print(f"process crash with a child: new leader {figures} ms after the kill (Redis clock);"
+          f" p50 {ordered[(len(ordered) - 1) // 2]} ms, max {ordered[-1]} ms, n={len(ordered)}")
     assert max(figures) < PROCESS_CRASH_BOUND_MS
 
 
