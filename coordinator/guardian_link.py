@@ -22,6 +22,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from coordinator.watchdog_link import encode, spare
 
 GUARDIAN_SCRIPT = Path(guardian.__file__).resolve()
 RESTART_BASE, RESTART_CAP = 0.1, 10.0
+STABLE = 60.0  # a guardian that lived this long before dying starts the backoff afresh
 RELEASE_TIMEOUT = 1.0  # per connect, read or write of the guardian's release
 
 # processes of this daemon process that must be gone before a guardian releases (the
@@ -100,6 +102,7 @@ class GuardianLink:
         self._closed = False
         self._failures = 0
         self._restart: asyncio.TimerHandle | None = None
+        self._started_at = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -126,6 +129,7 @@ class GuardianLink:
         finally:
             theirs.close()
         spare(self._process.pid)
+        self._started_at = time.monotonic()
         ours.setblocking(False)
         self._control = ours
         _LINKS.add(self)
@@ -225,6 +229,8 @@ class GuardianLink:
         if self._closed:
             return
         self.log.error("guardian.lost", pid=process.pid if process else None, status=status)
+        if time.monotonic() - self._started_at >= STABLE:
+            self._failures = 0
         self._schedule_restart()
 
     def _schedule_restart(self) -> None:

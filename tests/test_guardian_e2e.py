@@ -239,3 +239,20 @@ def test_with_the_guardian_off_a_kill_9_takes_the_ttl(nodes: Nodes, tmp_path: Pa
     changed = _wait_event(client, nodes.namespace, "leader_changed", before, holder_id="b")
     assert changed["at"] - before >= (TTL - 0.6) * 1000
     assert not nodes.events("a", "guardian.started")
+
+
+@pytest.mark.e2e
+def test_after_a_graceful_stop_the_guardian_releases_nothing(nodes: Nodes, tmp_path: Path) -> None:
+    client = redis_sync.Redis.from_url(nodes.server.url)
+    script, out = _writer(tmp_path)
+    nodes.spawn("a", [sys.executable, script, str(out)])
+    assert _first_line(out, after=0, timeout=START_WAIT)[0] == "a"
+    _started(nodes, "a", "guardian.started")
+    before = _redis_ms(client)
+    nodes.procs["a"].send_signal(signal.SIGTERM)
+    assert nodes.procs["a"].wait(timeout=15) == 0
+    nodes.wait_for("a", "guardian.exiting")  # told the tenure ended before the daemon's end closed
+    released = [e for e in _history(client, nodes.namespace)
+                if e["type"] == "lease_released" and e["at"] >= before]
+    assert len(released) == 1 and released[0]["holder_id"] == "a"  # the daemon's own
+    assert not nodes.events("a", "guardian.released")
