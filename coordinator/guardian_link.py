@@ -30,7 +30,7 @@ from coordinator import guardian, keys
 from coordinator.lease import Lease
 from coordinator.scripts import script_source
 from coordinator.settings import ENV_PREFIX, Settings
-from coordinator.watchdog_link import encode, spare
+from coordinator.watchdog_link import encode, spare, unspare
 
 GUARDIAN_SCRIPT = Path(guardian.__file__).resolve()
 RESTART_BASE, RESTART_CAP = 0.1, 10.0
@@ -226,6 +226,8 @@ class GuardianLink:
         if process is not None and status is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 status = process.wait(timeout=0.1)
+        if process is not None and status is not None:
+            unspare(process.pid)
         if self._closed:
             return
         self.log.error("guardian.lost", pid=process.pid if process else None, status=status)

@@ -34,6 +34,11 @@ def spare(pid: int) -> None:
     _SPARED.add(pid)
 
 
+def unspare(pid: int) -> None:
+    """``pid`` was reaped: it may be reused by anyone, a descendant of the child's too."""
+    _SPARED.discard(pid)
+
+
 def watchdog_command(control_fd: int, grace: float, node_id: str,
                      outputs: tuple[int, int] | None = None) -> list[str]:
     """The command line that starts the watchdog (``-I``: only the standard library)."""
