@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from coordinator.clock import bounded
 from coordinator.errors import CoordinatorError, InvalidArgumentError
+from coordinator.guardian_link import guard
 from coordinator.hooks import Hooks, LeaderContext
 from coordinator.logs import get_logger
 from coordinator.settings import ENV_PREFIX, Settings
@@ -185,6 +186,9 @@ class ChildRunner:
             self._grace, self._settings.node_id, env=inherited_env(os.environ),
             prefix_output=self._settings.child_output_prefix)
         self._process = process
+        # the guardian releases the lease after a crash of the daemon only once the
+        # watchdog is gone, which it is only once the child and all it started are
+        guard(process.pid)
         self._backstop.adopted_by(process, heir=heir)
         self._link = WatchdogLink(control, on_report=self._report, on_lost=self._watchdog_lost)
         if outputs is not None:

@@ -19,6 +19,7 @@ from coordinator.clock import Clock, bounded
 from coordinator.errors import BackendUnavailableError, CoordinatorError
 from coordinator.events import Outbox
 from coordinator.eviction import UNKNOWN, RedisReport, check_eviction
+from coordinator.guardian_link import GuardianLink
 from coordinator.handoff import choose_handoff, read_candidates
 from coordinator.hooks import HookQueue, Hooks, LeaderContext
 from coordinator.leader_work import Leadership, LeaderWork, PassResult
@@ -174,6 +175,10 @@ class Daemon:
         self._work_queue = HookQueue(self.log, bound=settings.lease_ttl)
         self._work = LeaderWork(self._hooks, self._work_queue, self.log, self._context,
                                 self._mode_now)
+        # releases the lease if this process dies while leading (COORDINATOR_GUARDIAN)
+        # (only on a connection made from the settings: it reaches Redis with them)
+        self._guardian = (GuardianLink(settings, self._lease, self.log)
+                          if settings.guardian and self._owns_redis else None)
 
     # ---- the public surface -------------------------------------------------------------
 
@@ -337,6 +342,8 @@ class Daemon:
         self.log.info("daemon.starting", redis=self.settings.redis_url_redacted,
                       namespace=self.settings.namespace, lease=self.settings.lease_name,
                       instance_id=self.instance_id)
+        if self._guardian is not None:
+            self._guardian.start()  # before the first acquire
         await self._check_redis()
         await self.heartbeat_once()  # 1. register the controller, first heartbeat
         self._spawn(self._heartbeat_loop())  # 2. heartbeat loop
@@ -421,6 +428,8 @@ class Daemon:
                 await bounded(self._redis.aclose(), left())
         # the last hooks (on_lease_state_change for the stop) within what is left; what
         # overran the budget was abandoned: cancel it once more, leave nothing behind
+        if self._guardian is not None:
+            self._guardian.close()  # nothing left to release: it exits
         await self._hook_queue.settled(left())
         self._work.cancel_all()
         self._work_queue.cancel_all()
@@ -774,6 +783,11 @@ class Daemon:
         new, effects = step(old, seen, self._timing)
         self._state = new
         self._arm_deadline_timer()
+        if self._guardian is not None:  # it learns each tenure as it begins and ends
+            if new.role is Role.LEADER and new.term is not None and not new.stopping:
+                self._guardian.began(new.term)
+            else:
+                self._guardian.ended()
         if new.deadline != old.deadline and self._hooks.on_lease_deadline is not None:
             try:
                 self._hooks.on_lease_deadline(new.deadline)

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     child_restart: Literal["on-failure", "always", "never"] = "on-failure"
     child_pass_redis_url: bool = False
     child_output_prefix: bool = False
+    # a guardian process beside the daemon releases its lease the moment the daemon dies on a
+    # live host (coordinator/guardian.py); off for hosts that forbid extra processes
+    guardian: bool = True
     http_host: str = "127.0.0.1"
     # None (unset or empty) keeps the HTTP endpoint off; 0 asks for an ephemeral port
     http_port: int | None = Field(default=None, ge=0, le=65535)

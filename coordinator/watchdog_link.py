@@ -25,6 +25,19 @@ from coordinator.watchdog import descendants, now, processes
 
 WATCHDOG_SCRIPT = Path(watchdog.__file__).resolve()
 
+# processes of the daemon that no sweep of the child's descendants may kill (the guardian)
+_SPARED: set[int] = set()
+
+
+def spare(pid: int) -> None:
+    """``pid`` is no descendant of the child's: the backstop's sweep leaves it alone."""
+    _SPARED.add(pid)
+
+
+def unspare(pid: int) -> None:
+    """``pid`` was reaped: it may be reused by anyone, a descendant of the child's too."""
+    _SPARED.discard(pid)
+
 
 def watchdog_command(control_fd: int, grace: float, node_id: str,
                      outputs: tuple[int, int] | None = None) -> list[str]:
@@ -285,7 +298,7 @@ class Backstop:
         but the watchdog itself (frozen, it cannot reap what it adopted, so their pids stay
         theirs; dead or dying, what it had passes to the daemon, a subreaper too)."""
         parents = {pid: parent for pid, (parent, _) in processes().items()}
-        spared = {self._pid}
+        spared = {self._pid, *_SPARED}
         roots = [os.getpid()] if self._heir else []
         if self._adopter is not None and self._adopter.returncode is None:
             spared.add(self._adopter.pid)  # its pid is its own until the daemon reaps it
