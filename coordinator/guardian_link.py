@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import socket
 import subprocess
@@ -27,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from coordinator import guardian, keys
+from coordinator.functions import ScriptPath
 from coordinator.lease import Lease
-from coordinator.scripts import script_source
+from coordinator.scripts import known_path, script_command, script_source
 from coordinator.settings import ENV_PREFIX, Settings
 from coordinator.watchdog_link import encode, spare, unspare
 
@@ -50,18 +50,23 @@ def guard(pid: int) -> None:
         link.send({"guard": pid})
 
 
-def release_command(lease: Lease, term: int) -> tuple[list[str], list[str]]:
-    """The exact release of ``term`` (EVALSHA of release.lua) and its NOSCRIPT fallback
-    (EVAL): holder, instance id and term are checked inside the script; no handover."""
-    source = script_source("release")
-    sha = hashlib.sha1(source.encode()).hexdigest()
+def release_command(lease: Lease, term: int, path: ScriptPath | None = None,
+                    ) -> tuple[list[Any], list[Any] | None]:
+    """The exact release of ``term`` on the script ``path`` the daemon's client takes, and
+    what to send instead on NOSCRIPT: FCALL of the function library (no fallback: the
+    library is either installed or the release fails and the lease expires at its TTL), or
+    EVALSHA of release.lua with EVAL of its source as the fallback (``path`` None: not known
+    yet). Holder, instance id and term are checked inside the script; no handover."""
     call_keys = [lease.key, lease.history_key, lease.tenure_key,
                  keys.handoff_key(lease.namespace, lease.name),
                  keys.no_controller_key(lease.namespace)]
     call_args = [lease.holder_id, lease.instance_id, str(int(term)), lease.name, lease.channel,
                  str(lease.history_maxlen), "", str(lease.ttl_ms)]
-    tail = [str(len(call_keys)), *call_keys, *call_args]
-    return ["EVALSHA", sha, *tail], ["EVAL", source, *tail]
+    if path == "functions":
+        return [str(a) for a in script_command("release", call_keys, call_args, path)], None
+    command = [str(a) for a in script_command("release", call_keys, call_args, "scripts")]
+    tail = command[2:]
+    return command, ["EVAL", script_source("release"), *tail]
 
 
 def redis_message(settings: Settings) -> dict[str, Any]:
@@ -146,7 +151,7 @@ class GuardianLink:
         """A tenure of ``term`` began (or was led again): the guardian may release it."""
         if self._tenure is not None and self._tenure["term"] == term:
             return
-        command, fallback = release_command(self._lease, term)
+        command, fallback = release_command(self._lease, term, known_path(self._lease.client))
         self._tenure = {"term": term, "lease": self._lease.name, "holder": self._lease.holder_id,
                         "instance": self._lease.instance_id, "release": command,
                         "fallback": fallback, "wait": self._settings.lease_ttl}

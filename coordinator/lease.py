@@ -114,6 +114,11 @@ class Lease:
                             str(self.ttl_ms).encode()]
         self._snippets: dict[str, Any] = {}  # fenced_eval's scripts, one per snippet
 
+    @property
+    def client(self) -> Any:
+        """The Redis client this lease's scripts run on."""
+        return self._redis
+
     async def acquire(
         self,
         *,

@@ -55,6 +55,12 @@ def use_path(redis: Any, path: functions.ScriptPath | None) -> None:
         raise InvalidArgumentError(f"script path must be 'functions' or 'scripts', not {path!r}")
 
 
+def known_path(redis: Any) -> functions.ScriptPath | None:
+    """The path ``redis`` was seen to take (pinned or probed), without a round trip; None
+    before its first script call."""
+    return _paths.get(redis)
+
+
 async def client_path(redis: Any) -> functions.ScriptPath:
     """The path ``redis`` takes: pinned, found before, or probed now (one round trip)."""
     path = _paths.get(redis)

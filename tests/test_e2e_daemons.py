@@ -144,9 +144,11 @@ def test_graceful_stop_hands_over_within_100_ms(server: RedisServer, tmp_path: P
 
 
 def test_kill_9_fails_over_within_ttl_plus_renew_interval(server: RedisServer, tmp_path: Path) -> None:
+    """Without the guardian a kill -9 is as a dead host: the lease must expire."""
     events = EventLog(server.port)
     try:
-        with daemons(server.url, ["a", "b", "c"], tmp_path) as procs:
+        with daemons(server.url, ["a", "b", "c"], tmp_path,
+                     COORDINATOR_GUARDIAN="false") as procs:
             leader = wait_for_leader(server)
             time.sleep(0.8)
             mark = len(events.drain())

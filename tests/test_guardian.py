@@ -18,7 +18,7 @@ import pytest
 import redis as redis_sync
 import redis.asyncio as aioredis
 
-from coordinator import guardian, keys
+from coordinator import functions, guardian, keys, scripts
 from coordinator.guardian import Guarded, Known, apply, send_release
 from coordinator.guardian_link import guardian_command, redis_message, release_command
 from coordinator.lease import Lease
@@ -141,6 +141,36 @@ async def test_it_logs_in_as_an_acl_user_on_its_database() -> None:
                              _tenure(lease, term))
         finally:
             await client.aclose()
+
+
+@pytest.mark.real
+async def test_under_the_fcall_only_acl_it_releases_with_fcall() -> None:
+    """The shipped ACL grants FCALL of the product's functions and no EVALSHA: the tenure's
+    release must be the command on the path the daemon's own client takes."""
+    if redis_server_binary() is None:
+        pytest.skip("no redis-server")
+    with running_redis("--user", "coord", "on", ">pw-x", "~*", "&*", "+@all", "-@scripting",
+                       "+fcall") as server:
+        admin = aioredis.Redis(port=server.port)
+        url = f"redis://coord:pw-x@127.0.0.1:{server.port}/0"
+        client = aioredis.Redis.from_url(url)
+        try:
+            await functions.install(admin)
+            lease = _lease(client)
+            term = (await lease.acquire()).record.term
+            assert scripts.known_path(client) == "functions"
+            old_way = release_command(lease, term)  # EVALSHA, as before: refused by this ACL
+            with pytest.raises(guardian.RespError, match="NOPERM"):
+                send_release(_redis(url), {"term": term, "release": old_way[0],
+                                           "fallback": old_way[1], "wait": 1.0})
+            command, fallback = release_command(lease, term, scripts.known_path(client))
+            assert command[0] == "FCALL" and fallback is None
+            tenure = {"term": term, "release": command, "fallback": fallback, "wait": 1.0}
+            assert send_release(_redis(url), tenure)[0] == "released"
+            assert await lease.get() is None
+        finally:
+            await client.aclose()
+            await admin.aclose()
 
 
 @contextlib.contextmanager

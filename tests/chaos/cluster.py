@@ -138,7 +138,25 @@ class Cluster:
         return best
 
     def kill(self, node: str) -> None:
-        """kill -9 the running incarnation of ``node`` and reap it."""
+        """kill -9 every process of the running incarnation of ``node`` (a dead host: the
+        guardian first, so it cannot see the daemon die; then its watchdog and child, which
+        would otherwise end when the daemon's socket closes) and reap the daemon."""
+        proc = self.current(node)
+        if proc is None or proc.record.ended_ms is not None:
+            return
+        latest: dict[str, int] = {}  # the newest of each: older ones are gone, their pids not ours
+        for e in _json_lines(proc.log_path):
+            if e.get("event") in ("guardian.started", "watchdog.started", "child.started") \
+                    and isinstance(e.get("pid"), int):
+                latest[e["event"]] = e["pid"]
+        for event in ("guardian.started", "watchdog.started", "child.started"):
+            if event in latest:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(latest[event], signal.SIGKILL)
+        self.kill_daemon(node)
+
+    def kill_daemon(self, node: str) -> None:
+        """kill -9 the daemon's pid only (a process crash) and reap it."""
         proc = self.current(node)
         if proc is None or proc.record.ended_ms is not None:
             return

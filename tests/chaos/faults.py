@@ -17,7 +17,10 @@ from tests.chaos.recording import KINDS
 
 # what each fault does, for the report
 DESCRIPTIONS = {
-    "kill_leader": "kill -9 of the leader",
+    "kill_leader": "kill -9 of every process of the leader (daemon, guardian, watchdog, child: "
+                   "a dead host)",
+    "process_crash": "kill -9 of the leading daemon's pid only (its guardian, watchdog and "
+                     "child live on: a process crash on a live host, released by the guardian)",
     "kill_standby": "kill -9 of a standby",
     "kill_all_but_one": "kill -9 of all daemons but one",
     "graceful_stop": "SIGTERM of the leader",

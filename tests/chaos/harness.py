@@ -273,6 +273,18 @@ class _Chaos:
         self._wait_for(lambda: self._new_term(f.term_before), self.failover_wait)
         self.cluster.start(f.target)
 
+    def _process_crash(self, f: Fault) -> None:
+        """kill -9 of the leading daemon's pid only: its guardian releases the lease once
+        the watchdog (and so the child) is gone."""
+        f.target = f.leader_before
+        if f.target is None:
+            return
+        f.started_ms = now_ms()
+        self.cluster.kill_daemon(f.target)
+        f.stopped = [f.target]
+        self._wait_for(lambda: self._new_term(f.term_before), self.failover_wait)
+        self.cluster.start(f.target)
+
     def _kill_standby(self, f: Fault) -> None:
         f.target = choose(self._standbys(f.leader_before), f.params["pick"])
         f.started_ms = now_ms()

@@ -15,12 +15,13 @@ from typing import Any
 
 # faults whose whole point is that the leader goes away (for a while or for good)
 REMOVES_LEADER = ("kill_leader", "pause_leader", "partition_leader", "group_stop_leader",
-                  "freeze_leader_host")
+                  "freeze_leader_host", "process_crash")
 REDIS_ONLY = ("redis_restart", "redis_outage", "slow_redis", "redis_kill_everysec",
               "redis_restart_empty")
 # the faults of issue 6 (the suite's mixed run injects these)
 KINDS = ("kill_leader", "kill_standby", "kill_all_but_one", "graceful_stop", "pause_leader",
-         "partition_leader", "redis_restart", "redis_outage", "slow_redis", "clock_jump")
+         "partition_leader", "redis_restart", "redis_outage", "slow_redis", "clock_jump",
+         "process_crash")  # the last: issue 17, kill -9 of the daemon's pid only
 # the faults of issues 11 (Redis's side) and 12 (a stopped process group, a frozen host)
 REDIS_SIDE = ("redis_clock_step", "lost_write_failover", "redis_kill_everysec",
               "redis_restart_empty")
