@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from coordinator.bench.namespace import BenchNamespace
-from coordinator.bench.redis_info import command_stats, stats_delta
+from coordinator.bench.redis_info import command_stats, script_calls, stats_delta
 from coordinator.bench.stats import ns_to_ms, percentile, ratio, summary_ms
 from coordinator.lease import Lease
 
@@ -98,7 +98,7 @@ async def evalsha_cost(redis: Any, calls: int, call: Callable[[], Awaitable[Any]
         before = await command_stats(redis)
         for _ in range(size):
             await call()
-        delta = stats_delta(before, await command_stats(redis)).get("evalsha")
+        delta = script_calls(stats_delta(before, await command_stats(redis)))
         if delta is not None:
             per_window.append(delta.usec / delta.calls)
             foreign += delta.calls - size

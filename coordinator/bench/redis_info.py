@@ -53,6 +53,19 @@ def stats_delta(before: dict[str, CommandStat], after: dict[str, CommandStat]
     return out
 
 
+SCRIPT_COMMANDS = ("evalsha", "eval", "fcall", "fcall_ro")
+
+
+def script_calls(delta: dict[str, CommandStat]) -> CommandStat | None:
+    """The growth of script calls in one ``stats_delta``, whichever way they were sent (our
+    scripts go by FCALL where the function library is installed, by EVALSHA elsewhere; a bare
+    reference call by EVALSHA): None when there was none."""
+    stats = [delta[c] for c in SCRIPT_COMMANDS if c in delta]
+    if not stats:
+        return None
+    return CommandStat(sum(s.calls for s in stats), sum(s.usec for s in stats))
+
+
 async def cpu_seconds(redis: Any) -> float:
     """User plus system CPU seconds the Redis server process has used so far."""
     info = await redis.info("cpu")

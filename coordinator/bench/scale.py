@@ -11,7 +11,7 @@ from typing import Any
 from coordinator.bench.controllers import HEARTBEAT_INTERVAL, RETENTION, beat_all, simulated
 from coordinator.bench.latency import evalsha_cost
 from coordinator.bench.processes import child_env, python_module, read_line, write_line
-from coordinator.bench.redis_info import command_stats, cpu_seconds, stats_delta
+from coordinator.bench.redis_info import command_stats, cpu_seconds, script_calls, stats_delta
 from coordinator.bench.stats import summary_ms
 from coordinator.settings import load_settings
 from coordinator.status import cluster_status
@@ -61,7 +61,7 @@ async def sustained_load(redis: Any, url: str, namespace: str, controllers: int,
         reports = [json.loads(await read_line(w, seconds + 30)) for w in workers]
         elapsed = time.monotonic() - start
         cpu = await cpu_seconds(redis) - cpu_before
-        evalsha = stats_delta(stats_before, await command_stats(redis)).get("evalsha")
+        evalsha = script_calls(stats_delta(stats_before, await command_stats(redis)))
     finally:
         for worker in workers:
             with contextlib.suppress(ProcessLookupError):
