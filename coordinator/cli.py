@@ -14,7 +14,7 @@ from typing import Any
 from coordinator.backend import connect
 from coordinator.child import ChildRunner, Command, resolve_command
 from coordinator.cli_bench import add_bench_parser, bench_command
-from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
+from coordinator.cli_common import EXIT_CORRUPT, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
 from coordinator.cli_handoff import handoff_command
 from coordinator.cli_modes import MODE_COMMANDS, mode_command
 from coordinator.cli_watch import events_command, watch_command
@@ -23,7 +23,7 @@ from coordinator.logs import configure_logging
 from coordinator.settings import Settings, SettingsError, env_name, load_settings
 from coordinator.status import cluster_status, render_status
 
-__all__ = ["EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
+__all__ = ["EXIT_CORRUPT", "EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
 
 
 def _version() -> str:
@@ -187,6 +187,10 @@ async def _status(settings: Settings, *, as_json: bool) -> int:
         print(json.dumps(snapshot))
     else:
         print(render_status(snapshot))
+    error = snapshot.get("error")
+    if error is not None:
+        return fail(f"lease key {error['key']} holds a {error['type']}, not a lease record: "
+                    f"{error['remedy']}", EXIT_CORRUPT)
     return EXIT_OK
 
 
