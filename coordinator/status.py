@@ -10,6 +10,7 @@ from typing import Any
 
 from coordinator import keys
 from coordinator.boundary import redis_errors, text
+from coordinator.corrupt_keys import corrupt_key_remedy
 from coordinator.errors import CoordinatorError, CorruptDataError
 from coordinator.eviction import check_eviction
 from coordinator.lease import read_lease
@@ -23,9 +24,7 @@ _HEADER = ("NODE", "HOST", "ROLE", "STATE", "LIVENESS", "HEARTBEAT", "LEASE")
 
 def lease_remedy(key: str) -> str:
     """What an operator does about a lease key the coordinator cannot read."""
-    return (f"inspect it (redis-cli TYPE {key}), then delete it "
-            f"(redis-cli DEL {key}) so a daemon can take the lease afresh; if another "
-            "application uses this key, give the coordinator its own COORDINATOR_NAMESPACE")
+    return corrupt_key_remedy(key)
 
 
 async def lease_error(redis: Any, error: CorruptDataError) -> dict[str, Any]:
