@@ -1,4 +1,4 @@
-"""The ``coordinator`` command: run, status, watch, events, pause, drain, resume, handoff, bench."""
+"""The coordinator command: run, status, watch, events, pause, drain, resume, handoff, bench."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from coordinator.backend import connect
 from coordinator.child import ChildRunner, Command, resolve_command
 from coordinator.cli_bench import add_bench_parser, bench_command
 from coordinator.cli_common import EXIT_CORRUPT, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
+from coordinator.cli_flags import add_setting_flags, overrides_for
 from coordinator.cli_handoff import handoff_command
 from coordinator.cli_modes import MODE_COMMANDS, mode_command
 from coordinator.cli_watch import events_command, watch_command
 from coordinator.errors import CoordinatorError, InvalidArgumentError
 from coordinator.logs import configure_logging
-from coordinator.settings import Settings, SettingsError, env_name, load_settings
+from coordinator.settings import Settings, SettingsError, load_settings
 from coordinator.status import cluster_status, render_status
 
 __all__ = ["EXIT_CORRUPT", "EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
@@ -35,14 +36,6 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    for name in Settings.model_fields:
-        parser.add_argument(
-            "--" + name.replace("_", "-"), dest=name, default=None, metavar="VALUE",
-            help=f"overrides {env_name(name)}",
-        )
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coordinator", description=__doc__)
     parser.add_argument("--version", action="version", version=f"coordinator {_version()}")
@@ -50,34 +43,33 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", help="run the daemon in the foreground",
         usage="coordinator run [FLAGS] [-- CMD [ARGS...]]",
-        description="Run the daemon; with `-- CMD`, run CMD only while this node leads.")
-    _add_setting_flags(run)
+        description="Run the daemon; with -- CMD, run CMD only while this node leads.")
+    add_setting_flags(run, "run")
     status = commands.add_parser("status", help="show the leader and the controllers")
     status.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    _add_setting_flags(status)
+    add_setting_flags(status, "status")
     watch = commands.add_parser("watch", help="print events as they happen, until Ctrl-C")
     watch.add_argument("--json", action="store_true",
                        help="one JSON object per event and line on stdout, nothing else")
-    _add_setting_flags(watch)
+    add_setting_flags(watch, "watch")
     events = commands.add_parser("events", help="print the stored event history, oldest first")
     events.add_argument("--since", metavar="ID|DURATION",
                         help="only events after a stream id, or younger than e.g. 90s, 10m, 2h")
     events.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
-    _add_setting_flags(events)
+    add_setting_flags(events, "events")
     for name, (_, description) in MODE_COMMANDS.items():
-        _add_setting_flags(commands.add_parser(name, help=description))
+        add_setting_flags(commands.add_parser(name, help=description), name)
     demo = commands.add_parser("demo", help="a local Redis, three daemons and a watched failover")
-    _add_setting_flags(demo)
+    add_setting_flags(demo, "demo")
     handoff = commands.add_parser("handoff", help="hand the lease over to another live node")
     handoff.add_argument("--to", required=True, metavar="NODE", help="the node to hand over to")
-    _add_setting_flags(handoff)
+    add_setting_flags(handoff, "handoff")
     add_bench_parser(commands)  # only --redis-url: the bench picks its own namespace and settings
     return parser
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
-    overrides = {name: getattr(args, name, None) for name in Settings.model_fields}
-    return load_settings(**overrides)
+    return load_settings(**overrides_for(args.command, args))
 
 
 def _split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
