@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
-import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from coordinator.backend import connect
-from coordinator.child import ChildRunner, Command, resolve_command
-from coordinator.cli_bench import add_bench_parser, bench_command
 from coordinator.cli_common import EXIT_CORRUPT, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
 from coordinator.cli_flags import add_setting_flags, overrides_for
-from coordinator.cli_handoff import handoff_command
-from coordinator.cli_modes import MODE_COMMANDS, mode_command
-from coordinator.cli_watch import events_command, watch_command
-from coordinator.errors import CoordinatorError, InvalidArgumentError
-from coordinator.logs import configure_logging
-from coordinator.settings import Settings, SettingsError, load_settings
-from coordinator.status import cluster_status, render_status
+from coordinator.cli_modes import MODE_COMMANDS
+
+if TYPE_CHECKING:
+    from coordinator.child import Command
+    from coordinator.settings import Settings
+
+# each command imports what it runs when it runs: `coordinator status` loads neither the
+# daemon, nor the child runner, nor the event models, nor the bench
 
 __all__ = ["EXIT_CORRUPT", "EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
 
@@ -36,9 +32,19 @@ def _version() -> str:
         return "0+unknown"
 
 
+class _Version(argparse.Action):
+    """``--version``: looked up only when asked (the package metadata costs a start-up)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(f"coordinator {_version()}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coordinator", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"coordinator {_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
         "run", help="run the daemon in the foreground",
@@ -64,11 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     handoff = commands.add_parser("handoff", help="hand the lease over to another live node")
     handoff.add_argument("--to", required=True, metavar="NODE", help="the node to hand over to")
     add_setting_flags(handoff, "handoff")
+    from coordinator.cli_bench import add_bench_parser
+
     add_bench_parser(commands)  # only --redis-url: the bench picks its own namespace and settings
     return parser
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
+    from coordinator.settings import load_settings
+
     return load_settings(**overrides_for(args.command, args))
 
 
@@ -88,9 +98,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if child_argv is not None and args.command != "run":
         return fail(f"only `coordinator run` takes a command after `--`, not {args.command!r}",
                     EXIT_USAGE)
+    from coordinator.errors import InvalidArgumentError
+    from coordinator.logs import configure_logging
+    from coordinator.settings import SettingsError
+
     try:
         settings = _settings_from(args)
-        command = resolve_command(child_argv) if child_argv is not None else None
+        command = None
+        if child_argv is not None:
+            from coordinator.child import resolve_command
+
+            command = resolve_command(child_argv)
     except SettingsError as e:
         print(f"coordinator: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -103,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(settings, command))
     if args.command == "status":
         return asyncio.run(_status(settings, as_json=args.json))
+    if args.command in ("watch", "events"):
+        from coordinator.cli_watch import events_command, watch_command
     if args.command == "watch":
         return asyncio.run(watch_command(settings, as_json=args.json))
     if args.command == "events":
@@ -113,14 +133,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         url_given = "redis_url" in settings.model_fields_set
         return asyncio.run(demo_command(settings, url_given=url_given))
     if args.command == "handoff":
+        from coordinator.cli_handoff import handoff_command
+
         return asyncio.run(handoff_command(settings, args.to))
     if args.command == "bench":
+        from coordinator.cli_bench import bench_command
+
         return asyncio.run(bench_command(settings, args))
+    from coordinator.cli_modes import mode_command
+
     return asyncio.run(mode_command(settings, MODE_COMMANDS[args.command][0]))
 
 
 async def _run(settings: Settings, command: Command | None = None) -> int:
+    import signal
+
+    from coordinator.child import ChildRunner
     from coordinator.daemon import Daemon
+    from coordinator.errors import CoordinatorError
     from coordinator.http import HttpServer
     from coordinator.probe import start_probe
 
@@ -166,6 +196,12 @@ async def _run(settings: Settings, command: Command | None = None) -> int:
 
 
 async def _status(settings: Settings, *, as_json: bool) -> int:
+    import json
+
+    from coordinator.backend import connect
+    from coordinator.errors import CoordinatorError
+    from coordinator.status import cluster_status, render_status
+
     redis: Any = connect(settings, op_timeout=2.0)
     try:
         snapshot = await cluster_status(redis, settings)

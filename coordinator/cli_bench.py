@@ -7,8 +7,6 @@ import json
 import sys
 from typing import Any
 
-from redis import exceptions as redis_exceptions
-
 from coordinator.bench.options import DEFAULT_PARTS, PARTS, BenchOptions
 from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
 from coordinator.cli_flags import add_url_file_flag
@@ -78,6 +76,8 @@ async def bench_command(settings: Settings, args: argparse.Namespace) -> int:
     except InvalidArgumentError as e:
         return fail(str(e), EXIT_USAGE)
     # imported here: every other command would otherwise load the whole bench at start-up
+    from redis import exceptions as redis_exceptions
+
     from coordinator.bench.render import markdown, text_table
     from coordinator.bench.runner import run_bench
 

@@ -86,3 +86,21 @@ def test_a_setting_flag_still_overrides_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("COORDINATOR_NAMESPACE", "from-env")
     args: Any = cli._parser().parse_args(["status", "--namespace", "flagged"])
     assert cli._settings_from(args).namespace == "flagged"
+
+
+def test_status_imports_neither_the_daemon_nor_the_event_models_nor_the_bench() -> None:
+    import subprocess
+    import sys
+
+    from tests.processes import coordinator_env
+
+    code = ("import sys\nfrom coordinator.cli import main\nmain(['status', '--json'])\n"
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('coordinator'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=coordinator_env("redis://127.0.0.1:1/0"), timeout=30, check=False)
+    loaded = set(done.stdout.split())
+    assert "coordinator.status" in loaded, done.stderr
+    heavy = {"coordinator.daemon", "coordinator.event_models", "coordinator.child",
+             "coordinator.watch", "coordinator.history", "coordinator.bench.runner",
+             "coordinator.threaded", "coordinator.watchdog"}
+    assert not loaded & heavy, sorted(loaded & heavy)
