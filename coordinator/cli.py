@@ -1,30 +1,26 @@
-"""The ``coordinator`` command: run, status, watch, events, pause, drain, resume, handoff, bench."""
+"""The coordinator command: run, status, watch, events, pause, drain, resume, handoff, bench."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
-import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from coordinator.backend import connect
-from coordinator.child import ChildRunner, Command, resolve_command
-from coordinator.cli_bench import add_bench_parser, bench_command
-from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
-from coordinator.cli_handoff import handoff_command
-from coordinator.cli_modes import MODE_COMMANDS, mode_command
-from coordinator.cli_redis import add_redis_parser, redis_command
-from coordinator.cli_watch import events_command, watch_command
-from coordinator.errors import CoordinatorError, InvalidArgumentError
-from coordinator.logs import configure_logging
-from coordinator.settings import Settings, SettingsError, env_name, load_settings
-from coordinator.status import cluster_status, render_status
+from coordinator.cli_common import EXIT_CORRUPT, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
+from coordinator.cli_flags import add_setting_flags, overrides_for
+from coordinator.cli_modes import MODE_COMMANDS
 
-__all__ = ["EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
+if TYPE_CHECKING:
+    from coordinator.child import Command
+    from coordinator.settings import Settings
+
+# each command imports what it runs when it runs: `coordinator status` loads neither the
+# daemon, nor the child runner, nor the event models, nor the bench
+
+__all__ = ["EXIT_CORRUPT", "EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
 
 
 def _version() -> str:
@@ -36,50 +32,57 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    for name in Settings.model_fields:
-        parser.add_argument(
-            "--" + name.replace("_", "-"), dest=name, default=None, metavar="VALUE",
-            help=f"overrides {env_name(name)}",
-        )
+class _Version(argparse.Action):
+    """``--version``: looked up only when asked (the package metadata costs a start-up)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(f"coordinator {_version()}")
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coordinator", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"coordinator {_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
         "run", help="run the daemon in the foreground",
         usage="coordinator run [FLAGS] [-- CMD [ARGS...]]",
-        description="Run the daemon; with `-- CMD`, run CMD only while this node leads.")
-    _add_setting_flags(run)
+        description="Run the daemon; with -- CMD, run CMD only while this node leads.")
+    add_setting_flags(run, "run")
     status = commands.add_parser("status", help="show the leader and the controllers")
     status.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    _add_setting_flags(status)
+    add_setting_flags(status, "status")
     watch = commands.add_parser("watch", help="print events as they happen, until Ctrl-C")
     watch.add_argument("--json", action="store_true",
                        help="one JSON object per event and line on stdout, nothing else")
-    _add_setting_flags(watch)
+    add_setting_flags(watch, "watch")
     events = commands.add_parser("events", help="print the stored event history, oldest first")
     events.add_argument("--since", metavar="ID|DURATION",
                         help="only events after a stream id, or younger than e.g. 90s, 10m, 2h")
     events.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
-    _add_setting_flags(events)
+    add_setting_flags(events, "events")
     for name, (_, description) in MODE_COMMANDS.items():
-        _add_setting_flags(commands.add_parser(name, help=description))
+        add_setting_flags(commands.add_parser(name, help=description), name)
     demo = commands.add_parser("demo", help="a local Redis, three daemons and a watched failover")
-    _add_setting_flags(demo)
+    add_setting_flags(demo, "demo")
     handoff = commands.add_parser("handoff", help="hand the lease over to another live node")
     handoff.add_argument("--to", required=True, metavar="NODE", help="the node to hand over to")
-    _add_setting_flags(handoff)
-    add_redis_parser(commands, _add_setting_flags)
+    add_setting_flags(handoff, "handoff")
+    from coordinator.cli_redis import add_redis_parser
+
+    add_redis_parser(commands, lambda p: add_setting_flags(p, "redis"))
+    from coordinator.cli_bench import add_bench_parser
+
     add_bench_parser(commands)  # only --redis-url: the bench picks its own namespace and settings
     return parser
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
-    overrides = {name: getattr(args, name, None) for name in Settings.model_fields}
-    return load_settings(**overrides)
+    from coordinator.settings import load_settings
+
+    return load_settings(**overrides_for(args.command, args))
 
 
 def _split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
@@ -98,9 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if child_argv is not None and args.command != "run":
         return fail(f"only `coordinator run` takes a command after `--`, not {args.command!r}",
                     EXIT_USAGE)
+    from coordinator.errors import InvalidArgumentError
+    from coordinator.logs import configure_logging
+    from coordinator.settings import SettingsError
+
     try:
         settings = _settings_from(args)
-        command = resolve_command(child_argv) if child_argv is not None else None
+        command = None
+        if child_argv is not None:
+            from coordinator.child import resolve_command
+
+            command = resolve_command(child_argv)
     except SettingsError as e:
         print(f"coordinator: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -113,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(settings, command))
     if args.command == "status":
         return asyncio.run(_status(settings, as_json=args.json))
+    if args.command in ("watch", "events"):
+        from coordinator.cli_watch import events_command, watch_command
     if args.command == "watch":
         return asyncio.run(watch_command(settings, as_json=args.json))
     if args.command == "events":
@@ -123,16 +136,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         url_given = "redis_url" in settings.model_fields_set
         return asyncio.run(demo_command(settings, url_given=url_given))
     if args.command == "handoff":
+        from coordinator.cli_handoff import handoff_command
+
         return asyncio.run(handoff_command(settings, args.to))
     if args.command == "redis":
+        from coordinator.cli_redis import redis_command
+
         return asyncio.run(redis_command(settings, args))
     if args.command == "bench":
+        from coordinator.cli_bench import bench_command
+
         return asyncio.run(bench_command(settings, args))
+    from coordinator.cli_modes import mode_command
+
     return asyncio.run(mode_command(settings, MODE_COMMANDS[args.command][0]))
 
 
 async def _run(settings: Settings, command: Command | None = None) -> int:
+    import signal
+
+    from coordinator.child import ChildRunner
     from coordinator.daemon import Daemon
+    from coordinator.errors import CoordinatorError
     from coordinator.http import HttpServer
     from coordinator.probe import start_probe
 
@@ -178,6 +203,12 @@ async def _run(settings: Settings, command: Command | None = None) -> int:
 
 
 async def _status(settings: Settings, *, as_json: bool) -> int:
+    import json
+
+    from coordinator.backend import connect
+    from coordinator.errors import CoordinatorError
+    from coordinator.status import cluster_status, render_status
+
     redis: Any = connect(settings, op_timeout=2.0)
     try:
         snapshot = await cluster_status(redis, settings)
@@ -191,6 +222,10 @@ async def _status(settings: Settings, *, as_json: bool) -> int:
         print(json.dumps(snapshot))
     else:
         print(render_status(snapshot))
+    error = snapshot.get("error")
+    if error is not None:
+        return fail(f"lease key {error['key']} holds a {error['type']}, not a lease record: "
+                    f"{error['remedy']}", EXIT_CORRUPT)
     return EXIT_OK
 
 

@@ -7,10 +7,9 @@ import json
 import sys
 from typing import Any
 
-from redis import exceptions as redis_exceptions
-
 from coordinator.bench.options import DEFAULT_PARTS, PARTS, BenchOptions
 from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
+from coordinator.cli_flags import add_url_file_flag
 from coordinator.errors import CoordinatorError, InvalidArgumentError
 from coordinator.settings import Settings, env_name
 
@@ -34,9 +33,11 @@ def add_bench_parser(commands: Any) -> argparse.ArgumentParser:
     """Add ``bench`` and its options to the subcommands."""
     bench: argparse.ArgumentParser = commands.add_parser(
         "bench", help="measure lease latency, Redis CPU, watch latency and failover",
-        description=__doc__)
+        description="Measure lease latency, Redis CPU, watch latency and failover against a "
+                    "Redis, leaving no keys behind.")
     bench.add_argument("--redis-url", dest="redis_url", default=None, metavar="VALUE",
-                       help=f"overrides {env_name('redis_url')}")
+                       help=f"the Redis to measure, without a password (or {env_name('redis_url')})")
+    add_url_file_flag(bench)
     out = bench.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON object on stdout")
     out.add_argument("--markdown", action="store_true", help="a markdown report on stdout")
@@ -75,6 +76,8 @@ async def bench_command(settings: Settings, args: argparse.Namespace) -> int:
     except InvalidArgumentError as e:
         return fail(str(e), EXIT_USAGE)
     # imported here: every other command would otherwise load the whole bench at start-up
+    from redis import exceptions as redis_exceptions
+
     from coordinator.bench.render import markdown, text_table
     from coordinator.bench.runner import run_bench
 

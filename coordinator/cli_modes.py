@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from coordinator.backend import connect
 from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, fail
-from coordinator.errors import CoordinatorError
-from coordinator.modes import AutomationMode, set_automation_mode
-from coordinator.settings import Settings
 
-MODE_COMMANDS: dict[str, tuple[AutomationMode, str]] = {
+if TYPE_CHECKING:
+    from coordinator.modes import AutomationMode
+    from coordinator.settings import Settings
+
+MODE_COMMANDS: dict[str, tuple[AutomationMode, str]] = {  # the parser needs only these
     "pause": ("paused", "stop scheduling new work (the leader keeps its lease)"),
     "drain": ("draining", "let started work finish, start nothing new"),
     "resume": ("running", "schedule normally again"),
@@ -19,6 +19,10 @@ MODE_COMMANDS: dict[str, tuple[AutomationMode, str]] = {
 
 async def mode_command(settings: Settings, mode: AutomationMode) -> int:
     """Set ``mode`` and print what changed; 1 with a one-line error if Redis refuses."""
+    from coordinator.backend import connect
+    from coordinator.errors import CoordinatorError
+    from coordinator.modes import set_automation_mode
+
     redis: Any = connect(settings, op_timeout=2.0)
     try:
         change = await set_automation_mode(redis, settings.namespace, mode,

@@ -16,7 +16,8 @@ from coordinator import keys
 from coordinator.backend import connect
 from coordinator.boundary import UNAVAILABLE
 from coordinator.clock import Clock, bounded
-from coordinator.errors import BackendUnavailableError, CoordinatorError
+from coordinator.corrupt_keys import OncePer, corrupt_key_remedy
+from coordinator.errors import BackendUnavailableError, CoordinatorError, CorruptDataError
 from coordinator.events import Outbox
 from coordinator.eviction import UNKNOWN, RedisReport, check_eviction
 from coordinator.guardian_link import GuardianLink
@@ -123,6 +124,7 @@ class Daemon:
         self.metrics = metrics if metrics is not None else Metrics()
         self.instance_id = new_instance_id()
         self._clock = clock or Clock()
+        self._corrupt_logged = OncePer()
         self._hooks = hooks or Hooks()
         self._owns_redis = redis is None
         self._redis = redis if redis is not None else connect(settings)
@@ -501,8 +503,13 @@ class Daemon:
                 ))
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
             self.metrics.observe_renew(self._clock.monotonic() - sent, ok=False)
-            self.log.warning("lease.failed", error=describe(e),
-                             failures=self._state.consecutive_failures + 1)
+            if not isinstance(e, CorruptDataError):
+                self.log.warning("lease.failed", error=describe(e),
+                                 failures=self._state.consecutive_failures + 1)
+            elif self._corrupt_logged.due(e.key, sent):  # the same every renew: once a minute
+                self.log.error("lease.corrupt", key=e.key, error=describe(e),
+                               remedy=corrupt_key_remedy(e.key),
+                               failures=self._state.consecutive_failures + 1)
             await self._observe(Failed(self._clock.monotonic(), describe(e)))
             return
         received = self._clock.monotonic()

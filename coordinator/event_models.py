@@ -25,8 +25,8 @@ class _Event(BaseModel):
         return self.model_dump(by_alias=True)
 
     def summary(self) -> str:
-        """One human-readable line describing the event."""
-        return json.dumps(self.to_json(), separators=(",", ":"))
+        """One human-readable sentence describing the event."""
+        return self.type.replace("_", " ")
 
 
 class LeaderChanged(_Event):
@@ -121,7 +121,7 @@ class StateChanged(_Event):
         """One human-readable line describing the event."""
         term = "" if self.term is None else f" (term {self.term})"
         why = f": {self.reason}" if self.reason else ""
-        return f"{self.node_id} on {self.host}: {self.from_} -> {self.to}{term}{why}"
+        return f"{self.node_id} on {self.host} went from {self.from_} to {self.to}{term}{why}"
 
 
 class AutomationModeChanged(_Event):
@@ -134,7 +134,7 @@ class AutomationModeChanged(_Event):
 
     def summary(self) -> str:
         """One human-readable line describing the event."""
-        return f"automation mode {self.previous_mode} -> {self.mode}"
+        return f"automation mode changed from {self.previous_mode} to {self.mode}"
 
 
 class Resync(_Event):
@@ -180,6 +180,29 @@ class OtherEvent(_Event):
     def to_json(self) -> dict[str, Any]:
         """The event exactly as it was published."""
         return {"type": self.type, "at": self.at, **(self.model_extra or {})}
+
+    def summary(self) -> str:
+        """A sentence: handoff_requested (request_handoff.lua) in words, any other type as
+        its name and fields in words (a newer publisher's event, never raw JSON)."""
+        extra = self.model_extra or {}
+        if self.type == "handoff_requested":
+            lease = f"lease {extra['lease']}: " if isinstance(extra.get("lease"), str) else ""
+            source = f" from {extra['from']}" if isinstance(extra.get("from"), str) else ""
+            return f"{lease}an operator asked to hand leadership over{source} to {extra.get('to')}"
+        fields = ", ".join(f"{name} {_words(value)}" for name, value in extra.items())
+        return f"{self.type.replace('_', ' ')} (an event of a newer version)" + (
+            f": {fields}" if fields else "")
+
+
+def _words(value: Any) -> str:
+    """A field's value in words: lists joined by commas, objects as name value pairs."""
+    if isinstance(value, list):
+        return ", ".join(_words(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {_words(v)}" for k, v in value.items()) or "none"
+    if value is None:
+        return "none"
+    return str(value)
 
 
 WatchEvent = (

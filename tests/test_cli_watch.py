@@ -167,7 +167,7 @@ async def test_pause_drain_resume_change_status_automation_mode(redis_server: Re
     assert len(since.stdout.splitlines()) == 2
     recent = coordinator("events", "--since", "10m", *flags)
     assert recent.returncode == 0 and len(recent.stdout.splitlines()) == 3
-    assert "paused -> draining" in recent.stdout
+    assert "automation mode changed from paused to draining" in recent.stdout
 
 
 def test_operator_commands_fail_cleanly_without_redis_or_with_bad_input() -> None:

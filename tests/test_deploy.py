@@ -95,7 +95,7 @@ def test_kubernetes_manifests_validate_against_the_api_schema() -> None:
         kubernetes_validate.validate(obj, version, strict=True)  # raises on any unknown field
     assert set(kube_objects()) == {
         ("ConfigMap", "coordinator-config"), ("Secret", "coordinator-redis"),
-        ("Deployment", "coordinator"), ("PodDisruptionBudget", "coordinator"),
+        ("DaemonSet", "coordinator"),
         ("ConfigMap", "coordinator-redis-config"),
         ("PersistentVolumeClaim", "coordinator-redis-data"),
         ("Deployment", "coordinator-redis"), ("Service", "coordinator-redis"),
@@ -104,7 +104,7 @@ def test_kubernetes_manifests_validate_against_the_api_schema() -> None:
 
 def test_kubernetes_validation_is_strict_enough_to_catch_a_typo() -> None:
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
-    deployment = kube_objects()[("Deployment", "coordinator")]
+    deployment = kube_objects()[("DaemonSet", "coordinator")]
     probe = deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
     probe["httpGet"]["pth"] = probe["httpGet"].pop("path")
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -117,7 +117,7 @@ def test_kubernetes_probes_hit_the_endpoints_on_the_configured_port(
     objects = kube_objects()
     config = objects[("ConfigMap", "coordinator-config")]["data"]
     secret = objects[("Secret", "coordinator-redis")]["stringData"]
-    deployment = objects[("Deployment", "coordinator")]
+    deployment = objects[("DaemonSet", "coordinator")]
     pod = deployment["spec"]["template"]
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= pod["metadata"]["labels"].items()
@@ -135,6 +135,16 @@ def test_kubernetes_probes_hit_the_endpoints_on_the_configured_port(
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(settings.http_port)
     assert {e["name"] for e in container["env"]} == {"COORDINATOR_NODE_ID", "COORDINATOR_HOST"}
     assert urlsplit(settings.redis_url.get_secret_value()).hostname == "coordinator-redis"
+
+
+def test_kubernetes_runs_one_daemon_per_node_named_after_the_node() -> None:
+    daemons = kube_objects()[("DaemonSet", "coordinator")]
+    assert "replicas" not in daemons["spec"]
+    (container,) = daemons["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    # the node's name survives a pod restart; the pod's name (metadata.name) does not
+    assert env["COORDINATOR_NODE_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert not any(kind == "Deployment" and name == "coordinator" for kind, name in kube_objects())
 
 
 def test_kubernetes_redis_serves_the_shipped_config_on_its_service() -> None:

@@ -60,7 +60,8 @@ def markdown(results: dict[str, Any], command: str = REGENERATE) -> str:
           "`return 1` sent next to it (order alternating)",
           "- Redis CPU: `INFO commandstats` growth of `evalsha` over a window of one kind of call,"
           " median of five windows (Redis times commands on the wall clock, so a shared machine"
-          " inflates it); the issue's lease-like script is priced beside ours to compare machines",
+          " inflates it); a plain lease script (TIME, HGET, HSET, INCR, PEXPIRE) is priced"
+          " beside ours to compare machines",
           "- simulated controllers: the real `Heartbeat` client from two processes, unpipelined, "
           "priced by Redis's own CPU time (`INFO cpu`) over the window",
           "- watch: from sending the real acquire/release script to a subscriber in another "
