@@ -9,7 +9,11 @@
  *   actions    FENCE (leaders do fenced writes), HANDOVER (leaders release, to a target)
  *   old bugs   OLD_TERM_RULE, OLD_FENCE, OLD_RESERVE; NO_STEP_RULE (without the new
  *              clock-step rule)
- *   properties PROP_TERMS, PROP_OVERLAP (with OV_BOUND), PROP_FENCE, LIVE (with L_BOUND)
+ *   mutations  MUT_RENEW_ANY_INSTANCE (renew.lua without the instance check),
+ *              MUT_DEADLINE_FROM_REPLY (deadline from the reply's arrival, not the send),
+ *              MUT_EVENT_FLOOR (highest_seen raised by an event anyone may publish)
+ *   properties PROP_TERMS, PROP_OVERLAP (with OV_BOUND), PROP_FENCE, PROP_TENURE, LIVE
+ *              (with L_BOUND)
  */
 #include "params.pml"
 #include "redis.pml"
@@ -29,6 +33,9 @@ inline serve(n) {
     :: rq[n] == RQ_REL -> release_lua(n, rq_inst[n], rq_term[n], rq_target[n]); rp[n] = RP_NONE
     fi;
     rp_rnow[n] = RNOW;
+#ifdef PROP_TENURE
+    rp_ginst[n] = (rp[n] == RP_RENEW || rp[n] == RP_ACQUIRE -> M.inst : 0);
+#endif
     printf("t=%d redis (server %d, clock %d) runs %e of node %d: reply %d term %d; lease holder %d instance %d term %d expires %d; stored %d, reserved for %d\n",
            now, master, RNOW, rq[n], n, rp[n], rp_term[n], M.holder, M.inst, M.term, M.exp, M.stored, M.res_for);
 #ifdef ACK
@@ -43,7 +50,11 @@ inline serve(n) {
     :: else -> skip
     fi;
     tmp = 0; rq[n] = RQ_NONE; rq_inst[n] = 0; rq_hs[n] = 0; rq_term[n] = 0; rq_target[n] = 0;
-    if :: rp[n] == RP_NONE -> rp_term[n] = 0; rp_rnow[n] = 0; rp_acked[n] = 0 :: else -> skip fi }
+    if :: rp[n] == RP_NONE -> rp_term[n] = 0; rp_rnow[n] = 0; rp_acked[n] = 0
+#ifdef PROP_TENURE
+          ; rp_ginst[n] = 0
+#endif
+       :: else -> skip fi }
 }
 
 /* fence.lua for node n's write in flight */

@@ -49,6 +49,10 @@ inline clear_srv(b) {
 /* ghost state for the properties: every term ever granted, the highest one */
 bit used[256];
 byte max_granted = 0;
+#ifndef FORGED
+#define FORGED 60        /* MUT_EVENT_FLOOR: the term a forged or foreign event announces
+                            (ahead of every Redis TIME within the horizon) */
+#endif
 
 /* The term of a new tenure.  New design: max(stored + 1, highest seen + 1, Redis TIME in
  * ms); SCALE term units per tick stand for the milliseconds of a tick.  Old rule:
@@ -101,7 +105,13 @@ inline acquire_lua(n, i, hs, code, rterm, tmp) {
 /* renew.lua: the hot path; anything unexpected is "lost" (the caller falls back) */
 inline renew_lua(n, i, code, rterm) {
   if
+#ifdef MUT_RENEW_ANY_INSTANCE
+  /* mutation: the instance id is not checked; a restarted process (same node id) renews
+   * the old process's lease */
+  :: LIVE_LEASE && M.holder == n ->
+#else
   :: LIVE_LEASE && M.holder == n && M.inst == i ->
+#endif
        M.exp = RNOW + TTL; code = RP_RENEW; rterm = M.term
   :: else -> code = RP_LOST
   fi
