@@ -92,7 +92,7 @@ inline granted(n) {
                  lt_term = rp_term[n]; lt_inst = INST(n)   /* StartLeading, newest term */
             :: else -> skip
             fi;
-            #ifdef PROP_TENURE
+#ifdef PROP_TENURE
             /* a daemon trusts only a tenure granted to its own process (the lease's
              * instance id at the time Redis served the request) */
             assert(rp_ginst[n] == INST(n));
@@ -172,6 +172,8 @@ end:
        :: rp[n] == RP_LOST ->            /* renew.lua said lost: fall back to acquire.lua */
             held[n] = 0; rp[n] = RP_NONE; rq[n] = RQ_ACQ; rq_inst[n] = INST(n); rq_hs[n] = hs[n]
        :: rp[n] == RP_HELD -> waiting[n] = 0; held[n] = 0; held_by_other(n)
+       :: rp[n] == RP_ERR ->             /* an error reply: a failure (scripts.script_errors) */
+            waiting[n] = 0; held[n] = 0; reached[n] = 1; failed(n)
        :: rp[n] == RP_RENEW || rp[n] == RP_ACQUIRE ->
             waiting[n] = 0; held[n] = 1;
 #ifdef ACK
