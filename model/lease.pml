@@ -137,7 +137,7 @@ inline between_ticks() {
 #ifdef FAULT_FAILOVER
   /* failover: the replica, lacking the writes since it last caught up, becomes master;
    * clients reach it FO_DOWN ticks later; its clock agrees with the old master's */
-  :: faults == 0 && now < T_MAX - 1 && FO_AFTER_STEP ->
+  :: faults == 0 && now <= FAULT_LAST && FO_AFTER_STEP ->
        faults++; fault_at = now; master = 1 - master; rdown_until = now + FO_DOWN;
        rid[master] = next_rid; next_rid++;   /* the promoted replica's new replication id */
        printf("t=%d FAILOVER: server %d is master: holder %d term %d expires %d stored %d\n",
@@ -145,7 +145,7 @@ inline between_ticks() {
 #endif
 #ifdef FAULT_RESTART
   /* the master restarts with what its persistence kept */
-  :: faults == 0 && now < T_MAX - 1 ->
+  :: faults == 0 && now <= FAULT_LAST ->
        faults++; fault_at = now; rdown_until = now + FO_DOWN;
        rid[master] = next_rid; next_rid++;   /* a restarted server's new replication id */
        if
@@ -156,7 +156,7 @@ inline between_ticks() {
        printf("t=%d RESTART of the master: holder %d term %d stored %d\n", now, M.holder, M.term, M.stored)
 #endif
 #ifdef FAULT_STEP
-  :: faults == 0 && now < T_MAX - 1 ->
+  :: faults == 0 && now <= FAULT_LAST ->
        faults++; fault_at = now; roff = roff + STEP;
        printf("t=%d the Redis clock steps forward to %d\n", now, RNOW)
 #endif
@@ -164,11 +164,10 @@ inline between_ticks() {
 #ifdef FAULT_STEP_BACK
   /* the Redis clock (of both servers) steps forward by STEP, and later back by STEP: grants
    * made meanwhile carry terms from the future, and the ones after the step back follow
-   * the stored term (stored + 1), ahead of TIME; independent of the one fault above */
+   * the stored term (stored + 1), ahead of TIME; independent of the one fault above.
+   * To keep the search small the clock is STEP ahead from the start (init). */
   if
   :: skip
-  :: stepped == 0 && now < T_MAX - 2 -> stepped = 1; roff = roff + STEP;
-       printf("t=%d the Redis clock steps forward to %d\n", now, RNOW)
   :: stepped == 1 -> stepped = 2; roff = roff - STEP;
 #ifdef FAULT_FAILOVER
        /* assumption: what was granted while the clock ran ahead reached the replica (a
@@ -271,6 +270,9 @@ init {
   byte n;
   atomic {
     rid[0] = 1; rid[1] = 2;
+#ifdef FAULT_STEP_BACK
+    stepped = 1; roff = STEP;
+#endif
     for (n : 1 .. N) { up[n] = 1; fresh(n) }
     for (n : 1 .. N) { run Node(n) };
     started = 1

@@ -54,6 +54,9 @@
 #ifndef MAX_LATE
 #define MAX_LATE 1       /* requests delayed past their daemon's timeout */
 #endif
+#ifndef FAULT_LAST
+#define FAULT_LAST (T_MAX - 2) /* the last tick a Redis fault may strike before */
+#endif
 #ifndef JUMP
 #define JUMP 16          /* the failover epoch's jump (> the grants a lost-write window holds
                             within the horizon) */

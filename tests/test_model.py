@@ -63,11 +63,32 @@ CHECKS = [
           (*LIVE, "-DOLD_RESERVE"), "dead_res"),
     Check("old-watchdog-restores-a-queued-start-deadline", "watchdog.pml",
           ("-DPROP_START", "-DPROP_RUN", "-DOLD_RESTORE"), "told_end"),
-    # a limit of the new design (docs/protocol.md, "Findings"): with one term unit per tick,
-    # terms that ran ahead of the clock repeat after a failover faster than the run-ahead
-    Check("finding-terms-ahead-of-the-clock-repeat-after-a-fast-failover", "lease.pml",
-          (*LEASE, "-DT_MAX=4", "-DPROP_TERMS", "-DFAULT_FAILOVER", "-DHANDOVER", "-DSCALE=1"),
-          "!(used[tmp])"),
+    # without the failover epoch (MUT_NO_EPOCH), with one term unit per tick, terms that
+    # ran ahead of the clock repeat after a failover faster than the run-ahead
+    Check("no-epoch-terms-ahead-of-the-clock-repeat-after-a-fast-failover", "lease.pml",
+          (*LEASE, "-DT_MAX=4", "-DPROP_TERMS", "-DFAULT_FAILOVER", "-DHANDOVER", "-DSCALE=1",
+           "-DMUT_NO_EPOCH"), "!(used[tmp])"),
+    # issue 13's mutations: each must produce a counterexample
+    # renew.lua without the instance check: a restart restores (from the fsynced copy) the
+    # lease of the node's previous process; the new process renews it as its own
+    Check("mutation-renew-without-instance-check", "lease.pml",
+          (*LEASE, "-DT_MAX=3", "-DDRIFT=0", "-DFAULT_LAST=2", "-DFAULT_RESTART", "-DPERSIST=1",
+           "-DHANDOVER", "-DMAX_CRASH=1", "-DPROP_TENURE", "-DMUT_RENEW_ANY_INSTANCE"),
+          "rp_ginst[n]"),
+    # the deadline counted from the reply's arrival: a reply taken a tick late (operation
+    # timeout 2 ticks > margin) and a fast local clock: two schedulers
+    Check("mutation-deadline-from-the-reply", "lease.pml",
+          (*LEASE, "-DT_MAX=5", "-DOP_TIMEOUT=2", "-DPROP_OVERLAP", "-DMUT_DEADLINE_FROM_REPLY"),
+          "<=1)||"),
+    # the term floor raised by a forged event (anyone may publish on the channel): acquire.lua
+    # refuses the term (2^53), nobody leads again
+    Check("mutation-term-floor-from-events", "lease.pml", (*LIVE, "-DMUT_EVENT_FLOOR"),
+          "leaderless<="),
+    # the Redis clock ahead, then back: stored terms run ahead of TIME; a failover loses the
+    # grants after the step back; without the epoch the next grant repeats one
+    Check("mutation-no-epoch-clock-step-back-failover-repeats-a-term", "lease.pml",
+          (*LEASE, "-DT_MAX=4", "-DPROP_TERMS", "-DFAULT_FAILOVER", "-DFAULT_STEP_BACK",
+           "-DHANDOVER", "-DMUT_NO_EPOCH"), "!(used[tmp])"),
 ]
 
 
