@@ -82,6 +82,11 @@ CHECKS = [
     Check("finding-terms-ahead-of-the-clock-repeat-after-a-fast-failover", "lease.pml",
           (*LEASE, "-DT_MAX=4", "-DPROP_TERMS", "-DFAULT_FAILOVER", "-DHANDOVER", "-DSCALE=1"),
           "!(used[tmp])"),
+    # a limit the epoch cannot lift (docs/protocol.md, "Findings" 5): grants made while the
+    # Redis clock ran ahead that never reached the replica repeat once TIME gets back there
+    Check("finding-grants-under-a-clock-ahead-lost-in-a-failover-repeat", "lease.pml",
+          (*LEASE, "-DT_MAX=4", "-DDRIFT=0", "-DPROP_TERMS", "-DFAULT_FAILOVER",
+           "-DFAULT_STEP_BACK", "-DHANDOVER", "-DSTEP_ANY_ORDER"), "!(used[tmp])"),
     # issue 13's mutations: each must produce a counterexample
     # renew.lua without the instance check: a restart restores (from the fsynced copy) the
     # lease of the node's previous process; the new process renews it as its own
