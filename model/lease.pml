@@ -3,7 +3,9 @@
  *
  * Switches (spin -DNAME):
  *   faults     FAULT_FAILOVER (a replica that lacks the last writes becomes master),
- *              FAULT_STEP_BACK (the Redis clock steps forward by STEP, later back),
+ *              FAULT_STEP_BACK (the Redis clock starts STEP ahead, steps back later;
+ *              a failover comes after, the replica having caught up at the step back;
+ *              STEP_ANY_ORDER drops that assumption), FAULT_LAST (last fault tick),
  *              FAULT_RESTART (the master restarts; PERSIST says what it keeps),
  *              FAULT_STEP (the Redis clock steps forward by STEP ticks)
  *   mitigation ACK (COORDINATOR_MIN_REPLICAS_ACK=1: a grant counts once a replica has it)
