@@ -45,6 +45,9 @@ byte rp[N + 1];                /* the reply, once Redis served the request */
 byte rp_term[N + 1];
 byte rp_rnow[N + 1];
 bit rp_acked[N + 1];
+#ifdef PROP_TENURE
+byte rp_ginst[N + 1];          /* ghost: instance id the replied term was granted to */
+#endif
 
 /* the one fenced write a node has in flight: the tenure it carries */
 byte fq_term[N + 1];
@@ -89,7 +92,17 @@ inline granted(n) {
                  lt_term = rp_term[n]; lt_inst = INST(n)   /* StartLeading, newest term */
             :: else -> skip
             fi;
-            role[n] = LEADER; term[n] = rp_term[n]; dl[n] = sent[n] + TTL - MARGIN; led = 1;
+#ifdef PROP_TENURE
+            /* a daemon trusts only a tenure granted to its own process (the lease's
+             * instance id at the time Redis served the request) */
+            assert(rp_ginst[n] == INST(n));
+#endif
+            role[n] = LEADER; term[n] = rp_term[n]; led = 1;
+#ifdef MUT_DEADLINE_FROM_REPLY
+            dl[n] = LOC(n) + TTL - MARGIN;   /* mutation: counted from the reply's arrival */
+#else
+            dl[n] = sent[n] + TTL - MARGIN;
+#endif
             fails[n] = 0;
             hs[n] = (rp_term[n] > hs[n] -> rp_term[n] : hs[n])
 #ifndef NO_STEP_RULE
@@ -127,6 +140,9 @@ inline fresh(n) {
  * state (this keeps the search small; it changes no decision). */
 inline tidy(n) {
   if :: !waiting[n] -> rp[n] = RP_NONE; rp_term[n] = 0; rp_rnow[n] = 0; rp_acked[n] = 0
+#ifdef PROP_TENURE
+        ; rp_ginst[n] = 0
+#endif
      :: else -> skip fi;
   if :: role[n] != LEADER -> term[n] = 0; dl[n] = 0; last_rnow[n] = 0; last_loc[n] = 0;
 #ifndef LIVE
@@ -156,6 +172,8 @@ end:
        :: rp[n] == RP_LOST ->            /* renew.lua said lost: fall back to acquire.lua */
             held[n] = 0; rp[n] = RP_NONE; rq[n] = RQ_ACQ; rq_inst[n] = INST(n); rq_hs[n] = hs[n]
        :: rp[n] == RP_HELD -> waiting[n] = 0; held[n] = 0; held_by_other(n)
+       :: rp[n] == RP_ERR ->             /* an error reply: a failure (scripts.script_errors) */
+            waiting[n] = 0; held[n] = 0; reached[n] = 1; failed(n)
        :: rp[n] == RP_RENEW || rp[n] == RP_ACQUIRE ->
             waiting[n] = 0; held[n] = 1;
 #ifdef ACK
@@ -197,6 +215,12 @@ end:
        role[n] = STANDBY; held[n] = 0;
        printf("t=%d node %d stops leading and sends release(term %d, to %d)\n", now, n, term[n], t);
        t = 0; tidy(n) }
+#endif
+#ifdef MUT_EVENT_FLOOR
+  /* mutation: the term floor is raised by an event on the channel, which anyone may
+   * publish (forged, stale, or of another lease or namespace) */
+  :: atomic { up[n] && hs[n] < FORGED -> hs[n] = FORGED;
+       printf("t=%d node %d hears an event announcing term %d\n", now, n, FORGED) }
 #endif
   /* a crash (kill -9, power): everything local is lost; what is on the wire may land;
    * its heartbeat looks alive for STALE more ticks */

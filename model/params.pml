@@ -54,6 +54,13 @@
 #ifndef MAX_LATE
 #define MAX_LATE 1       /* requests delayed past their daemon's timeout */
 #endif
+#ifndef FAULT_LAST
+#define FAULT_LAST (T_MAX - 2) /* the last tick a Redis fault may strike before */
+#endif
+#ifndef JUMP
+#define JUMP 16          /* the failover epoch's jump (> the grants a lost-write window holds
+                            within the horizon) */
+#endif
 #ifndef OV_BOUND
 #define OV_BOUND 0       /* ticks of two-scheduler overlap admitted (0: none at all) */
 #endif

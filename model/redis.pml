@@ -15,9 +15,15 @@ typedef Srv {
   byte stored;     /* tenure: highest term granted */
   byte res_for;    /* tenure: reserved_for (node id, 0 = none) */
   byte res_until;  /* tenure: reserved_until (Redis clock) */
+  byte srid;       /* tenure: replication id of the server that granted the stored term
+                      (0 = none recorded) */
 }
 Srv srv[3];        /* 0 and 1: the two servers; 2: the last fsynced copy on disk */
 byte master = 0;   /* which of srv[0], srv[1] is the master; the other is its replica */
+/* each server's own replication id (not data: it is not replicated or fsynced); a replica
+ * promoted by a failover and a restarted server take a new one */
+byte rid[2];
+byte next_rid = 3;
 
 byte now = 0;      /* real time */
 byte roff = 0;     /* Redis clock = real time + roff (a forward step raises roff) */
@@ -38,27 +44,44 @@ byte hb_left[N + 1];            /* ticks a crashed node still looks alive */
 inline copy_srv(a, b) {
   srv[b].holder = srv[a].holder; srv[b].inst = srv[a].inst; srv[b].term = srv[a].term;
   srv[b].exp = srv[a].exp; srv[b].stored = srv[a].stored; srv[b].res_for = srv[a].res_for;
-  srv[b].res_until = srv[a].res_until
+  srv[b].res_until = srv[a].res_until; srv[b].srid = srv[a].srid
 }
 
 inline clear_srv(b) {
   srv[b].holder = 0; srv[b].inst = 0; srv[b].term = 0; srv[b].exp = 0; srv[b].stored = 0;
-  srv[b].res_for = 0; srv[b].res_until = 0
+  srv[b].res_for = 0; srv[b].res_until = 0; srv[b].srid = 0
 }
 
 /* ghost state for the properties: every term ever granted, the highest one */
 bit used[256];
 byte max_granted = 0;
+#ifndef TERM_CAP
+#define TERM_CAP 250     /* 2^53 scaled: acquire.lua refuses a term >= it (the model's terms
+                            stay far below it unless an event's term is believed) */
+#endif
+#ifndef FORGED
+#define FORGED (TERM_CAP - 1)  /* MUT_EVENT_FLOOR: the term a forged or foreign event
+                            announces (anyone may publish on the channel) */
+#endif
 
-/* The term of a new tenure.  New design: max(stored + 1, highest seen + 1, Redis TIME in
- * ms); SCALE term units per tick stand for the milliseconds of a tick.  Old rule:
- * max(stored, highest seen) + 1. */
+/* The term of a new tenure.  New design: max(stored + 1, highest seen + 1, Redis TIME);
+ * SCALE term units per tick stand for the µs of a tick.  The failover epoch (faults
+ * branch, acquire.lua): on a server whose replication id differs from the one recorded
+ * with the stored term (a promoted replica, a restarted server), also at least
+ * stored + JUMP, JUMP larger than the grants a lost-write window can hold
+ * (MUT_NO_EPOCH removes it).  Old rule: max(stored, highest seen) + 1. */
 inline new_term(t, hs) {
 #ifdef OLD_TERM_RULE
   t = (M.stored > hs -> M.stored : hs) + 1;
 #else
   t = (M.stored > hs -> M.stored : hs) + 1;
   t = (t > RNOW * SCALE -> t : RNOW * SCALE);
+#ifndef MUT_NO_EPOCH
+  if
+  :: M.srid != 0 && M.srid != rid[master] && t < M.stored + JUMP -> t = M.stored + JUMP
+  :: else -> skip
+  fi;
+#endif
 #endif
 }
 
@@ -68,6 +91,7 @@ inline new_term(t, hs) {
 #define RP_ACQUIRE 2
 #define RP_HELD 3
 #define RP_LOST 4
+#define RP_ERR 5         /* an error reply (acquire.lua: no term below 2^53 is left) */
 
 /* acquire.lua: acquire-or-renew in one atomic step */
 inline acquire_lua(n, i, hs, code, rterm, tmp) {
@@ -85,6 +109,9 @@ inline acquire_lua(n, i, hs, code, rterm, tmp) {
           ) -> code = RP_HELD; rterm = M.stored          /* reserved for another */
        :: else ->
           new_term(tmp, hs);
+          if
+          :: tmp >= TERM_CAP -> code = RP_ERR; rterm = 0   /* refused, nothing written */
+          :: else ->
 #ifdef PROP_TERMS
           assert(!used[tmp]);         /* no term granted to two tenures */
           assert(tmp > max_granted);        /* terms strictly increase */
@@ -92,8 +119,9 @@ inline acquire_lua(n, i, hs, code, rterm, tmp) {
           used[tmp] = 1;
           max_granted = (tmp > max_granted -> tmp : max_granted);
           M.holder = n; M.inst = i; M.term = tmp; M.exp = RNOW + TTL;
-          M.stored = tmp; M.res_for = 0; M.res_until = 0;
+          M.stored = tmp; M.res_for = 0; M.res_until = 0; M.srid = rid[master];
           code = RP_ACQUIRE; rterm = tmp
+          fi
        fi
   fi
 }
@@ -101,7 +129,13 @@ inline acquire_lua(n, i, hs, code, rterm, tmp) {
 /* renew.lua: the hot path; anything unexpected is "lost" (the caller falls back) */
 inline renew_lua(n, i, code, rterm) {
   if
+#ifdef MUT_RENEW_ANY_INSTANCE
+  /* mutation: the instance id is not checked; a restarted process (same node id) renews
+   * the old process's lease */
+  :: LIVE_LEASE && M.holder == n ->
+#else
   :: LIVE_LEASE && M.holder == n && M.inst == i ->
+#endif
        M.exp = RNOW + TTL; code = RP_RENEW; rterm = M.term
   :: else -> code = RP_LOST
   fi

@@ -53,6 +53,19 @@ CHECKS = [
            "-DOLD_TERM_RULE"), None),
     Check("handover-liveness", "lease.pml", LIVE, None),
     Check("watchdog", "watchdog.pml", ("-DPROP_START", "-DPROP_RUN"), None),
+    # replies taken up to a tick late (operation timeout 2 > margin): the deadline counts
+    # from the send, so still one scheduler at a time
+    Check("slow-replies-deadline-from-the-send", "lease.pml",
+          (*LEASE, "-DT_MAX=5", "-DOP_TIMEOUT=2", "-DPROP_OVERLAP"), None),
+    # a restart restores an older process's lease: renew.lua's instance check refuses it
+    Check("restored-lease-of-a-previous-process-not-renewed", "lease.pml",
+          (*LEASE, "-DT_MAX=3", "-DDRIFT=0", "-DFAULT_LAST=2", "-DFAULT_RESTART", "-DPERSIST=1",
+           "-DHANDOVER", "-DMAX_CRASH=1", "-DPROP_TENURE"), None),
+    # the Redis clock ahead then back (stored terms ahead of TIME), then a failover that
+    # loses the grants after the step back: the epoch keeps every term new
+    Check("epoch-clock-step-back-then-failover-terms", "lease.pml",
+          (*LEASE, "-DT_MAX=4", "-DDRIFT=0", "-DPROP_TERMS", "-DFAULT_FAILOVER",
+           "-DFAULT_STEP_BACK", "-DHANDOVER"), None),
     # today's defects: each must produce a counterexample
     Check("old-term-rule-failover-duplicates-a-term", "lease.pml",
           (*LEASE, "-DT_MAX=4", "-DPROP_TERMS", "-DFAULT_FAILOVER", "-DOLD_TERM_RULE"), "!(used[tmp])"),
@@ -64,10 +77,37 @@ CHECKS = [
     Check("old-watchdog-restores-a-queued-start-deadline", "watchdog.pml",
           ("-DPROP_START", "-DPROP_RUN", "-DOLD_RESTORE"), "told_end"),
     # a limit of the new design (docs/protocol.md, "Findings"): with one term unit per tick,
-    # terms that ran ahead of the clock repeat after a failover faster than the run-ahead
+    # terms that ran ahead of the clock repeat after a failover to a replica that has no
+    # record of them (no stored term, so no replication id: the epoch cannot apply)
     Check("finding-terms-ahead-of-the-clock-repeat-after-a-fast-failover", "lease.pml",
           (*LEASE, "-DT_MAX=4", "-DPROP_TERMS", "-DFAULT_FAILOVER", "-DHANDOVER", "-DSCALE=1"),
           "!(used[tmp])"),
+    # a limit the epoch cannot lift (docs/protocol.md, "Findings" 5): grants made while the
+    # Redis clock ran ahead that never reached the replica repeat once TIME gets back there
+    Check("finding-grants-under-a-clock-ahead-lost-in-a-failover-repeat", "lease.pml",
+          (*LEASE, "-DT_MAX=4", "-DDRIFT=0", "-DPROP_TERMS", "-DFAULT_FAILOVER",
+           "-DFAULT_STEP_BACK", "-DHANDOVER", "-DSTEP_ANY_ORDER"), "!(used[tmp])"),
+    # issue 13's mutations: each must produce a counterexample
+    # renew.lua without the instance check: a restart restores (from the fsynced copy) the
+    # lease of the node's previous process; the new process renews it as its own
+    Check("mutation-renew-without-instance-check", "lease.pml",
+          (*LEASE, "-DT_MAX=3", "-DDRIFT=0", "-DFAULT_LAST=2", "-DFAULT_RESTART", "-DPERSIST=1",
+           "-DHANDOVER", "-DMAX_CRASH=1", "-DPROP_TENURE", "-DMUT_RENEW_ANY_INSTANCE"),
+          "rp_ginst[n]"),
+    # the deadline counted from the reply's arrival: a reply taken a tick late (operation
+    # timeout 2 ticks > margin) and a fast local clock: two schedulers
+    Check("mutation-deadline-from-the-reply", "lease.pml",
+          (*LEASE, "-DT_MAX=5", "-DOP_TIMEOUT=2", "-DPROP_OVERLAP", "-DMUT_DEADLINE_FROM_REPLY"),
+          "<=1)||"),
+    # the term floor raised by a forged event (anyone may publish on the channel): acquire.lua
+    # refuses the term (2^53), nobody leads again
+    Check("mutation-term-floor-from-events", "lease.pml", (*LIVE, "-DMUT_EVENT_FLOOR"),
+          "leaderless<="),
+    # the Redis clock ahead, then back: stored terms run ahead of TIME; a failover loses the
+    # grants after the step back; without the epoch the next grant repeats one
+    Check("mutation-no-epoch-clock-step-back-failover-repeats-a-term", "lease.pml",
+          (*LEASE, "-DT_MAX=4", "-DPROP_TERMS", "-DFAULT_FAILOVER", "-DFAULT_STEP_BACK",
+           "-DDRIFT=0", "-DHANDOVER", "-DMUT_NO_EPOCH"), "!(used[tmp])"),
 ]
 
 
