@@ -95,7 +95,7 @@ def test_kubernetes_manifests_validate_against_the_api_schema() -> None:
         kubernetes_validate.validate(obj, version, strict=True)  # raises on any unknown field
     assert set(kube_objects()) == {
         ("ConfigMap", "coordinator-config"), ("Secret", "coordinator-redis"),
-        ("DaemonSet", "coordinator"),
+        ("Secret", "coordinator-redis-admin"), ("DaemonSet", "coordinator"),
         ("ConfigMap", "coordinator-redis-config"),
         ("PersistentVolumeClaim", "coordinator-redis-data"),
         ("Deployment", "coordinator-redis"), ("Service", "coordinator-redis"),
@@ -145,6 +145,30 @@ def test_kubernetes_runs_one_daemon_per_node_named_after_the_node() -> None:
     # the node's name survives a pod restart; the pod's name (metadata.name) does not
     assert env["COORDINATOR_NODE_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert not any(kind == "Deployment" and name == "coordinator" for kind, name in kube_objects())
+
+
+def test_kubernetes_installs_the_functions_before_each_daemon_as_the_installer_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    objects = kube_objects()
+    pod = objects[("DaemonSet", "coordinator")]["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["args"] == ["redis", "install-functions"]
+    assert init["image"] == pod["containers"][0]["image"]  # the same version's library
+    secrets = {s["secretRef"]["name"] for s in init["envFrom"] if "secretRef" in s}
+    assert secrets == {"coordinator-redis-admin"}
+    daemon_secrets = {s["secretRef"]["name"] for s in pod["containers"][0]["envFrom"]
+                      if "secretRef" in s}
+    assert "coordinator-redis-admin" not in daemon_secrets  # the daemon never holds it
+    url = urlsplit(objects[("Secret", "coordinator-redis-admin")]["stringData"][
+        "COORDINATOR_REDIS_ADMIN_URL"])
+    admin_line = next(line for line in REDIS_CONF.read_text().splitlines()
+                      if line.startswith("user coordinator-admin "))
+    (rule,) = [r for r in admin_line.split() if r.startswith("#")]
+    assert url.username == "coordinator-admin" and url.hostname == "coordinator-redis"
+    assert hashlib.sha256((url.password or "").encode()).hexdigest() == rule[1:]
+    config = objects[("ConfigMap", "coordinator-config")]["data"]
+    settings_from(dict(config), monkeypatch)  # the init container's settings are valid too
 
 
 def test_kubernetes_redis_serves_the_shipped_config_on_its_service() -> None:
