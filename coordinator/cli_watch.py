@@ -46,7 +46,7 @@ async def watch_command(settings: Settings, *, as_json: bool) -> int:
 
     async def pump() -> None:
         async for event in events:
-            _emit(json.dumps(event.to_json(), separators=(",", ":")) if as_json else render(event))
+            _emit(json.dumps(event.to_dict(), separators=(",", ":")) if as_json else render(event))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -92,7 +92,7 @@ async def events_command(settings: Settings, *, since: str | None, as_json: bool
     try:
         for stream_id, event in history:
             if as_json:
-                _emit(json.dumps({"id": stream_id, **event.to_json()}, separators=(",", ":")))
+                _emit(json.dumps({"id": stream_id, **event.to_dict()}, separators=(",", ":")))
             else:
                 _emit(f"{stream_id:<16}  {render(event)}")
     except BrokenPipeError:

@@ -8,19 +8,20 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from coordinator.errors import CorruptDataError
+from coordinator.json_shapes import JsonShape
 from coordinator.modes import AutomationMode
 
 
-class _Event(BaseModel):
+class _Event(BaseModel, JsonShape):
     # strict: a term of "3" or true is a malformed event, not a guess; unknown extra fields
-    # are dropped so to_json() is exactly the contract whatever a newer publisher adds.
+    # are dropped so to_dict() is exactly the contract whatever a newer publisher adds.
     model_config = ConfigDict(frozen=True, strict=True, extra="ignore", populate_by_name=True)
 
     type: str
     # the history stream's id for this event; None for resync/disconnected (not stored events)
     stream_id: str | None = Field(default=None, exclude=True)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The event as the JSON object of the contract (no stream id)."""
         return self.model_dump(by_alias=True)
 
@@ -110,9 +111,9 @@ class StateChanged(_Event):
     reason: str | None = None  # why, in a few words ("Redis clock jumped forward 15.0 s")
     at: int
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """As published; ``reason`` only when the daemon gave one (older daemons do not)."""
-        out = super().to_json()
+        out = super().to_dict()
         if out.get("reason") is None:
             out.pop("reason", None)
         return out
@@ -177,7 +178,7 @@ class OtherEvent(_Event):
 
     at: int
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The event exactly as it was published."""
         return {"type": self.type, "at": self.at, **(self.model_extra or {})}
 

@@ -15,6 +15,7 @@ from redis import exceptions as redis_exceptions
 
 from coordinator.boundary import UNAVAILABLE, text
 from coordinator.clock import bounded
+from coordinator.json_shapes import JsonShape
 
 SAFE_POLICY = "noeviction"
 UNKNOWN = "unknown"
@@ -22,13 +23,13 @@ REMEDY = "set maxmemory-policy noeviction, or use a dedicated Redis"
 
 
 @dataclass(frozen=True)
-class RedisReport:
+class RedisReport(JsonShape):
     """What the daemon found out about its Redis's configuration."""
 
     maxmemory_policy: str = UNKNOWN
     warnings: tuple[str, ...] = field(default=())
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The ``redis`` object of ``status --json`` and ``/status``."""
         return {"maxmemory_policy": self.maxmemory_policy, "warnings": list(self.warnings)}
 

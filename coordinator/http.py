@@ -180,7 +180,7 @@ def route(daemon: Observed, request: Request) -> Response:
             return text(200, "\n".join(["ready", *warnings]))
         return text(503, "\n".join([f"not ready: {reason}", *warnings]))
     if request.path == "/status":
-        status = {**daemon.status_snapshot(), "redis": daemon.redis_report.to_json()}
+        status = {**daemon.status_snapshot(), "redis": daemon.redis_report.to_dict()}
         body = json.dumps(status, separators=(",", ":")).encode("utf-8")
         return Response(200, body, "application/json")
     if request.path == "/metrics":

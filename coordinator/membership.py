@@ -9,6 +9,7 @@ from typing import Any, Literal
 from coordinator import keys
 from coordinator.boundary import redis_errors, text
 from coordinator.errors import UnexpectedReplyError
+from coordinator.json_shapes import JsonShape
 from coordinator.scripts import register_scripts, run_script, script_errors
 
 ControllerStatus = Literal["alive", "degraded", "stopping"]
@@ -17,7 +18,7 @@ ALIVE_INTERVALS = 3
 
 
 @dataclass(frozen=True)
-class Controller:
+class Controller(JsonShape):
     """One controller as its last heartbeat described it."""
 
     node_id: str
@@ -36,7 +37,7 @@ class Controller:
     steady_since: int | None = None
     lease: str | None = None  # the lease it competes for (None: a daemon too old to say)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The public JSON shape used by ``status --json``."""
         return {
             "node_id": self.node_id, "host": self.host, "role": self.role,

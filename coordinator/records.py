@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from coordinator.errors import CorruptDataError
+from coordinator.json_shapes import JsonShape
 
 Operation = Literal["acquire", "renew"]
 
@@ -23,7 +24,7 @@ def parse_term(value: str | None) -> int:
 
 
 @dataclass(frozen=True)
-class LeaseRecord:
+class LeaseRecord(JsonShape):
     """The lease hash as stored in Redis; times are Redis-clock milliseconds."""
 
     holder_id: str
@@ -59,7 +60,7 @@ class LeaseRecord:
         except (KeyError, ValueError) as e:
             raise CorruptDataError(key, f"not a lease record ({e})") from e
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The public JSON shape of a lease (no instance id: it is an internal detail)."""
         return {
             "holder_id": self.holder_id,

@@ -72,10 +72,10 @@ async def cluster_status(redis: Any, settings: Settings) -> dict[str, Any]:
     redis_report = await check_eviction(redis, timeout=2.0)
     lease = None
     if record is not None:
-        lease = {**record.to_json(), "remaining_ms": max(0, record.lease_expires_at - now)}
+        lease = {**record.to_dict(), "remaining_ms": max(0, record.lease_expires_at - now)}
     listed = []
     for c in controllers:
-        entry = c.to_json()
+        entry = c.to_dict()
         entry["state"] = controller_state(entry, record, settings.lease_name,
                                           lease_readable=error is None)
         listed.append(entry)
@@ -86,7 +86,7 @@ async def cluster_status(redis: Any, settings: Settings) -> dict[str, Any]:
         "lease": lease,
         "controllers": listed,
         "automation_mode": mode,
-        "redis": redis_report.to_json(),
+        "redis": redis_report.to_dict(),
         "error": error,
     }
 

@@ -62,7 +62,7 @@ async def test_since_a_duration_uses_the_redis_clock(redis: Any) -> None:
     await asyncio.sleep(0.25)
     await set_automation_mode(redis, "coordinator", "running")
     recent = await events_since(redis, "coordinator", "150ms")
-    assert [e.to_json()["mode"] for _, e in recent] == ["running"]
+    assert [e.to_dict()["mode"] for _, e in recent] == ["running"]
     assert len(await events_since(redis, "coordinator", "10m")) == 2
 
 
@@ -115,11 +115,11 @@ def test_events_parse_strictly_and_convert_back_exactly() -> None:
            '"term":2,"previous_holder_id":"a","at":7}')
     event = parse_event(raw, source="t", stream_id="7-0")
     assert isinstance(event, LeaderChanged) and event.stream_id == "7-0"
-    assert event.to_json() == {"type": "leader_changed", "lease": "global", "holder_id": "b",
+    assert event.to_dict() == {"type": "leader_changed", "lease": "global", "holder_id": "b",
                                "holder_host": "h", "term": 2, "previous_holder_id": "a", "at": 7}
     newer = parse_event('{"type":"handoff_requested","to":"b","at":9}', source="t")
     assert isinstance(newer, OtherEvent)
-    assert newer.to_json() == {"type": "handoff_requested", "to": "b", "at": 9}
+    assert newer.to_dict() == {"type": "handoff_requested", "to": "b", "at": 9}
     for bad in ['{"type":"lease_released","lease":"g","holder_id":"a","term":"1","at":1}',
                 '{"type":"resync","lease":"g","holder_id":null,"holder_host":null,"term":null,"at":1}',
                 '{"type":"lease_expired","lease":"g","holder_id":"a","term":1,"at":1}',
@@ -127,3 +127,19 @@ def test_events_parse_strictly_and_convert_back_exactly() -> None:
                 '{"at":1}', "[]", "garbage"]:
         with pytest.raises(CorruptDataError):
             parse_event(bad, source="t")
+
+
+def test_events_and_records_give_a_dict_and_json_text() -> None:
+    """to_dict() is the JSON object as a dict, to_json() the same object as text."""
+    import json
+
+    from coordinator.event_models import parse_event
+    from coordinator.eviction import RedisReport
+
+    event = parse_event(json.dumps({"type": "lease_released", "lease": "global",
+                                    "holder_id": "a", "term": 5, "at": 9}), source="test")
+    assert isinstance(event.to_dict(), dict)
+    assert json.loads(event.to_json()) == event.to_dict()
+    report = RedisReport("noeviction")
+    assert json.loads(report.to_json()) == report.to_dict() == {
+        "maxmemory_policy": "noeviction", "warnings": []}

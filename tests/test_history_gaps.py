@@ -50,7 +50,7 @@ async def test_a_resumed_watch_reports_a_trimmed_history(redis: Any) -> None:
     await redis.xtrim(keys.history_key(NS), maxlen=1, approximate=False)  # ids[0], ids[1] gone
     got = await _first_events(redis, ids[0], 3)
     assert [e.type for e in got] == ["gap", "automation_mode_changed", "resync"]
-    gap = got[0].to_json()
+    gap = got[0].to_dict()
     assert (gap["cursor"], gap["oldest_id"]) == (ids[0], ids[2])
 
 
@@ -59,7 +59,7 @@ async def test_a_resumed_watch_reports_an_emptied_history(redis: Any) -> None:
     await redis.delete(keys.history_key(NS))  # as a Redis restarted with no persistence
     got = await _first_events(redis, ids[1], 2)
     assert [e.type for e in got] == ["gap", "resync"]
-    assert got[0].to_json()["oldest_id"] is None
+    assert got[0].to_dict()["oldest_id"] is None
 
 
 async def test_no_gap_while_the_history_reaches_back(redis: Any) -> None:

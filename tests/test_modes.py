@@ -40,7 +40,7 @@ async def test_a_change_is_stored_published_and_kept_in_history(redis: Any) -> N
                      "previous_mode": "running", "at": change.at}
         assert await published(pubsub) == [announced]
         (_, stored), = await events_since(redis, "coordinator")
-        assert stored.to_json() == announced
+        assert stored.to_dict() == announced
     finally:
         await pubsub.aclose()
 

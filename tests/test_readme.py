@@ -148,7 +148,7 @@ def test_the_readme_events_are_the_events_they_claim_to_be() -> None:
     (events,) = [b for b in blocks("json") if '"type"' in b]
     for line in events.splitlines():
         event = parse_event(line, source="README")
-        assert event.to_json() == json.loads(line), line
+        assert event.to_dict() == json.loads(line), line
 
 
 async def test_the_fakeredis_example_in_the_readme_passes() -> None:

@@ -107,7 +107,7 @@ async def test_a_user_refused_config_get_sees_unknown_and_the_daemon_runs() -> N
             with capture_logs() as logs:
                 await daemon.start()
             assert daemon.state.role is Role.LEADER
-            assert daemon.redis_report.to_json() == {"maxmemory_policy": "unknown", "warnings": []}
+            assert daemon.redis_report.to_dict() == {"maxmemory_policy": "unknown", "warnings": []}
             assert [e["event"] for e in logs if e["event"].startswith("redis.")] == [
                 "redis.eviction_unknown"]
             status = await cluster_status(client, settings("a"))
@@ -121,9 +121,9 @@ async def test_a_user_refused_config_get_sees_unknown_and_the_daemon_runs() -> N
 async def test_a_server_without_config_get_is_unknown_and_the_default_is_safe(redis: Any) -> None:
     report = await check_eviction(redis, timeout=1.0)
     if isinstance(redis, fakeredis.FakeAsyncRedis):  # fakeredis has no CONFIG GET
-        assert report.to_json() == {"maxmemory_policy": "unknown", "warnings": []}
+        assert report.to_dict() == {"maxmemory_policy": "unknown", "warnings": []}
     else:  # the session's server runs with Redis's default
-        assert report.to_json() == {"maxmemory_policy": "noeviction", "warnings": []}
+        assert report.to_dict() == {"maxmemory_policy": "noeviction", "warnings": []}
 
 
 async def test_a_leader_told_another_node_leads_looks_at_redis_and_believes_only_redis(

@@ -60,7 +60,7 @@ async def test_a_watcher_started_after_the_leader_resyncs_with_it_first(redis: A
     async with watching(redis) as events:
         first = await next_of(events)
     assert isinstance(first, Resync)
-    assert first.to_json() == {"type": "resync", "lease": "global", "holder_id": "a",
+    assert first.to_dict() == {"type": "resync", "lease": "global", "holder_id": "a",
                                "holder_host": "a.host", "term": got.term,
                                "lease_expires_at": got.record.lease_expires_at, "at": first.at}
     assert got.redis_now <= first.at < got.redis_now + 5000
@@ -69,7 +69,7 @@ async def test_a_watcher_started_after_the_leader_resyncs_with_it_first(redis: A
 async def test_a_free_lease_resyncs_with_null_holder_fields(redis: Any) -> None:
     async with watching(redis, lease_name="other") as events:
         first = await next_of(events)
-    assert first.to_json() == {"type": "resync", "lease": "other", "holder_id": None,
+    assert first.to_dict() == {"type": "resync", "lease": "other", "holder_id": None,
                                "holder_host": None, "term": None, "lease_expires_at": None,
                                "at": first.at}
 
@@ -92,10 +92,10 @@ async def test_live_events_come_through_typed_with_their_stream_ids(redis: Any) 
                  "to": "leader", "term": 1, "at": 123}
         await publish(redis, "coordinator", state, history_maxlen=100)
         daemon = await next_of(events)
-        assert isinstance(daemon, StateChanged) and daemon.to_json() == state
+        assert isinstance(daemon, StateChanged) and daemon.to_dict() == state
     stored = await events_since(redis, "coordinator")
-    assert [(i, e.to_json()) for i, e in stored] == [
-        (e.stream_id, e.to_json()) for e in (changed, released, mode, daemon)]
+    assert [(i, e.to_dict()) for i, e in stored] == [
+        (e.stream_id, e.to_dict()) for e in (changed, released, mode, daemon)]
 
 
 async def test_malformed_messages_are_skipped_with_a_warning(redis: Any) -> None:
@@ -344,7 +344,7 @@ async def expect_lease_expired(events: AsyncGenerator[WatchEvent, None], redis: 
     expired = await next_of(events, timeout=10.0)
     seen_at = await redis_ms(redis)
     assert isinstance(expired, LeaseExpired), expired
-    assert expired.to_json() == {"type": "lease_expired", "lease": "global",
+    assert expired.to_dict() == {"type": "lease_expired", "lease": "global",
                                  "holder_id": holder, "term": term, "at": expires_at}
     assert seen_at >= expires_at  # never a live lease reported as lapsed
     # generous (a loaded 2-core machine): the point is "soon", against "never" before the fix

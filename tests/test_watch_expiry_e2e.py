@@ -138,7 +138,7 @@ async def test_a_daemon_killed_9_is_reported_expired_by_every_watcher(
         await human.stop()
         await redis.aclose()
     expired = [e for _, e in seen if isinstance(e, LeaseExpired)]
-    assert [e.to_json() for e in expired] == [want]
+    assert [e.to_dict() for e in expired] == [want]
     assert [json.loads(line) for _, line in as_json.lines
             if json.loads(line)["type"] == "lease_expired"] == [want]
     assert len([line for _, line in human.lines if "lease_expired" in line]) == 1
