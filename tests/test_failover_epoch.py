@@ -148,3 +148,22 @@ async def test_a_foreign_granted_by_is_corrupt_and_never_overwritten(redis: Any,
     assert await redis.hget(TENURE, "granted_by") == value.encode()
     assert not await redis.exists(LEASE)
     assert keys.tenure_key("coordinator", "global") == TENURE
+
+
+async def test_an_acl_user_refused_info_grants_without_the_jump() -> None:
+    """deploy/redis/redis.conf must allow +info for the epoch: where INFO is refused the
+    identity is unknown (""), grants still work and nothing jumps (the TIME floor alone)."""
+    if redis_server_binary() is None:
+        pytest.skip("no redis-server binary on this machine")
+    with running_redis() as server:
+        admin = aioredis.Redis(port=server.port)
+        await admin.execute_command("ACL", "SETUSER", "coord", "on", ">pw", "~*", "&*", "+@all",
+                                    "-info")
+        client = aioredis.Redis(port=server.port, username="coord", password="pw")
+        try:
+            first = await chain_ahead(client)
+            assert await admin.hget(TENURE, "granted_by") == b""
+            assert (await lease(client, "b").acquire()).term == first + 1
+        finally:
+            await client.aclose()
+            await admin.aclose()
