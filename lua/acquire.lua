@@ -30,9 +30,14 @@
 -- from AOF and RDB). The rule, exactly:
 --   identity = "<run_id>:<master_replid>" when INFO answers both inside the script, else ""
 --   jump     = a stored term exists and identity ~= "" and granted_by ~= identity
---              (a missing granted_by counts as different)
+--              (a missing granted_by counts as different) and stored >= TIME in µs
 --   term     = max(stored + (jump and EPOCH_STEP or 1), highest seen + 1, TIME in µs)
 --   and granted_by := identity with the term.
+-- Only a chain at or ahead of the clock jumps: behind it, the TIME floor is already past
+-- every term the lost window granted (no script runs in under a µs), and a jump would only
+-- put the new master's terms 10^8 µs ahead of an old master that, not yet demoted, still
+-- grants by the clock (terms going back across the split, and the TIME floor lost for a
+-- later empty restart).
 -- EPOCH_STEP = 10^8 covers 10^8 grants lost in one window and leaves (2^53 - 1.8e15) / 10^8
 -- = 7.2e7 jumps. Where INFO is refused (fakeredis; an ACL without +info) the identity is ""
 -- and no grant jumps: the protection then rests on the TIME floor alone.
@@ -166,7 +171,9 @@ end
 
 local identity = server_identity()
 local step = 1
-if tenure[1] and identity ~= '' and tenure[5] ~= identity then step = EPOCH_STEP end
+if tenure[1] and identity ~= '' and tenure[5] ~= identity and stored >= now_us then
+  step = EPOCH_STEP
+end
 local term = math.max(stored + step, highest_seen + 1, now_us)
 if term >= TERM_LIMIT then return redis.error_reply('COORDINATOR_CORRUPT ' .. tenure_key .. ' term') end
 local term_text = string.format('%.0f', term)  -- tostring would round to 14 digits

@@ -124,6 +124,25 @@ async def test_the_first_grant_after_a_restart_jumps() -> None:
             await client.aclose()
 
 
+async def test_a_chain_behind_the_clock_does_not_jump_after_a_restart() -> None:
+    """The TIME floor already covers a chain behind the clock: no jump, the term is the
+    clock's (so an old master not yet demoted, granting by the clock too, stays in order)."""
+    if redis_server_binary() is None:
+        pytest.skip("no redis-server binary on this machine")
+    with running_redis("--appendonly", "yes", "--appendfsync", "always") as server:
+        client = aioredis.Redis(port=server.port)
+        try:
+            a = lease(client, "a")
+            first = (await a.acquire()).term
+            assert (await a.release(term=first)).released
+            server.start_again()
+            got = (await lease(client, "b").acquire()).term
+            assert first < got < first + EPOCH_STEP
+            assert got >= await redis_now_ms(client) * 1000 - 10**6  # the clock's, not a jump
+        finally:
+            await client.aclose()
+
+
 async def test_a_server_without_an_identity_grants_without_the_jump() -> None:
     """fakeredis has no INFO inside scripts: the identity is unknown (""), nothing jumps and
     terms stay stored + 1 (documented: the epoch needs a real Redis)."""
