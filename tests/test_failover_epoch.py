@@ -11,7 +11,7 @@ import fakeredis
 import pytest
 import redis.asyncio as aioredis
 
-from coordinator import CorruptDataError, keys
+from coordinator import CorruptDataError
 from coordinator.lease import EPOCH_STEP
 from tests.redis_server import free_port, redis_server_binary, running_redis
 from tests.test_terms_faults import (
@@ -80,7 +80,6 @@ async def test_a_master_demoted_and_promoted_again_jumps_over_its_own_lost_grant
     demoted, resyncs from B (its tenure says A granted X) and is promoted back: X+1 again
     unless the promotion itself changes the epoch."""
     master, replica, replica_port = master_and_replica
-    master_port = master.connection_pool.connection_kwargs["port"]
     await chain_ahead(master)
     assert await master.execute_command("WAIT", 1, 5000) == 1
     await cut_replication(replica)
@@ -92,7 +91,6 @@ async def test_a_master_demoted_and_promoted_again_jumps_over_its_own_lost_grant
     got = await lease(master, "c").acquire()
     assert got.is_leader
     assert got.term > lost
-    assert master_port != replica_port
 
 
 class _Port:
@@ -166,7 +164,6 @@ async def test_a_foreign_granted_by_is_corrupt_and_never_overwritten(redis: Any,
     assert "granted_by" in raised.value.detail
     assert await redis.hget(TENURE, "granted_by") == value.encode()
     assert not await redis.exists(LEASE)
-    assert keys.tenure_key("coordinator", "global") == TENURE
 
 
 async def test_an_acl_user_refused_info_grants_without_the_jump() -> None:
