@@ -19,7 +19,7 @@ from coordinator.clock import Clock, bounded
 from coordinator.corrupt_keys import OncePer, corrupt_key_remedy
 from coordinator.errors import BackendUnavailableError, CoordinatorError, CorruptDataError
 from coordinator.events import Outbox
-from coordinator.eviction import UNKNOWN, RedisReport, check_eviction
+from coordinator.eviction import UNKNOWN, EvictionWatch, RedisReport
 from coordinator.guardian_link import GuardianLink
 from coordinator.handoff import choose_handoff, read_candidates
 from coordinator.hooks import HookQueue, Hooks, LeaderContext
@@ -167,6 +167,7 @@ class Daemon:
         self._checklist_done = False
         self._start_called = False
         self.redis_report = RedisReport()  # what start() found about Redis's configuration
+        self._eviction = EvictionWatch()  # re-read once a minute on the heartbeat loop
         self._stopping = False
         self.stopped = asyncio.Event()
         self.log = get_logger("coordinator.daemon").bind(node_id=settings.node_id)
@@ -368,9 +369,13 @@ class Daemon:
         self.log.info("daemon.started", role=self._state.role.value, term=self._state.term)
 
     async def _check_redis(self) -> None:
-        """Warn once, at start, about a Redis that may evict the lease (it never stops us:
-        the lease works until memory runs short, and an unreadable setting is no error)."""
-        self.redis_report = await check_eviction(self._redis, self._op_timeout)
+        """Warn at start, and when a re-read finds it changed, about a Redis that may evict
+        the lease (it never stops us: the lease works until memory runs short, and an
+        unreadable setting is no error)."""
+        changed = await self._eviction.refresh(self._redis, self._op_timeout, self._clock.monotonic())
+        self.redis_report = self._eviction.report
+        if not changed:
+            return
         policy = self.redis_report.maxmemory_policy
         for warning in self.redis_report.warnings:
             self.log.warning("redis.eviction_risk", maxmemory_policy=policy, warning=warning)
@@ -660,6 +665,12 @@ class Daemon:
             await self.heartbeat_once()
             if self._state.role is Role.LEADER:
                 await self.consider_handoff()
+            await self.recheck_redis_if_due()
+
+    async def recheck_redis_if_due(self) -> None:
+        """Re-read the eviction policy once a minute so status and /readyz follow a CONFIG SET."""
+        if self._eviction.due(self._clock.monotonic()):
+            await self._check_redis()
 
     async def _follow_events(self) -> None:
         """Listen on the events channel so a standby acquires the moment a lease is released."""

@@ -1,4 +1,5 @@
-"""Whether the Redis may evict the lease: its maxmemory-policy, read once, and what to do.
+"""Whether the Redis may evict the lease: its maxmemory-policy, read at start and again every
+RECHECK_EVERY seconds (EvictionWatch), so ``status`` and ``/readyz`` follow a CONFIG SET.
 
 Under ``volatile-*`` the lease hash (it has a TTL) may be evicted under memory pressure
 (``volatile-ttl`` picks it first: its TTL is the shortest around); under ``allkeys-*`` the
@@ -17,6 +18,7 @@ from coordinator.boundary import UNAVAILABLE, text
 from coordinator.clock import bounded
 from coordinator.json_shapes import JsonShape
 
+RECHECK_EVERY = 60.0  # seconds between two reads of the policy by a running daemon
 SAFE_POLICY = "noeviction"
 UNKNOWN = "unknown"
 REMEDY = "set maxmemory-policy noeviction, or use a dedicated Redis"
@@ -69,3 +71,26 @@ def _policies(reply: Any) -> list[str]:
         elif text(key) == "maxmemory-policy" and value is not None:
             found.append(str(text(value)))
     return found
+
+
+class EvictionWatch:
+    """The daemon's last report, re-read at most once per ``every`` seconds of its clock
+    (one CONFIG GET a minute: cheap). ``refresh`` says whether the report changed, so the
+    daemon logs a warning when the policy changes, not on every read."""
+
+    def __init__(self, every: float = RECHECK_EVERY) -> None:
+        self.every = every
+        self.report = RedisReport()
+        self._next: float | None = None  # when the next read is due (None: never read yet)
+
+    def due(self, now: float) -> bool:
+        return self._next is None or now >= self._next
+
+    async def refresh(self, redis: Any, timeout: float, now: float) -> bool:
+        """Read the policy now; True when the report differs from the last one."""
+        first = self._next is None
+        self._next = now + self.every
+        report = await check_eviction(redis, timeout)
+        changed = first or report != self.report
+        self.report = report
+        return changed

@@ -26,10 +26,14 @@ from coordinator.records import (
 )
 from coordinator.scripts import lua_directory, register_scripts, run_script, run_script_and_wait
 
-__all__ = ["DEFAULT_HISTORY_MAXLEN", "MAX_TERM", "FencedWrite", "Lease", "new_instance_id",
-           "read_lease", "ttl_to_ms"]
+__all__ = ["DEFAULT_HISTORY_MAXLEN", "EPOCH_STEP", "MAX_TERM", "FencedWrite", "Lease",
+           "new_instance_id", "read_lease", "ttl_to_ms"]
 
 DEFAULT_HISTORY_MAXLEN = 10_000
+# acquire.lua's EPOCH_STEP: how far the first grant on a server with a new identity (a promoted
+# replica, a restarted server) jumps over a stored term at or ahead of the clock; it covers 10^8 grants lost in a
+# failover's or a restart's window, and leaves (2^53 - 1.8e15) / 10^8 = 7.2e7 such jumps
+EPOCH_STEP = 10**8
 _MAX_TTL_MS = 365 * 24 * 3600 * 1000
 
 

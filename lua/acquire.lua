@@ -22,12 +22,32 @@
 -- servers' clocks agree within the time that took. A term that would reach 2^53 (no longer
 -- exact as a Lua number) is refused; a stored term that is not decimal digits below 2^53 is
 -- reported as corrupt, never used or overwritten.
+--
+-- The epoch (a failover or restart that lost writes, while the stored chain ran ahead of TIME
+-- so the TIME floor no longer helps): the tenure hash records in granted_by the identity of
+-- the server that granted its term, "<run_id>:<master_replid>" from INFO server/replication
+-- (a restart changes both, a promotion changes master_replid; measured on 6.2.14 and 7.0.15,
+-- from AOF and RDB). The rule, exactly:
+--   identity = "<run_id>:<master_replid>" when INFO answers both inside the script, else ""
+--   jump     = a stored term exists and identity ~= "" and granted_by ~= identity
+--              (a missing granted_by counts as different) and stored >= TIME in µs
+--   term     = max(stored + (jump and EPOCH_STEP or 1), highest seen + 1, TIME in µs)
+--   and granted_by := identity with the term.
+-- Only a chain at or ahead of the clock jumps: behind it, the TIME floor is already past
+-- every term the lost window granted (no script runs in under a µs), and a jump would only
+-- put the new master's terms 10^8 µs ahead of an old master that, not yet demoted, still
+-- grants by the clock (terms going back across the split, and the TIME floor lost for a
+-- later empty restart).
+-- EPOCH_STEP = 10^8 covers 10^8 grants lost in one window and leaves (2^53 - 1.8e15) / 10^8
+-- = 7.2e7 jumps. Where INFO is refused (fakeredis; an ACL without +info) the identity is ""
+-- and no grant jumps: the protection then rests on the TIME floor alone.
 -- All times are the Redis server's clock (TIME), integer milliseconds; the hash expires exactly at
 -- lease_expires_at (PEXPIREAT), so the reported expiry is the real one. Host, metadata and
 -- preferred holder are written when a tenure starts; a renewal only moves the times.
 --
 -- KEYS[1] lease hash (expires with the TTL)
 -- KEYS[2] tenure hash (never expires: term = highest term granted, holder_id = last holder,
+--         granted_by = the identity of the server that granted term ("" unknown),
 --         reserved_for / reserved_until while a handover reservation stands)
 -- KEYS[3] history stream (capped)
 -- KEYS[4] automation mode string (only read: it rides along so the daemon needs no extra call)
@@ -42,7 +62,8 @@
 --   {"renew", now_ms, automation_mode, term, acquired_at, lease_expires_at}
 --   {"acquire" | "held", now_ms, automation_mode, field1, value1, ...} with the lease hash
 --   or an error reply, touching nothing: COORDINATOR_WRONGTYPE <key> | COORDINATOR_CORRUPT <key>
---   <field> (COORDINATOR_CORRUPT <tenure key> term also when no term below 2^53 is left).
+--   <field> (COORDINATOR_CORRUPT <tenure key> term also when no term below 2^53 is left;
+--   COORDINATOR_CORRUPT <tenure key> granted_by for one that is not "" or <word>:<word>).
 -- Errors are error replies, never in band, so no user data can look like one (see scripts.py).
 local lease_key, tenure_key, history_key, mode_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local target_key = KEYS[5]
@@ -52,6 +73,7 @@ local metadata_json, preferred = ARGV[6], ARGV[7]
 local lease_name, channel, history_maxlen = ARGV[8], ARGV[9], tonumber(ARGV[10])
 local target_id = ARGV[11]
 local TERM_LIMIT = 9007199254740992  -- 2^53
+local EPOCH_STEP = 100000000  -- 10^8 (coordinator/lease.py EPOCH_STEP)
 
 -- a stored term: decimal digits below 2^53 (exact as a Lua number), else nil
 local function term_of(s)
@@ -59,6 +81,21 @@ local function term_of(s)
   local n = tonumber(s)
   if n >= TERM_LIMIT then return nil end
   return n
+end
+
+-- a stored identity: "" or <word>:<word> (run id and replication id are 40 hex digits)
+local function identity_ok(s)
+  return s == '' or (#s <= 100 and s:match('^%w+:%w+$') ~= nil)
+end
+
+-- this server's identity, or "" where INFO is refused or lacks a field (see the header)
+local function server_identity()
+  local server, replication = redis.pcall('INFO', 'server'), redis.pcall('INFO', 'replication')
+  if type(server) ~= 'string' or type(replication) ~= 'string' then return '' end
+  local run_id = server:match('run_id:(%w+)')
+  local replid = replication:match('master_replid:(%w+)')
+  if not run_id or not replid then return '' end
+  return run_id .. ':' .. replid
 end
 
 local t = redis.call('TIME')
@@ -103,11 +140,15 @@ local kind = redis.call('TYPE', tenure_key)['ok']
 if kind ~= 'none' and kind ~= 'hash' then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. tenure_key) end
 kind = redis.call('TYPE', history_key)['ok']
 if kind ~= 'none' and kind ~= 'stream' then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. history_key) end
-local tenure = redis.call('HMGET', tenure_key, 'term', 'holder_id', 'reserved_for', 'reserved_until')
+local tenure = redis.call('HMGET', tenure_key, 'term', 'holder_id', 'reserved_for', 'reserved_until',
+  'granted_by')
 local stored = 0
 if tenure[1] then
   stored = term_of(tenure[1])
   if not stored then return redis.error_reply('COORDINATOR_CORRUPT ' .. tenure_key .. ' term') end
+end
+if tenure[5] and not identity_ok(tenure[5]) then
+  return redis.error_reply('COORDINATOR_CORRUPT ' .. tenure_key .. ' granted_by')
 end
 
 local reserved_for = tenure[3]
@@ -128,7 +169,12 @@ if reserved_for and reserved_for ~= holder_id and (tonumber(tenure[4]) or 0) > n
   end
 end
 
-local term = math.max(stored + 1, highest_seen + 1, now_us)
+local identity = server_identity()
+local step = 1
+if tenure[1] and identity ~= '' and tenure[5] ~= identity and stored >= now_us then
+  step = EPOCH_STEP
+end
+local term = math.max(stored + step, highest_seen + 1, now_us)
 if term >= TERM_LIMIT then return redis.error_reply('COORDINATOR_CORRUPT ' .. tenure_key .. ' term') end
 local term_text = string.format('%.0f', term)  -- tostring would round to 14 digits
 local previous = tenure[2]
@@ -136,7 +182,7 @@ redis.call('HSET', lease_key, 'holder_id', holder_id, 'holder_host', holder_host
   'instance_id', instance_id, 'term', term_text, 'acquired_at', now, 'renewed_at', now,
   'lease_expires_at', expires, 'preferred_holder_id', preferred, 'metadata_json', metadata_json)
 redis.call('PEXPIREAT', lease_key, expires)
-redis.call('HSET', tenure_key, 'term', term_text, 'holder_id', holder_id)
+redis.call('HSET', tenure_key, 'term', term_text, 'holder_id', holder_id, 'granted_by', identity)
 redis.call('HDEL', tenure_key, 'reserved_for', 'reserved_until')
 
 -- cjson writes numbers with 14 significant digits: the term goes in as its exact text

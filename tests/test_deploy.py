@@ -481,6 +481,21 @@ async def test_the_acl_user_runs_the_lease_but_cannot_leave_its_namespace(
         await client.aclose()
 
 
+async def test_as_the_acl_user_a_grant_records_the_servers_identity(acl_redis: AclRedis) -> None:
+    """The failover epoch (acquire.lua's granted_by) needs INFO server and replication inside
+    the script: under the shipped ACL it must not silently fall back to no identity."""
+    client = aioredis.Redis.from_url(user_url(acl_redis.port))
+    try:
+        lease = Lease(client, holder_id="epoch", ttl=5, namespace="coordinator",
+                      name="epoch-check")
+        assert (await lease.acquire()).is_leader
+        granted_by = await client.hget(lease.tenure_key, "granted_by")
+        assert granted_by and b":" in granted_by, granted_by
+        await lease.release()
+    finally:
+        await client.aclose()
+
+
 async def test_daemons_elect_and_hand_over_as_the_acl_user(acl_redis: AclRedis) -> None:
     def settings(node_id: str) -> Settings:
         return load_settings(node_id=node_id, namespace="coordinator", lease_name="acl",

@@ -5,7 +5,13 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 
-from tests.chaos.checker import FAILOVER_KINDS, FROZEN_CHILD_END_MS, Verdict, median
+from tests.chaos.checker import (
+    FAILOVER_KINDS,
+    FROZEN_CHILD_END_MS,
+    Verdict,
+    median,
+    restart_empty_bound_ms,
+)
 from tests.chaos.faults import DESCRIPTIONS
 from tests.chaos.recording import ALL_KINDS, REDIS_ONLY, REMOVES_LEADER, Recording
 from tests.chaos.setups import setup_of
@@ -23,6 +29,10 @@ def _bound(kind: str, ttl: float, renew: float) -> str:
         return f"≤ TTL + renew = {ttl + renew:g} s, never > {ttl + renew + 1:g} s{extra}"
     if kind == "graceful_stop":
         return "≤ 100 ms from the release (Redis clock); exit 0 within 1 s"
+    if kind == "redis_restart_empty":
+        return (f"a grant or renewal ≤ renew = {renew:g} s after Redis answers again; "
+                f"children overlap ≤ renew + child stop = "
+                f"{restart_empty_bound_ms(renew) / 1000:g} s (Redis forgot the lease)")
     if kind in REDIS_ONLY:
         return f"a grant or renewal ≤ renew = {renew:g} s after Redis answers again"
     if kind in FAILOVER_KINDS:
