@@ -19,7 +19,13 @@ from coordinator.clock import Clock, bounded
 from coordinator.corrupt_keys import OncePer, corrupt_key_remedy
 from coordinator.errors import BackendUnavailableError, CoordinatorError, CorruptDataError
 from coordinator.events import Outbox
-from coordinator.eviction import UNKNOWN, EvictionWatch, RedisReport
+from coordinator.eviction import (
+    UNKNOWN,
+    EvictionWatch,
+    RedisReport,
+    deployment_warnings,
+    with_warnings,
+)
 from coordinator.guardian_link import GuardianLink
 from coordinator.handoff import choose_handoff, read_candidates
 from coordinator.hooks import HookQueue, Hooks, LeaderContext
@@ -168,6 +174,7 @@ class Daemon:
         self._start_called = False
         self.redis_report = RedisReport()  # what start() found about Redis's configuration
         self._eviction = EvictionWatch()  # re-read once a minute on the heartbeat loop
+        self._deployment_checked = False  # the settings' own warnings, logged once
         self._stopping = False
         self.stopped = asyncio.Event()
         self.log = get_logger("coordinator.daemon").bind(node_id=settings.node_id)
@@ -372,12 +379,19 @@ class Daemon:
         """Warn at start, and when a re-read finds it changed, about a Redis that may evict
         the lease (it never stops us: the lease works until memory runs short, and an
         unreadable setting is no error)."""
+        first = not self._deployment_checked
+        self._deployment_checked = True
+        extra = deployment_warnings(sentinel=bool(self.settings.sentinel_addresses),
+                                    min_replicas_ack=self.settings.min_replicas_ack)
+        if first:
+            for warning in extra:
+                self.log.warning("redis.replication_risk", warning=warning)
         changed = await self._eviction.refresh(self._redis, self._op_timeout, self._clock.monotonic())
-        self.redis_report = self._eviction.report
+        self.redis_report = with_warnings(self._eviction.report, extra)
         if not changed:
             return
         policy = self.redis_report.maxmemory_policy
-        for warning in self.redis_report.warnings:
+        for warning in self._eviction.report.warnings:
             self.log.warning("redis.eviction_risk", maxmemory_policy=policy, warning=warning)
         if policy == UNKNOWN:
             self.log.info("redis.eviction_unknown", maxmemory_policy=policy,

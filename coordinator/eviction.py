@@ -36,6 +36,23 @@ class RedisReport(JsonShape):
         return {"maxmemory_policy": self.maxmemory_policy, "warnings": list(self.warnings)}
 
 
+REPLICATION_RISK = (
+    "Sentinel without COORDINATOR_MIN_REPLICAS_ACK: a failover can lose the lease's last "
+    "writes, so until Sentinel demotes the old master two nodes may lead and the old "
+    "master accepts its leader's fenced writes, which are then lost: set "
+    "COORDINATOR_MIN_REPLICAS_ACK=1 (or min-replicas-to-write 1 on the servers)")
+
+
+def deployment_warnings(*, sentinel: bool, min_replicas_ack: int) -> tuple[str, ...]:
+    """Warnings the settings alone justify (README, Guarantees)."""
+    return (REPLICATION_RISK,) if sentinel and min_replicas_ack == 0 else ()
+
+
+def with_warnings(report: RedisReport, extra: tuple[str, ...]) -> RedisReport:
+    """``report`` with ``extra`` warnings after its own."""
+    return RedisReport(report.maxmemory_policy, (*report.warnings, *extra)) if extra else report
+
+
 def report_for(policies: set[str]) -> RedisReport:
     """The report for the policies the servers answered (a cluster answers per node)."""
     if not policies:

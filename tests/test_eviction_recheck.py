@@ -47,7 +47,7 @@ async def test_the_policy_is_re_read_once_a_minute_and_a_change_is_warned_once()
         try:
             with capture_logs() as logs:
                 await daemon.start()
-                assert daemon.redis_report.to_json() == {"maxmemory_policy": "noeviction",
+                assert daemon.redis_report.to_dict() == {"maxmemory_policy": "noeviction",
                                                          "warnings": []}
                 await client.config_set("maxmemory-policy", "allkeys-lru")
                 await daemon.recheck_redis_if_due()  # not yet due: no extra CONFIG GET
@@ -63,7 +63,7 @@ async def test_the_policy_is_re_read_once_a_minute_and_a_change_is_warned_once()
                 await client.config_set("maxmemory-policy", "noeviction")
                 clock.offset += RECHECK_EVERY + 1
                 await daemon.recheck_redis_if_due()
-                assert daemon.redis_report.to_json() == {"maxmemory_policy": "noeviction",
+                assert daemon.redis_report.to_dict() == {"maxmemory_policy": "noeviction",
                                                          "warnings": []}
         finally:
             await daemon.stop()
