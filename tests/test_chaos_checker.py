@@ -365,3 +365,17 @@ def test_a_run_whose_code_changed_midway_is_flagged() -> None:
     assert checks(dataclasses.replace(clean(), code_digests=["aaaa", "bbbb"])) == {
         "harness.code_changed"}
     assert check(clean()).ok  # a recording from before the digests: nothing to compare
+
+
+def test_a_process_crash_must_fail_over_within_one_renew_interval() -> None:
+    """kill -9 of the daemon only: its guardian releases at once, so a takeover at the TTL
+    (the guardian did not release) is a violation, not a normal failover."""
+    rec = clean()  # b takes term 2 2100 ms after the kill: the TTL path
+    rec.faults[0] = dataclasses.replace(rec.faults[0], kind="process_crash")
+    assert checks(rec) == {"liveness.new_leader"}
+    for e in (*rec.channel, *rec.history):
+        if e["term"] == 2:
+            e["at"] = T0 + 1040  # 40 ms after the kill
+    verdict = check(rec)
+    assert verdict.ok, verdict.violations
+    assert verdict.measures[0].to_leader_ms == 40 and verdict.measures[0].target_ms == 500

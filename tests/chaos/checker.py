@@ -479,6 +479,14 @@ def _liveness(rec: Recording, fault: Fault, grants: list[tuple[int, int]]) -> tu
             found.append(Violation("liveness", "new_leader",
                                    f"{fault.kind}: no new term granted after the fault", fault.index))
             return Measure(fault.index, fault.kind, None, target), found
+        if fault.kind == "process_crash":  # the guardian releases at once: no TTL wait
+            target = renew_ms
+            if took > target:
+                found.append(Violation(
+                    "liveness", "new_leader",
+                    f"process_crash: new leader {took} ms after the daemon was killed, more than "
+                    f"RENEW_INTERVAL ({target} ms): its guardian did not release it", fault.index))
+            return Measure(fault.index, fault.kind, took, target, took > target), found
         if took > target + BEYOND_MS:
             found.append(Violation(
                 "liveness", "new_leader",

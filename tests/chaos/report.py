@@ -24,6 +24,9 @@ def _ms(value: float | None) -> str:
 
 
 def _bound(kind: str, ttl: float, renew: float) -> str:
+    if kind == "process_crash":
+        return (f"≤ renew = {renew:g} s (the guardian releases the moment the daemon dies; "
+                f"TTL + renew = {ttl + renew:g} s would mean it did not)")
     if kind in REMOVES_LEADER or kind == "kill_all_but_one":
         extra = " (if the leader was killed)" if kind == "kill_all_but_one" else ""
         return f"≤ TTL + renew = {ttl + renew:g} s, never > {ttl + renew + 1:g} s{extra}"
