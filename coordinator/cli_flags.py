@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from coordinator.errors import InvalidArgumentError
 
@@ -119,7 +119,8 @@ def overrides_for(command: str, args: argparse.Namespace) -> dict[str, Any]:
     used = COMMAND_SETTINGS.get(command, EVERYTHING)
     overrides: dict[str, Any] = {name: getattr(args, name, None) for name in used}
     url = overrides.get("redis_url")
-    if url is not None and urlsplit(url).password is not None:
+    if url is not None and (urlsplit(url).password is not None
+                            or "password" in parse_qs(urlsplit(url).query)):
         raise InvalidArgumentError(
             "--redis-url must not carry a password (the process list shows flags): set "
             "COORDINATOR_REDIS_URL in the environment or the .env file, or use --redis-url-file")

@@ -22,7 +22,8 @@ watchdog does), so that what freezes the daemon cannot freeze it.
 
 Protocol: one JSON object per line, from the daemon only (credentials come this way, never
 through argv or the environment, so they show neither in ``ps`` nor in a child):
-``{"redis": {"url", "sentinels": [[host, port]], "service", "sentinel_password",
+``{"redis": {"url", "connection": {host, port, path, db, username, password, tls} (as the
+daemon's client parsed the URL), "sentinels": [[host, port]], "service", "sentinel_password",
 "tls": {"ca", "cert", "key"}, "timeout"}}``; ``{"guard": pid}``;
 ``{"tenure": {"term", "lease", "holder", "instance", "release": [arg, ...],
 "fallback": [arg, ...] | null, "wait": seconds}}`` (a tenure began; ``release`` is the exact
@@ -182,6 +183,13 @@ class Target:
 def target(redis: dict[str, Any]) -> Target:
     """The server and credentials of the daemon's URL (``redis://``, ``rediss://``,
     ``unix://``)."""
+    given = redis.get("connection")
+    if isinstance(given, dict):  # what the daemon's own client parsed from its URL
+        return Target(
+            host=str(given.get("host") or "127.0.0.1"), port=int(given.get("port") or 6379),
+            path=given.get("path"), tls=(redis.get("tls") or {}) if given.get("tls") else None,
+            username=given.get("username"), password=given.get("password"),
+            db=int(given.get("db") or 0))
     parts = urlsplit(redis["url"])
     query = parse_qs(parts.query)
     db_text = (parts.path or "/").lstrip("/") if parts.scheme != "unix" else ""

@@ -69,11 +69,24 @@ def release_command(lease: Lease, term: int, path: ScriptPath | None = None,
     return command, ["EVAL", script_source("release"), *tail]
 
 
+def connection_fields(url: str) -> dict[str, Any]:
+    """Server, database and credentials exactly as the daemon's own client (redis-py) reads
+    ``url``: a password or database in the query string included, with its precedence."""
+    from redis.connection import parse_url
+
+    parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+    return {"host": parsed.get("host"), "port": parsed.get("port"), "path": parsed.get("path"),
+            "db": int(parsed.get("db") or 0), "username": parsed.get("username"),
+            "password": parsed.get("password"), "tls": url.startswith("rediss://")}
+
+
 def redis_message(settings: Settings) -> dict[str, Any]:
     """How the guardian reaches Redis: the daemon's URL (credentials included), Sentinel,
     TLS files. Sent over the socket only."""
+    url = settings.redis_url.get_secret_value()
     return {"redis": {
-        "url": settings.redis_url.get_secret_value(),
+        "url": url,
+        "connection": connection_fields(url),
         "sentinels": [list(a) for a in settings.sentinel_addresses],
         "service": settings.redis_sentinel_service,
         "sentinel_password": (settings.redis_sentinel_password.get_secret_value()

@@ -8,7 +8,7 @@ import socket
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -232,8 +232,13 @@ def _key_safe(check: Callable[[str, str], str], kind: str, value: str) -> str:
 def redact_url(url: str) -> str:
     """``url`` with its password (if any) replaced by ``***``."""
     parts = urlsplit(url)
+    if parts.query:  # redis-py also reads ?password=...
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        if any(k == "password" for k, _ in pairs):
+            query = "&".join(f"{k}=***" if k == "password" else f"{k}={v}" for k, v in pairs)
+            parts = parts._replace(query=query)
     if parts.password is None:
-        return url
+        return urlunsplit(parts) if parts.query != urlsplit(url).query else url
     user = parts.username or ""
     host = parts.hostname or ""
     netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")

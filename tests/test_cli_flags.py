@@ -104,3 +104,16 @@ def test_status_imports_neither_the_daemon_nor_the_event_models_nor_the_bench() 
              "coordinator.watch", "coordinator.history", "coordinator.bench.runner",
              "coordinator.threaded", "coordinator.watchdog"}
     assert not loaded & heavy, sorted(loaded & heavy)
+
+
+def test_a_password_in_the_urls_query_is_refused_as_a_flag_and_redacted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from coordinator.settings import redact_url
+
+    assert cli.main(["status", "--redis-url", "redis://127.0.0.1:1/0?password=hunter2"]) == 2
+    assert "hunter2" not in capsys.readouterr().err
+    for url in ("redis://127.0.0.1:1/0?password=hunter2",
+                "redis://127.0.0.1:1/0?db=1&password=hunter2&x=1",
+                "redis://u:hunter2@127.0.0.1:1/0?password=hunter2"):
+        assert "hunter2" not in redact_url(url), url

@@ -290,3 +290,23 @@ async def test_it_speaks_tls_with_a_client_certificate(tmp_path: Path) -> None:
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.mark.parametrize("url", [
+    "redis://127.0.0.1:6390/0?password=qpw&db=3",
+    "redis://u:p@127.0.0.1:6390/2?db=5",
+    "redis://127.0.0.1:6390/1?username=v&password=q",
+    "unix:///tmp/r.sock?db=4&password=z",
+])
+def test_the_guardian_reaches_redis_exactly_as_the_daemons_client_does(url: str) -> None:
+    """Whatever form the URL takes (a password or a database in the query), the guardian
+    must log in as the daemon's own client does, or its release is refused or misses."""
+    from redis.connection import parse_url
+
+    where = guardian.target(redis_message(load_settings(node_id="a", redis_url=url))["redis"])
+    want = parse_url(url)
+    assert where.password == want.get("password")
+    assert where.username == want.get("username")
+    assert where.db == int(want.get("db") or 0)
+    assert (where.path, where.host if "path" not in want else None) == (
+        want.get("path"), want.get("host"))

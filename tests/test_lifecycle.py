@@ -271,6 +271,12 @@ class Work:
 
 async def set_mode(redis: Any, daemon: Daemon, mode: str) -> None:
     await set_automation_mode(redis, "coordinator", mode)
+    # time moves on: a reading whose request left after the last one came back is fresh;
+    # with a fake clock that stands still, two readings within one Redis ms would tie and
+    # the later one would be ignored (state.mode_reading_is_stale)
+    clock = daemon._clock
+    if isinstance(clock, FakeClock):
+        clock.advance(0.002)
     await daemon.lease_step()  # the mode rides on the renew reply
     await settle()
 
