@@ -450,7 +450,8 @@ class Daemon:
         # the last hooks (on_lease_state_change for the stop) within what is left; what
         # overran the budget was abandoned: cancel it once more, leave nothing behind
         if self._guardian is not None:
-            self._guardian.close()  # nothing left to release: it exits
+            self._guardian.ended()  # released above (or tried): nothing left for it to release
+            self._guardian.close()  # it exits
         await self._hook_queue.settled(left())
         self._work.cancel_all()
         self._work_queue.cancel_all()
@@ -818,8 +819,11 @@ class Daemon:
         if self._guardian is not None:  # it learns each tenure as it begins and ends
             if new.role is Role.LEADER and new.term is not None and not new.stopping:
                 self._guardian.began(new.term)
-            else:
+            elif not new.stopping:
                 self._guardian.ended()
+            # while stopping, the tenure it knows stays until the stop's own release: a
+            # kill in the middle of a stop (a supervisor's stop timeout) is then released by
+            # the guardian, not left to the TTL (its release is conditional: never a later one)
         if new.deadline != old.deadline and self._hooks.on_lease_deadline is not None:
             try:
                 self._hooks.on_lease_deadline(new.deadline)

@@ -256,3 +256,41 @@ def test_after_a_graceful_stop_the_guardian_releases_nothing(nodes: Nodes, tmp_p
                 if e["type"] == "lease_released" and e["at"] >= before]
     assert len(released) == 1 and released[0]["holder_id"] == "a"  # the daemon's own
     assert not nodes.events("a", "guardian.released")
+
+
+IGNORES_SIGTERM = r'''
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+while True:
+    time.sleep(1)
+'''
+
+
+@pytest.mark.e2e
+def test_a_kill_9_during_a_graceful_stop_is_released_by_the_guardian(
+        nodes: Nodes, tmp_path: Path) -> None:
+    """A supervisor's stop timeout: SIGTERM, then kill -9 while the stop waits for a child
+    that ignores SIGTERM. The lease is still held until the stop's own release, which the
+    kill prevents: the guardian must release it once the child's watchdog is gone (after
+    the child's grace), not leave the standby waiting the TTL (attack on issue 17)."""
+    script = tmp_path / "child.py"
+    script.write_text(IGNORES_SIGTERM)
+    client = redis_sync.Redis.from_url(nodes.server.url)
+    nodes.spawn("a", [sys.executable, str(script)])
+    nodes.wait_for("a", "guardian.started")
+    assert _wait_leader(client, nodes.namespace) == "a"
+    nodes.wait_for("a", "child.started")
+    nodes.spawn("b", [sys.executable, str(script)])
+    nodes.wait_for("b", "guardian.started")
+    time.sleep(0.5)
+    before = _redis_ms(client)
+    nodes.procs["a"].send_signal(signal.SIGTERM)
+    time.sleep(0.15)  # the stop waits for the child's grace
+    nodes.procs["a"].send_signal(signal.SIGKILL)
+    changed = _wait_event(client, nodes.namespace, "leader_changed", before, holder_id="b")
+    released = [e for e in _history(client, nodes.namespace)
+                if e["type"] == "lease_released" and e["at"] >= before]
+    took = changed["at"] - before
+    ttl_ms = int(TTL * 1000)
+    assert released and released[0]["holder_id"] == "a", released
+    assert took < ttl_ms - 300, f"b led {took} ms after the SIGTERM: the TTL path"
