@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import sys
+import types
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
@@ -389,3 +391,17 @@ async def _call(name: str, callback: Callable[..., Any], *args: Any) -> None:
             await result
     except Exception:
         log.exception("watch.callback_failed", callback=name)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as its ``watch()``. The package exports ``watch`` lazily (so
+    ``coordinator status`` need not import this module), and importing a submodule binds the
+    package's attribute of that name to the module: once anything imported
+    ``coordinator.watch``, ``from coordinator import watch`` gives this module, which must
+    then behave as the function it stands for."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> AsyncGenerator[WatchEvent, None]:
+        return watch(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

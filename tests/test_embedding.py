@@ -139,3 +139,21 @@ async def test_a_bad_database_index_is_a_connection_error_not_a_lease_error(
         assert "lease" not in str(caught.value)
     finally:
         await client.aclose()
+
+
+async def test_namespace_is_a_keyword_everywhere() -> None:
+    """The README's promise: `namespace=` works in every public function (and
+    `from coordinator import watch` is callable even after the submodule was imported)."""
+    import coordinator.watch  # noqa: F401  (binds the package's attribute to the module)
+    from coordinator import events_since, get_automation_mode, read_lease, watch
+    from coordinator.membership import alive_node_ids, list_controllers, stale_node_ids
+
+    redis = fakeredis.FakeAsyncRedis()
+    assert await alive_node_ids(redis, namespace="ns", within_ms=1000) == []
+    assert await stale_node_ids(redis, namespace="ns", older_than_ms=1000) == []
+    assert await list_controllers(redis, namespace="ns", retention_ms=1000) == []
+    assert await events_since(redis, namespace="ns", since="10m") == []
+    assert await get_automation_mode(redis, namespace="ns") == "running"
+    assert await read_lease(redis, namespace="ns", name="global") is None
+    stream = watch(redis, namespace="ns")
+    await stream.aclose()
