@@ -29,8 +29,11 @@
 -- (a restart changes both, a promotion changes master_replid; measured on 6.2.14 and 7.0.15,
 -- from AOF and RDB). The rule, exactly:
 --   identity = "<run_id>:<master_replid>" when INFO answers both inside the script, else ""
---   jump     = a stored term exists and identity ~= "" and granted_by ~= identity
---              (a missing granted_by counts as different) and stored >= TIME in µs
+--   jump     = a stored term exists and identity ~= "" and stored >= TIME in µs and
+--              granted_by is another history: missing, another run_id, or this run_id
+--              with another master_replid while master_replid2 is set (promoted since; a
+--              new replid with master_replid2 all zeros is a backlog made from scratch for
+--              a first replica: the same server, no jump)
 --   term     = max(stored + (jump and EPOCH_STEP or 1), highest seen + 1, TIME in µs)
 --   and granted_by := identity with the term.
 -- Only a chain at or ahead of the clock jumps: behind it, the TIME floor is already past
@@ -88,14 +91,28 @@ local function identity_ok(s)
   return s == '' or (#s <= 100 and s:match('^%w+:%w+$') ~= nil)
 end
 
--- this server's identity, or "" where INFO is refused or lacks a field (see the header)
+-- this server's identity ("" where INFO is refused or lacks a field, see the header), and
+-- whether its replication id has a past (master_replid2 not all zeros: it was promoted)
 local function server_identity()
   local server, replication = redis.pcall('INFO', 'server'), redis.pcall('INFO', 'replication')
-  if type(server) ~= 'string' or type(replication) ~= 'string' then return '' end
+  if type(server) ~= 'string' or type(replication) ~= 'string' then return '', false end
   local run_id = server:match('run_id:(%w+)')
   local replid = replication:match('master_replid:(%w+)')
-  if not run_id or not replid then return '' end
-  return run_id .. ':' .. replid
+  if not run_id or not replid then return '', false end
+  local replid2 = replication:match('master_replid2:(%w+)') or ''
+  return run_id .. ':' .. replid, replid2:match('^0*$') == nil
+end
+
+-- whether a grant by `stored` (an identity) may have been lost on the way here: another
+-- process (a promoted replica, a restart) or this process promoted since. The same process
+-- with a new replication id and no past one only made its backlog from scratch (its first
+-- replica): nothing was lost, and jumping there would put two servers on one jumped term.
+local function another_history(stored, identity, promoted)
+  if not stored or stored == '' then return true end
+  if stored == identity then return false end
+  local stored_run = stored:match('^(%w+):')
+  local run = identity:match('^(%w+):')
+  return stored_run ~= run or promoted
 end
 
 local t = redis.call('TIME')
@@ -169,9 +186,10 @@ if reserved_for and reserved_for ~= holder_id and (tonumber(tenure[4]) or 0) > n
   end
 end
 
-local identity = server_identity()
+local identity, promoted = server_identity()
 local step = 1
-if tenure[1] and identity ~= '' and tenure[5] ~= identity and stored >= now_us then
+if tenure[1] and identity ~= '' and another_history(tenure[5], identity, promoted)
+    and stored >= now_us then
   step = EPOCH_STEP
 end
 local term = math.max(stored + step, highest_seen + 1, now_us)

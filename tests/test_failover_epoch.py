@@ -183,3 +183,27 @@ async def test_an_acl_user_refused_info_grants_without_the_jump() -> None:
         finally:
             await client.aclose()
             await admin.aclose()
+
+
+async def test_a_masters_first_replica_is_no_failover_and_does_not_jump() -> None:
+    """A master that creates its replication backlog from scratch (its first replica after a
+    start) takes a new replication id with no past history (master_replid2 all zeros). That
+    is the same server, not a failover: jumping there put the old master's terms on the same
+    stored + 10^8 a promoted replica jumps to, and the chaos run (seed 7006, sentinel) saw one
+    term granted to two tenures that way."""
+    if redis_server_binary() is None:
+        pytest.skip("no redis-server binary on this machine")
+    with running_redis() as master_server, running_redis() as replica_server:
+        master = aioredis.Redis(port=master_server.port)
+        replica = aioredis.Redis(port=replica_server.port)
+        try:
+            first = await chain_ahead(master)
+            before = (await master.info("replication"))["master_replid"]
+            await replica.execute_command("REPLICAOF", "127.0.0.1", str(master_server.port))
+            assert await master.execute_command("WAIT", 1, 5000) == 1
+            assert (await master.info("replication"))["master_replid"] != before  # as claimed
+            got = (await lease(master, "b").acquire()).term
+            assert got == first + 1  # the same server's chain: stored + 1, no jump
+        finally:
+            await master.aclose()
+            await replica.aclose()
