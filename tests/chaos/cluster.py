@@ -138,9 +138,8 @@ class Cluster:
         return best
 
     def kill(self, node: str) -> None:
-        """kill -9 every process of the running incarnation of ``node`` (a dead host: the
-        guardian first, so it cannot see the daemon die; then its watchdog and child, which
-        would otherwise end when the daemon's socket closes) and reap the daemon."""
+        """kill -9 every process of the running incarnation of ``node`` (a dead host: all are
+        stopped first, so none sees another die, then killed) and reap the daemon."""
         proc = self.current(node)
         if proc is None or proc.record.ended_ms is not None:
             return
@@ -149,10 +148,14 @@ class Cluster:
             if e.get("event") in ("guardian.started", "watchdog.started", "child.started") \
                     and isinstance(e.get("pid"), int):
                 latest[e["event"]] = e["pid"]
-        for event in ("guardian.started", "watchdog.started", "child.started"):
-            if event in latest:
+        # a host that loses power: nothing of it runs on to see the others die (the daemon
+        # would log guardian.lost, the guardian would release), so all stop, then all die
+        pids = [latest[e] for e in ("guardian.started", "watchdog.started", "child.started")
+                if e in latest]
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in [proc.popen.pid, *pids] if sig is signal.SIGSTOP else pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(latest[event], signal.SIGKILL)
+                    os.kill(pid, sig)
         self.kill_daemon(node)
 
     def kill_daemon(self, node: str) -> None:
