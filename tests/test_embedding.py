@@ -4,6 +4,7 @@ async with, start(require_redis=True), wait_until_leader, on fakeredis (and real
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import fakeredis
@@ -41,6 +42,11 @@ def test_a_threaded_app_runs_on_fakeredis_with_sync_hooks_and_with() -> None:
         leading, term = leadership  # unpacks as a pair
         assert leading
         assert started.wait(10)
+        # the notification runs on its own worker thread, in its own queue: not ordered
+        # with on_started_leading, so wait for it rather than expect it already there
+        deadline = time.monotonic() + 10
+        while "leader" not in changes and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert "leader" in changes
         assert threads and "coordinator" not in threads  # not on the daemon's loop thread
         result = bg.fenced_set("{coordinator}:job", "v", term=term)
