@@ -27,7 +27,7 @@ NOT_RUN = {
     "scripts/run.sh        #": "sets up a venv and runs the daemon or the whole suite",
     'scripts/test.sh -m "not real and not e2e"': "is the test suite itself",
     "send-nightly-report": "needs a host redis.internal and a program that exist only there",
-    "python -m tests.chaos": "the 16-minute chaos run",
+    "python -m tests.chaos": "the 13-minute chaos run",
     "coordinator redis install-functions": "needs the shipped ACL's installer user "
                                            "(tests/test_deploy.py runs it as that user)",
     'ACL SETUSER coordinator ">NEW-PASSWORD"': "rotates a live deployment's password "
