@@ -63,6 +63,8 @@ def _expand(item: str, text: str, *, budget: int) -> list[str]:
     """One item: a name, or a name with one ``{A..B}`` range; checked before it is expanded,
     so ``{0..999999999}`` is refused without building a billion strings."""
     ranges = list(_RANGE.finditer(item))
+    if budget < 1:
+        raise _refuse(LEASES_SETTING, f"more than {MAX_LEASES} leases", text)
     if len(ranges) > 1:
         raise _refuse(LEASES_SETTING, f"{item!r} has more than one {{A..B}} range", text)
     if not ranges:
