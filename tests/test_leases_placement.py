@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -17,64 +16,9 @@ from hypothesis import strategies as st
 from coordinator.errors import InvalidArgumentError
 from coordinator.leases.names import LeaseSelector
 from coordinator.leases.placement import Node, actions_for, actions_from_plan, plan_placement
+from tests.leases_simulation import balanced, fewest_moves, settle, shares, simulate_round
 
 POOL = [f"{prefix}-{i}" for prefix in ("eu", "us") for i in range(40)]
-
-
-def simulate_round(
-    leases: Sequence[str], nodes: Sequence[Node], holders: dict[str, str], rng: random.Random,
-    *, preferred: Mapping[str, Sequence[str]] | None = None, expired: bool = True,
-    leaving: Sequence[str] = (),
-) -> int:
-    """One renew interval of a cluster: every live node (in a random order, each reading the
-    state the previous ones left) does what its plan says; ``holders`` is updated in place.
-    An acquire of a lease a dead node holds succeeds only once it has ``expired``; a handover
-    hands the lease over at once (the reserved handover). Returns how many leases moved from
-    one holder to another."""
-    running = {n.node_id for n in nodes} | set(leaving)  # a leaver still holds its leases
-    moves = 0
-    for node_id in rng.sample(sorted(running), len(running)):
-        actions = actions_for(node_id, leases, nodes, holders, preferred)
-        for lease in actions.acquire:
-            if lease not in holders or (expired and holders[lease] not in running):
-                holders[lease] = node_id
-        for lease, to in actions.hand_over:
-            holders[lease] = to
-            moves += 1
-        for lease in actions.release:
-            del holders[lease]
-    return moves
-
-
-def settle(leases: Sequence[str], nodes: Sequence[Node], holders: dict[str, str], rng: random.Random,
-           *, preferred: Mapping[str, Sequence[str]] | None = None, limit: int = 10) -> tuple[int, int]:
-    """Rounds until a round changes nothing (that quiet round not counted), and the moves."""
-    moves = 0
-    for rounds in range(limit + 1):
-        before = dict(holders)
-        moves += simulate_round(leases, nodes, holders, rng, preferred=preferred)
-        if holders == before:
-            return rounds, moves
-    raise AssertionError(f"no quiet round after {limit} rounds: it oscillates")
-
-
-def shares(count: int, nodes: Sequence[Node]) -> dict[str, tuple[int, int]]:
-    """floor and ceiling of each node's capacity share of ``count`` leases."""
-    total = sum(n.capacity for n in nodes)
-    return {n.node_id: (count * n.capacity // total, -(-count * n.capacity // total)) for n in nodes}
-
-
-def balanced(leases: Sequence[str], nodes: Sequence[Node], rng: random.Random) -> dict[str, str]:
-    """Some assignment in which every node holds the floor or ceiling of its share (built
-    here, independently of the plan)."""
-    bounds = shares(len(leases), nodes)
-    counts = {n: low for n, (low, _) in bounds.items()}
-    spare = len(leases) - sum(counts.values())
-    for node_id in rng.sample([n for n, (low, high) in bounds.items() if high > low], spare):
-        counts[node_id] += 1
-    slots = [n for n, c in counts.items() for _ in range(c)]
-    rng.shuffle(slots)
-    return dict(zip(leases, slots, strict=True))
 
 
 node_ids = st.lists(st.sampled_from([f"n{i}" for i in range(9)]), min_size=1, max_size=7, unique=True)
@@ -152,18 +96,6 @@ def test_calm_once_settled_nothing_moves_again_with_preferences_too(
         assert simulate_round(leases, nodes, holders, rng, preferred=preferred) == 0
     for node_id in ids:
         assert actions_for(node_id, leases, nodes, holders, preferred).none
-
-
-def fewest_moves(holders: Mapping[str, str], leases: Sequence[str], nodes: Sequence[Node]) -> int:
-    """The fewest leases any placement must move to bring every node (all holding live,
-    registered leases) to the floor or ceiling of its share: the larger of what must leave
-    nodes above their ceiling and what must reach nodes below their floor."""
-    held = Counter(holders[lease] for lease in leases)
-    bounds = shares(len(leases), nodes)
-    gone = sum(count for n, count in held.items() if n not in bounds)  # a leaver's ceiling is 0
-    above = gone + sum(max(0, held[n] - high) for n, (_, high) in bounds.items())
-    below = sum(max(0, low - held[n]) for n, (low, _) in bounds.items())
-    return max(above, below)
 
 
 @given(clusters(), capacities, st.randoms(use_true_random=False))
@@ -264,13 +196,38 @@ def test_affinity_swaps_to_honour_a_preference_then_stays() -> None:
     assert holders == {"a": "p", "b": "q"} and (rounds, moves) == (1, 2)
 
 
-@settings(max_examples=200)
-@given(clusters(selectors=True), st.randoms(use_true_random=False))
-def test_convergence_from_any_start_in_a_few_rounds_without_oscillation(
-    cluster: tuple[list[str], list[Node], dict[str, str]], rng: random.Random,
+@given(clusters(selectors=True), st.data())
+def test_nodes_that_read_the_same_view_converge_in_one_round(
+    cluster: tuple[list[str], list[Node], dict[str, str]], data: st.DataObject,
 ) -> None:
     leases, nodes, holders = cluster
-    rounds, _ = settle(leases, nodes, holders, rng, limit=3)
+    ids = [n.node_id for n in nodes]
+    preferred = data.draw(st.dictionaries(st.sampled_from(POOL), st.lists(st.sampled_from(ids), max_size=3,
+                                                                          unique=True)))
+    plan = plan_placement(leases, nodes, holders, preferred)
+    after = dict(holders)  # dead nodes' leases are taken as expired
+    for node_id in sorted(set(ids) | set(holders.values())):
+        actions = actions_from_plan(node_id, plan, leases, holders)
+        after.update(dict.fromkeys(actions.acquire, node_id))
+        after.update(dict(actions.hand_over))
+        for lease in actions.release:
+            del after[lease]
+    assert all(after[lease] == node_id for lease, node_id in plan.assignment.items())
+    for node_id in ids:
+        assert actions_for(node_id, leases, nodes, after, preferred).none
+
+
+@settings(max_examples=200)
+@given(clusters(selectors=True), st.randoms(use_true_random=False), st.data())
+def test_convergence_when_each_node_reads_the_state_the_previous_one_left(
+    cluster: tuple[list[str], list[Node], dict[str, str]], rng: random.Random, data: st.DataObject,
+) -> None:
+    # the harder model: views differ within a round; measured at most 3 rounds (1,500 random
+    # clusters of up to 12 nodes and 200 leases, with preferences), never an oscillation
+    leases, nodes, holders = cluster
+    preferred = data.draw(st.dictionaries(st.sampled_from(POOL), st.lists(
+        st.sampled_from([n.node_id for n in nodes]), max_size=3, unique=True)))
+    rounds, _ = settle(leases, nodes, holders, rng, preferred=preferred, limit=3)
     assert rounds <= 3
 
 
