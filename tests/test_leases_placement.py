@@ -1,5 +1,5 @@
 """The placement plan (coordinator/leases/placement.py), pure: fairness by capacity, calm when
-nothing changes, about one share of moves on a join, only the leaver's leases on a leave, the
+nothing changes, the fewest moves any fair placement could make on a join or a leave, the
 same answer whatever the input order, affinity inside the share bounds, and convergence of a
 simulated cluster from any start."""
 

@@ -132,8 +132,17 @@ def _classes(
     leases nobody live is eligible for."""
     classes: dict[tuple[str, ...], list[str]] = {}
     unplaced: list[str] = []
+    # nodes share a few selectors: match each lease against each distinct selector once
+    by_selector: dict[LeaseSelector, list[str]] = {}
+    for node_id, node in live.items():
+        by_selector.setdefault(node.selector, []).append(node_id)
+    selectors = list(by_selector)
+    members_of: dict[tuple[int, ...], tuple[str, ...]] = {}
     for lease in sorted(set(leases)):
-        members = tuple(n for n, node in live.items() if node.selector.matches(lease))
+        matched = tuple(i for i, selector in enumerate(selectors) if selector.matches(lease))
+        if matched not in members_of:
+            members_of[matched] = tuple(sorted(n for i in matched for n in by_selector[selectors[i]]))
+        members = members_of[matched]
         if members:
             classes.setdefault(members, []).append(lease)
         else:
