@@ -192,11 +192,21 @@ class Lease:
             return None
         if reply[0] != "renew" or len(reply) != 5:
             raise UnexpectedReplyError(f"renew replied {reply!r}")
-        record = self._renewed([reply[0], reply[1], reply[2], reply[3], None, reply[4]])
-        if record.term > self._highest_term:  # inline: this runs every renewal
-            self._highest_term = record.term
+        held = self._held
+        try:
+            now, term, expires = int(reply[1]), int(reply[3]), int(reply[4])
+        except (TypeError, ValueError) as e:
+            raise UnexpectedReplyError(f"renew replied {reply!r}") from e
+        if held is not None and held.term == term:  # the usual case, inline: every renewal
+            record = self._held = LeaseRecord(
+                held.holder_id, held.holder_host, held.instance_id, term, expires, now,
+                held.acquired_at, held.preferred_holder_id, held.metadata, held.reserved)
+        else:
+            record = self._renewed([reply[0], now, reply[2], term, None, expires])
+        if term > self._highest_term:
+            self._highest_term = term
         return LeaseResult(is_leader=True, operation="renew", record=record,
-                           redis_now=int(reply[1]), automation_mode=str(reply[2] or "running"),
+                           redis_now=now, automation_mode=str(reply[2] or "running"),
                            replicas_acked=acked)
 
     def _saw_term(self, term: int | None) -> None:

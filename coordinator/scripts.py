@@ -16,7 +16,7 @@ from typing import Any
 from redis import exceptions as redis_exceptions
 
 from coordinator import functions
-from coordinator.boundary import redis_errors, text
+from coordinator.boundary import redis_errors
 from coordinator.errors import CorruptDataError, InvalidArgumentError, UnexpectedReplyError
 
 SCRIPT_NAMES = ("acquire", "renew", "release", "fence", "heartbeat", "set_mode", "request_handoff", "controllers")
@@ -96,16 +96,18 @@ class ScriptRunner:
         self.registered_client = redis
         self.name = name
         self._script = redis.register_script(script_source(name))
+        # the FCALL head, built once: this runs on every renewal and heartbeat
+        self._fcall_head = ("FCALL", functions.function_name(name))
 
     async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (),
                        client: Any = None) -> Any:
         for attempt in range(2):
-            path = await client_path(self.registered_client)
+            path = _paths.get(self.registered_client) or await client_path(self.registered_client)
             try:
                 if path == "scripts":
                     return await self._script(keys=keys, args=args, client=client)
                 target = client if client is not None else self.registered_client
-                pending = target.execute_command(*script_command(self.name, keys, args, path))
+                pending = target.execute_command(*self._fcall_head, len(keys), *keys, *args)
                 return await pending if inspect.isawaitable(pending) else pending
             except redis_exceptions.ResponseError as e:
                 if attempt or not functions.is_function_missing(e):
@@ -160,8 +162,13 @@ def script_errors() -> Iterator[None]:
 async def run_script(script: ScriptRunner, keys: list[str], args: list[Any]) -> list[Any]:
     """Run one script and return its reply with bytes decoded; Redis failures and the
     scripts' error replies are translated at this boundary (see ``script_errors``)."""
-    with redis_errors(keys[0]), script_errors():
+    try:
         reply = await script(keys=keys, args=args)
+    except Exception:
+        # translated only when raised: two context managers cost more than the rest of a
+        # renewal's Python side, and the happy path of a try costs nothing
+        with redis_errors(keys[0]), script_errors():
+            raise
     return _checked(reply)
 
 
@@ -191,4 +198,4 @@ async def run_script_and_wait(
 def _checked(reply: Any) -> list[Any]:
     if not isinstance(reply, list) or not reply:
         raise UnexpectedReplyError(f"unexpected script reply {reply!r}")
-    return [text(v) for v in reply]
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in reply]

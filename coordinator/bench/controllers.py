@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from coordinator.membership import Heartbeat
 
 HEARTBEAT_INTERVAL = 1.0  # the issue's "heartbeating once a second"
 RETENTION = 600.0  # the daemon's default
+
+
+class Beating(Protocol):
+    """Anything the load loop can send once per turn: a ``Heartbeat``, or a bare call."""
+
+    async def beat(self) -> Any: ...
 
 
 def node_id(index: int) -> str:
@@ -27,7 +34,7 @@ def simulated(redis: Any, namespace: str, indices: range) -> list[Heartbeat]:
     ]
 
 
-async def beat_all(beats: list[Heartbeat], *, concurrency: int, rate: float | None = None,
+async def beat_all(beats: Sequence[Beating], *, concurrency: int, rate: float | None = None,
                    seconds: float | None = None) -> int:
     """Beat each writer in turn from ``concurrency`` tasks; returns how many beats were sent.
 

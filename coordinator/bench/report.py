@@ -107,6 +107,7 @@ def _scale_rows(results: dict[str, Any]) -> list[Row]:
          f"{load['redis_cpu_percent']}% of a core at {load['achieved_beats_per_s']}/s "
          f"(→ {at_target}% at {load['target_beats_per_s']}/s)", "< 10% of a core",
          _verdict(at_target, lambda x: x < 10)),
+        *_bare_load_rows(load),
         (f"status with {status['controllers']} controllers, in process",
          pct(status["inprocess"], 1), "< 250 ms",
          _verdict(lookup(status, "inprocess", "p50_ms"), lambda x: x < 250, "p50")),
@@ -115,6 +116,21 @@ def _scale_rows(results: dict[str, Any]) -> list[Row]:
                               "p50, includes starting Python")),
         ("SCAN/KEYS calls while reading status", str(status["scan_or_keys_calls"]), "0",
          _verdict(status["scan_or_keys_calls"], lambda x: x == 0, "range queries only")),
+    ]
+
+
+def _bare_load_rows(load: dict[str, Any]) -> list[Row]:
+    """The same rate of bare EVALSHA from the same workers, and the heartbeat's ratio to it."""
+    bare = load.get("bare_evalsha")
+    if not bare:
+        return []
+    return [
+        ("same rate of bare EVALSHA `return 1`, same clients: Redis CPU",
+         f"{bare['redis_cpu_percent']}% of a core at {bare['achieved_beats_per_s']}/s "
+         f"(→ {bare['redis_cpu_percent_at_target']}% at {bare['target_beats_per_s']}/s)", "", ""),
+        ("heartbeats / bare EVALSHA, Redis CPU at the same rate",
+         f"{load['heartbeat_to_bare_cpu_ratio']}x", "<= 1.5x",
+         _verdict(load["heartbeat_to_bare_cpu_ratio"], lambda x: x <= 1.5)),
     ]
 
 

@@ -38,8 +38,23 @@ async def heartbeat_cost(redis: Any, namespace: str, controllers: int, calls: in
 
 async def sustained_load(redis: Any, url: str, namespace: str, controllers: int,
                          seconds: float) -> dict[str, Any]:
-    """Every controller heartbeats once a second for ``seconds`` from a few worker processes;
-    Redis's own CPU time (``INFO cpu``) over the window is the cost."""
+    """Every controller heartbeats once a second for ``seconds`` from a few worker processes,
+    then the same workers send as many bare ``EVALSHA`` calls at the same rate; Redis's own CPU
+    time (``INFO cpu``) over each window is the cost, and their ratio the issue's figure."""
+    beats = await _load_window(redis, url, namespace, controllers, seconds, "heartbeat")
+    bare = await _load_window(redis, url, namespace, controllers, seconds, "bare")
+    return {**beats, "bare_evalsha": bare,
+            "heartbeat_to_bare_cpu_ratio": _ratio(beats["redis_cpu_percent_at_target"],
+                                                  bare["redis_cpu_percent_at_target"])}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+async def _load_window(redis: Any, url: str, namespace: str, controllers: int,
+                       seconds: float, kind: str) -> dict[str, Any]:
+    """One paced window of ``kind`` (``heartbeat`` or ``bare``) calls from the workers."""
     share = -(-controllers // LOAD_WORKERS)
     workers = []
     try:
@@ -47,7 +62,7 @@ async def sustained_load(redis: Any, url: str, namespace: str, controllers: int,
             first, count = w * share, min(share, controllers - w * share)
             workers.append(await asyncio.create_subprocess_exec(
                 *python_module("coordinator.bench.load_worker", url, namespace, str(first),
-                               str(count), str(count / HEARTBEAT_INTERVAL), str(seconds)),
+                               str(count), str(count / HEARTBEAT_INTERVAL), str(seconds), kind),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 env=child_env(url)))
         for worker in workers:
