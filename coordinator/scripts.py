@@ -19,7 +19,12 @@ from coordinator import functions
 from coordinator.boundary import redis_errors
 from coordinator.errors import CorruptDataError, InvalidArgumentError, UnexpectedReplyError
 
-SCRIPT_NAMES = ("acquire", "renew", "release", "fence", "heartbeat", "set_mode", "request_handoff", "controllers")
+SCRIPT_NAMES = ("acquire", "renew", "release", "fence", "heartbeat", "set_mode", "request_handoff", "controllers",
+                "renew_many")
+# Lua shared by several scripts: a script naming one in a line "-- include: NAME" gets its
+# text in front of its own (one source for renew.lua's per-lease check and renew_many.lua's)
+FRAGMENT_NAMES = ("renew_lease", "write_heartbeat")
+INCLUDE = "-- include: "
 
 
 def lua_directory() -> Path:
@@ -35,9 +40,19 @@ def lua_directory() -> Path:
 
 @cache
 def script_source(name: str) -> str:
-    """The text of ``lua/<name>.lua``, read once per process."""
+    """The text of ``lua/<name>.lua`` after the fragments it includes, read once per process."""
     if name not in SCRIPT_NAMES:
         raise KeyError(name)
+    body = _lua_text(name)
+    included = [line.removeprefix(INCLUDE).strip() for line in body.splitlines()
+                if line.startswith(INCLUDE)]
+    unknown = [f for f in included if f not in FRAGMENT_NAMES]
+    if unknown:
+        raise KeyError(f"lua/{name}.lua includes unknown fragment(s) {unknown}")
+    return "".join(_lua_text(f) for f in included) + body
+
+
+def _lua_text(name: str) -> str:
     return (lua_directory() / f"{name}.lua").read_text(encoding="utf-8")
 
 
@@ -128,6 +143,7 @@ class Scripts:
     set_mode: ScriptRunner
     request_handoff: ScriptRunner
     controllers: ScriptRunner
+    renew_many: ScriptRunner
 
 
 def register_scripts(redis: Any) -> Scripts:

@@ -4,7 +4,8 @@
 -- answers "lost" and the caller falls back to acquire.lua (acquire-or-renew), which handles
 -- every other case. A lease of this process with a field it could not have written (a term
 -- that is not decimal digits below 2^53, times that are not numbers) is reported, never
--- renewed over: the fields checked are read in the same HMGET, so the check costs nothing.
+-- renewed over. The check-and-extend is renew_lease.lua's, shared with renew_many.lua.
+-- include: renew_lease
 --
 -- KEYS[1] lease hash      KEYS[2] automation mode string (rides along, read only)
 -- ARGV[1] holder id       ARGV[2] instance id          ARGV[3] ttl in ms
@@ -16,26 +17,12 @@ local holder_id, instance_id, ttl_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local cur = redis.pcall('HMGET', lease_key, 'holder_id', 'instance_id', 'term', 'lease_expires_at',
-  'renewed_at')
-if cur.err or cur[1] ~= holder_id or cur[2] ~= instance_id then
+local code, term, expires = renew_lease(lease_key, holder_id, instance_id, ttl_ms, now)
+if code == 'lost' then
   return {'lost', now}
-end
-local term = cur[3]
-if type(term) ~= 'string' or #term > 16 or not term:match('^%d+$')
-    or tonumber(term) >= 9007199254740992 then
-  return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' term')
-end
-if not tonumber(cur[4]) then
-  return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' lease_expires_at')
-end
-if cur[5] and not tonumber(cur[5]) then
-  return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' renewed_at')
+elseif code == 'corrupt' then
+  return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' ' .. term)
 end
 local mode = redis.pcall('GET', mode_key)
 if type(mode) ~= 'string' then mode = '' end
-
-local expires = now + ttl_ms
-redis.call('HSET', lease_key, 'lease_expires_at', expires, 'renewed_at', now)
-redis.call('PEXPIREAT', lease_key, expires)
 return {'renew', now, mode, term, expires}

@@ -1,0 +1,60 @@
+-- write_heartbeat.lua: a fragment, not a script: heartbeat.lua's work, shared with
+-- renew_many.lua (where the heartbeat rides along the renewal). The loader puts it in front of
+-- every script with the line "-- include: write_heartbeat" (scripts.script_source).
+--
+-- write_heartbeat(zset_key, controller_key, preferred_key, a, now), where a holds
+-- heartbeat.lua's ARGV[1..12] in the same order: see heartbeat.lua for what it writes.
+-- Returns started_at_ms | nil, the key of another type (nothing was written then).
+local function write_heartbeat(zset_key, controller_key, preferred_key, a, now)
+  local node_id, host, role, priority = a[1], a[2], a[3], a[4]
+  local status, version, instance_id, metadata_json = a[5], a[6], a[7], a[8]
+  local retention_ms, interval_ms, preferred = tonumber(a[9]), tonumber(a[10]), a[11]
+  local lease_name = a[12]
+
+  local known = redis.pcall('HMGET', controller_key, 'instance_id', 'started_at',
+    'last_heartbeat_at', 'status', 'steady_since', 'preferred')
+  if known.err then return nil, controller_key end
+  local same_process = known[1] == instance_id and tonumber(known[2]) ~= nil
+  -- both sorted sets are checked before the first write (reads that fail on another type),
+  -- so a foreign key fails the whole beat with nothing applied, on every branch
+  for _, key in ipairs({zset_key, preferred_key}) do
+    local score = redis.pcall('ZSCORE', key, node_id)
+    if type(score) == 'table' and score.err then return nil, key end
+  end
+
+  local steady_since = known[5]
+  if status ~= 'alive' then
+    steady_since = ''
+  elseif not same_process or known[4] ~= 'alive' or not tonumber(steady_since)
+      or now - (tonumber(known[3]) or 0) > 2 * interval_ms then
+    steady_since = now
+  end
+
+  local started_at = known[2]
+  if same_process then
+    redis.call('HSET', controller_key, 'status', status, 'last_heartbeat_at', now,
+      'steady_since', steady_since, 'metadata_json', metadata_json)
+  else
+    started_at = now
+    redis.call('HSET', controller_key, 'node_id', node_id, 'host', host, 'role', role,
+      'priority', priority, 'status', status, 'version', version, 'instance_id', instance_id,
+      'started_at', started_at, 'last_heartbeat_at', now, 'metadata_json', metadata_json,
+      'heartbeat_interval_ms', interval_ms, 'preferred', preferred, 'steady_since', steady_since,
+      'lease', lease_name)
+  end
+  redis.call('PEXPIRE', controller_key, retention_ms)
+
+  redis.call('ZADD', zset_key, now, node_id)
+  if preferred == '1' or known[6] == '1' or not same_process then
+    if preferred == '1' then
+      redis.call('ZADD', preferred_key, now, node_id)
+    else
+      redis.call('ZREM', preferred_key, node_id)
+    end
+  end
+  if now % 16 == 0 then
+    redis.call('ZREMRANGEBYSCORE', zset_key, '-inf', '(' .. (now - retention_ms))
+    redis.call('ZREMRANGEBYSCORE', preferred_key, '-inf', '(' .. (now - retention_ms))
+  end
+  return tonumber(started_at)
+end
