@@ -66,15 +66,23 @@ class Heartbeat:
         self._interval_ms = round(interval * 1000)
         self._retention_ms = round(retention * 1000)
 
+    @property
+    def script_keys(self) -> list[str]:
+        """heartbeat.lua's KEYS: the heartbeats sorted set, this controller's hash, the
+        preferred sorted set."""
+        return list(self._keys)
+
+    def arguments(self, status: ControllerStatus = "alive",
+                  metadata: dict[str, Any] | None = None) -> list[Any]:
+        """heartbeat.lua's ARGV for one beat (renew_many.lua takes the same, after its own)."""
+        return [*self._fixed, status, self._version, self._instance_id,
+                json.dumps(metadata or {}, separators=(",", ":")), self._retention_ms,
+                self._interval_ms, self._preferred, self._lease]
+
     async def beat(self, status: ControllerStatus = "alive", metadata: dict[str, Any] | None = None) -> int:
         """Write one heartbeat; returns its Redis-clock time in ms."""
-        reply = await run_script(
-            self._scripts.heartbeat,
-            self._keys,
-            [*self._fixed, status, self._version, self._instance_id,
-             json.dumps(metadata or {}, separators=(",", ":")), self._retention_ms,
-             self._interval_ms, self._preferred, self._lease],
-        )
+        reply = await run_script(self._scripts.heartbeat, self._keys,
+                                 self.arguments(status, metadata))
         try:
             return int(reply[0])
         except (TypeError, ValueError) as e:

@@ -7,10 +7,14 @@ What this package will hold once it is wired into the daemon:
 - ``placement``: a pure function from what every node reads in Redis (registered leases, live
   nodes with their capacity and selector, who holds what, preferred holders) to what ONE node
   should do: acquire free leases, hand surplus ones to nodes under their share;
-- later: the registry in Redis, the one-script-per-interval renewal of every held lease, the
-  per-lease handover (see docs/leases.md for the design; none of that exists yet).
+- ``renew``: one node's renewal of every lease it holds, its heartbeat riding along, in one
+  round trip (``lua/renew_many.lua``), typed per lease; built and measured, not called by the
+  daemon yet;
+- later: the registry in Redis, the per-lease handover (see docs/leases.md for the design).
 
 It may import ``coordinator.keys``, ``coordinator.errors`` and ``coordinator.settings`` (for
-the rule a name follows and the error that names a setting), nothing of the daemon or CLI.
-Nothing here reads the environment or talks to Redis.
+the rule a name follows and the error that names a setting), and, in ``renew`` only, the
+lease protocol it builds on (``coordinator.scripts``, ``coordinator.lease``,
+``coordinator.membership``); nothing of the daemon or CLI. Nothing here reads the environment;
+only ``renew`` talks to Redis.
 """
