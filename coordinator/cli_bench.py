@@ -26,6 +26,9 @@ _SIZES = {  # flag -> (BenchOptions field, type, help)
     "--peer-handovers": ("peer_handovers", int, "graceful handovers per peer and variant"),
     "--peer-crashes": ("peer_crashes", int, "kill -9 per peer at matched settings"),
     "--peer-crash-cap": ("peer_crash_cap", float, "longest wait for a peer's crash failover (s)"),
+    "--many-nodes": ("many_nodes", int, "simulated many-lease nodes (part many)"),
+    "--many-leases": ("many_leases", int, "leases among them, and as many single-lease daemons"),
+    "--many-rounds": ("many_rounds", int, "renew intervals' traffic priced each way"),
 }
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from coordinator.errors import InvalidArgumentError
 
-PARTS = ("latency", "cpu", "scale", "watch", "failover", "idle", "peers")
+PARTS = ("latency", "cpu", "scale", "many", "watch", "failover", "idle", "peers")
 DEFAULT_PARTS = PARTS[:-1]  # peers only on request: they need extra packages and take minutes
 
 # the failover settings of the issue's targets, used by our daemons and the matched peers
@@ -32,6 +32,9 @@ class BenchOptions:
     peer_handovers: int = 5  # per peer and variant
     peer_crashes: int = 3  # per peer at matched settings (one at defaults)
     peer_crash_cap: float = 35.0  # longest wait for a peer at defaults to fail over
+    many_nodes: int = 100  # simulated many-lease nodes (issue 15's example: 100 x 1,000)
+    many_leases: int = 1000  # leases shared among them (and as many single-lease daemons)
+    many_rounds: int = 10  # renew intervals' traffic priced each way
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.parts if p not in PARTS]
@@ -50,7 +53,8 @@ class BenchOptions:
         return dataclasses.replace(
             self, pairs=200, cpu_calls=200, controllers=500, scale_seconds=0.5, status_runs=1,
             watch_events=20, handovers=2, crashes=1, idle_seconds=1.0, peer_handovers=2,
-            peer_crashes=1, peer_crash_cap=5.0)
+            peer_crashes=1, peer_crash_cap=5.0, many_nodes=10, many_leases=100,
+            many_rounds=2)
 
     def runs(self, part: str) -> bool:
         """Whether ``part`` is selected."""

@@ -16,6 +16,7 @@ from coordinator.bench.failover import failover
 from coordinator.bench.idle import IdleDaemons
 from coordinator.bench.latency import lease_latency, renew_cost
 from coordinator.bench.machine import load_average, machine_info
+from coordinator.bench.many_leases import many_leases
 from coordinator.bench.namespace import BenchNamespace, delete_all, scan_keys
 from coordinator.bench.options import BenchOptions
 from coordinator.bench.scale import heartbeat_cost, register, status_time, sustained_load
@@ -45,6 +46,12 @@ async def run_bench(url: str, options: BenchOptions,
             await idle.open_window()
         await _lease_parts(timed, namespace, options, results, progress)
         await _scale_parts(timed, pooled, url, namespace, options, results, progress)
+        if options.runs("many"):
+            progress(f"many: {options.many_nodes} nodes x {options.many_leases} leases, one "
+                     "renew_many per node per interval, against single-lease daemons")
+            results["many_leases"] = await many_leases(
+                pooled, namespace.part("many"), options.many_nodes, options.many_leases,
+                options.many_rounds)
         if options.runs("watch"):
             progress("watch: tenure changes to subscribers in other processes")
             results["watch"] = await watch_latency(timed, url, namespace.part("watch"),
