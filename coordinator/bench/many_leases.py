@@ -106,7 +106,7 @@ async def many_leases(redis: Any, namespace: str, nodes: int, leases: int,
         if any(r.outcome != "renewed" for r in result.renewals):
             raise RuntimeError("a simulated node lost a lease during the bench")
 
-    await asyncio.gather(*(check_renewed(r, s) for r, s in zip(renewers, shares, strict=True)))
+    await _in_flight([partial(check_renewed, r, s) for r, s in zip(renewers, shares, strict=True)])
     many_calls = [partial(r.renew, s, beat=True) for r, s in zip(renewers, shares, strict=True)]
     many = await _priced(redis, rounds, many_calls, leases)
 
