@@ -241,6 +241,10 @@ async def test_a_foreign_heartbeat_key_is_reported_and_the_leases_are_renewed_al
     await redis.rpush(zset, "foreign")
     many = await _renewer(redis, _heartbeat(redis)).renew(["lease-0", "lease-2"], beat=True)
     assert many.heartbeat_foreign_key == zset and many.heartbeat_started_at is None
+    with pytest.raises(CorruptDataError) as alone:
+        await _heartbeat(redis).beat()
+    error = many.heartbeat_error()
+    assert error is not None and (error.key, str(error)) == (alone.value.key, str(alone.value))
     assert await redis.exists(controller) == 0  # nothing of the beat was applied
     assert [r.outcome for r in many.renewals] == ["renewed", "lost"]
 

@@ -13,6 +13,7 @@ from coordinator import keys
 from coordinator.errors import CorruptDataError
 from coordinator.handoff import request_handoff
 from coordinator.lease import Lease
+from coordinator.leases.renew import ManyLeaseRenewer
 from coordinator.membership import Heartbeat, list_controllers
 from coordinator.modes import set_automation_mode
 
@@ -106,6 +107,14 @@ SCRIPTS: dict[str, tuple[list[str], Callable[[Any], Awaitable[None]], Call]] = {
                         lambda r: request_handoff(r, NS, "global", "b", ttl_ms=5000)),
     "controllers": ([keys.controller_key(NS, "b")], _setup_leader,
                     lambda r: list_controllers(r, NS, retention_ms=600_000)),
+    # every lease and the heartbeat in one call: a foreign key is left alone and reported in
+    # the typed result (a lease "lost", the beat "wrongtype"), the rest is renewed
+    "renew_many": ([keys.automation_mode_key(NS), keys.heartbeats_key(NS),
+                    keys.controller_key(NS, "b"), keys.preferred_key(NS),
+                    keys.lease_key(NS, "global")],
+                   _setup_leader, lambda r: ManyLeaseRenewer(
+                       r, namespace=NS, holder_id="a", instance_id="inst-a", ttl=30,
+                       heartbeat=_beat(r, "b")).renew(["global"], beat=True)),
 }
 
 

@@ -69,6 +69,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         out.append((f"Redis CPU per heartbeat ({hb['controllers']} registered)", f"{v} µs",
                     "< 10 µs", _verdict(v, lambda x: x < 10)))
     out += _scale_rows(results)
+    out += _many_leases_rows(results)
     watch = results.get("watch") or {}
     for kind, label in (("pubsub", "bare asyncio subscriber"),
                         ("watcher", "coordinator watch()")):
@@ -116,6 +117,34 @@ def _scale_rows(results: dict[str, Any]) -> list[Row]:
                               "p50, includes starting Python")),
         ("SCAN/KEYS calls while reading status", str(status["scan_or_keys_calls"]), "0",
          _verdict(status["scan_or_keys_calls"], lambda x: x == 0, "range queries only")),
+    ]
+
+
+def _many_leases_rows(results: dict[str, Any]) -> list[Row]:
+    """N nodes x M leases with renew_many against M single-lease daemons (simulated traffic)."""
+    many = results.get("many_leases")
+    if not many:
+        return []
+    n, m = many["nodes"], many["leases"]
+    rm, single, big = many["renew_many"], many["single_lease_daemons"], many["one_call_of_all_leases"]
+    at_default = "5s"
+    return [
+        (f"{n} nodes x {m} leases (simulated traffic): round trips per node per renew interval",
+         f"{rm['round_trips_per_node_per_interval']}", "1",
+         _verdict(rm["round_trips_per_node_per_interval"], lambda x: x == 1)),
+        (f"{n} x {m}: Redis CPU per renew interval (renew_many, heartbeat riding along)",
+         f"{rm['redis_cpu_ms_per_round']} ms ({rm['redis_cpu_percent_at_renew_interval'][at_default]}"
+         f"% of a core at renew 5 s)", "", ""),
+        (f"{m} single-lease daemons: Redis CPU per renew interval (renew + heartbeat each)",
+         f"{single['redis_cpu_ms_per_round']} ms "
+         f"({single['redis_cpu_percent_at_renew_interval'][at_default]}% at renew 5 s)", "",
+         f"{many['cpu_ratio_renew_many_to_single']}x of it for renew_many"),
+        ("Redis work per renewed lease: renew_many / single-lease daemon",
+         f"{rm['redis_cpu_usec_per_lease']} / {single['redis_cpu_usec_per_lease']} µs CPU; "
+         f"{rm['script_usec_per_lease']} / {single['script_usec_per_lease']} µs in scripts",
+         "", ""),
+        (f"one renew_many call of all {big['leases']} leases: script time",
+         f"{big['script_ms']} ms ({big['script_usec_per_lease']} µs a lease)", "", ""),
     ]
 
 

@@ -50,6 +50,13 @@ class ManyRenewed:
     heartbeat_started_at: int | None = None  # the beat's started_at; None: no beat was sent
     heartbeat_foreign_key: str | None = None  # the beat found this key of another type
 
+    def heartbeat_error(self) -> CorruptDataError | None:
+        """The error heartbeat.lua alone raises for the key of another type, or None."""
+        if self.heartbeat_foreign_key is None:
+            return None
+        return CorruptDataError(self.heartbeat_foreign_key,
+                                "holds a value of a type the coordinator never writes")
+
     def outcome(self, name: str) -> LeaseRenewal:
         """The renewal of lease ``name`` (KeyError if it was not in the call)."""
         for renewal in self.renewals:
