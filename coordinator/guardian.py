@@ -230,7 +230,7 @@ def _ignore(signum: int, frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -I guardian.py --control-fd N --node-id ID``."""
+    """``coordinator.guardian --control-fd N --node-id ID`` (started by ``coordinator.sidecar``)."""
     parser = argparse.ArgumentParser(prog="coordinator-guardian")
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--node-id", default="")

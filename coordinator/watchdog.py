@@ -364,7 +364,8 @@ def _ignore(signum: int, frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -I watchdog.py --control-fd N --grace S --node-id ID [--stdout-fd ...]``."""
+    """``coordinator.watchdog --control-fd N --grace S --node-id ID [--stdout-fd ...]`` (started
+    by ``coordinator.sidecar``)."""
     parser = argparse.ArgumentParser(prog="coordinator-watchdog")
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--grace", type=float, required=True)
