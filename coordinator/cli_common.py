@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE = 0, 1, 2
@@ -13,3 +15,11 @@ def fail(message: str, status: int) -> int:
     """Print ``coordinator: <message>`` as one line on stderr and return ``status``."""
     print("coordinator: " + " ".join(message.split()), file=sys.stderr)
     return status
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of stdout went away (``| head``): point stdout at /dev/null, so neither
+    this process nor the interpreter's final flush prints a traceback, and exit 0."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
