@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from coordinator.cli_common import (
@@ -94,16 +93,17 @@ def _fill(name: str, parser: argparse.ArgumentParser) -> None:
     add_setting_flags(parser, name)
 
 
-def _parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The command line; with ``only``, the arguments of that subcommand alone are filled in
-    (the others are listed, with their help, but parse nothing)."""
+def _parser(filled: Collection[str] = tuple(_COMMANDS)) -> argparse.ArgumentParser:
+    """The command line, the arguments of the ``filled`` subcommands filled in (the others
+    are listed, with their help, but parse nothing): every one by default, only the one that
+    runs for ``main``."""
     parser = argparse.ArgumentParser(prog="coordinator", description=__doc__)
     parser.add_argument("--version", action=_Version, nargs=0,
                         help="show the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in _COMMANDS.items():
         sub = commands.add_parser(name, help=text)
-        if only is None or only == name:
+        if name in filled:
             _fill(name, sub)
     return parser
 
@@ -141,7 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str]) -> int:
     own, child_argv = _split_command(argv)
-    args = _parser(only=_command_in(own)).parse_args(own)
+    command = _command_in(own)
+    args = _parser(filled=() if command is None else (command,)).parse_args(own)
+    import asyncio  # here, not at the top: `--version` and `--help` do without it
     if child_argv is not None and args.command != "run":
         return fail(f"only `coordinator run` takes a command after `--`, not {args.command!r}",
                     EXIT_USAGE)
@@ -197,6 +199,7 @@ def _main(argv: Sequence[str]) -> int:
 
 
 async def _run(settings: Settings, command: Command | None = None) -> int:
+    import asyncio
     import signal
 
     from coordinator.child import ChildRunner

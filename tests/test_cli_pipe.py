@@ -31,11 +31,17 @@ def _url(server: RedisServer) -> str:
 
 
 @pytest.mark.parametrize("args", [("status",), ("status", "--json")])
+@pytest.mark.parametrize("buffered", [True, False])
 def test_status_into_a_pipe_whose_reader_is_gone_exits_quietly(
-        redis_server: RedisServer, closed_pipe: int, args: tuple[str, ...]) -> None:
+        redis_server: RedisServer, closed_pipe: int, args: tuple[str, ...],
+        buffered: bool) -> None:
+    env = coordinator_env(_url(redis_server), COORDINATOR_NAMESPACE="pipe")
+    # buffered, the write fails at the last flush (at exit); unbuffered, in print() itself
+    env.pop("PYTHONUNBUFFERED", None)
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
     done = subprocess.run([sys.executable, "-m", "coordinator", *args], stdout=closed_pipe,
-                          stderr=subprocess.PIPE, text=True, timeout=30, check=False,
-                          env=coordinator_env(_url(redis_server), COORDINATOR_NAMESPACE="pipe"))
+                          stderr=subprocess.PIPE, text=True, timeout=30, check=False, env=env)
     assert done.stderr == ""
     assert done.returncode == 0
 
