@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from coordinator.bench.options import DEFAULT_PARTS, PARTS, BenchOptions
 from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
