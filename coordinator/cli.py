@@ -141,9 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str]) -> int:
     own, child_argv = _split_command(argv)
-    command = _command_in(own)
-    args = _parser(filled=() if command is None else (command,)).parse_args(own)
+    named = _command_in(own)
+    args = _parser(filled=() if named is None else (named,)).parse_args(own)
     import asyncio  # here, not at the top: `--version` and `--help` do without it
+
     if child_argv is not None and args.command != "run":
         return fail(f"only `coordinator run` takes a command after `--`, not {args.command!r}",
                     EXIT_USAGE)
