@@ -6,13 +6,16 @@ subcommand filled in) must be the same parser as the whole one, subcommand for s
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 
 import pytest
 
 from coordinator import cli
+from coordinator.bench.scale import status_command
 from tests.processes import coordinator_env
+from tests.redis_server import RedisServer
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -67,3 +70,12 @@ def test_status_loads_no_other_subcommands_module() -> None:
     others = {"coordinator.cli_redis", "coordinator.cli_bench", "coordinator.cli_watch",
               "coordinator.cli_handoff", "coordinator.demo", "coordinator.bench"}
     assert not loaded & others, sorted(loaded & others)
+
+
+async def test_the_bench_times_a_status_command_that_worked_and_refuses_one_that_failed(
+        redis_server: RedisServer) -> None:
+    took, out = await status_command(f"redis://127.0.0.1:{redis_server.port}/0", "speed-empty")
+    assert took > 0 and json.loads(out)["controllers"] == []
+    # nothing listens on port 1: the command exits 1, and its time is no status's time
+    with pytest.raises(RuntimeError, match=r"exited 1: coordinator: cannot read status"):
+        await status_command("redis://127.0.0.1:1/0", "speed-empty")
