@@ -15,6 +15,7 @@ from coordinator.cli_common import (
     EXIT_USAGE,
     fail,
     quiet_broken_pipe,
+    stdout_reader_gone,
 )
 from coordinator.cli_flags import add_setting_flags, overrides_for
 from coordinator.cli_modes import MODE_COMMANDS
@@ -134,8 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = _main(sys.argv[1:] if argv is None else argv)
         sys.stdout.flush()  # a reader gone early shows here, not in the interpreter's exit
-    except BrokenPipeError:  # `coordinator status | head -1`
-        return quiet_broken_pipe()
+    except BrokenPipeError:
+        if not stdout_reader_gone():
+            raise  # a pipe of its own broke (a child's, a socket's): a failure, not `| head`
+        return quiet_broken_pipe()  # `coordinator status | head -1`
     return status
 
 
