@@ -55,7 +55,7 @@ POSITIVE = [
     "redis_cpu.reference_lease_like.usec_per_call", "redis_cpu.heartbeat.usec_per_call",
     "scale.load.achieved_beats_per_s", "scale.load.redis_cpu_percent",
     "scale.load.redis_cpu_percent_at_target", "scale.status.inprocess.p50_ms",
-    "scale.status.cli.p50_ms",
+    "scale.status.cli.p50_ms", "scale.status.cli_startup.p50_ms",
     "watch.pubsub.p50_ms", "watch.pubsub.p99_ms", "watch.watcher.p50_ms", "watch.watcher.p99_ms",
     "failover.crash_from_kill.p50_ms",
     "idle.leader.rss_mb", "idle.standby.rss_mb", "idle.window_s",
