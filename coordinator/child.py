@@ -30,8 +30,9 @@ from coordinator.guardian_link import guard
 from coordinator.hooks import Hooks, LeaderContext
 from coordinator.logs import get_logger
 from coordinator.settings import ENV_PREFIX, Settings
-from coordinator.watchdog import become_subreaper, now, startable
 from coordinator.watchdog_link import Backstop, OutputRelay, WatchdogLink, spawn_watchdog
+from coordinator.watchdog_processes import become_subreaper
+from coordinator.watchdog_rules import now, startable
 
 RestartPolicy = Literal["on-failure", "always", "never"]
 Decision = Literal["restart", "done", "finish"]
@@ -374,7 +375,7 @@ class ChildRunner:
 
     def _watchdog_lost(self) -> None:
         # Without the watchdog nothing can keep a child inside the lease: give up leading.
-        # (The kernel kills a child it left behind: see watchdog._parent_death_signal.)
+        # (The kernel kills a child it left behind: see watchdog_processes.parent_death_signal.)
         self.log.error("watchdog.lost", pid=self._process.pid if self._process else None)
         self._backstop.kill("the watchdog is gone")
         self._backstop.forget()

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
-from coordinator.cli_common import EXIT_CORRUPT, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
+from coordinator.cli_common import (
+    EXIT_CORRUPT,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    fail,
+    quiet_broken_pipe,
+    stdout_reader_gone,
+)
 from coordinator.cli_flags import add_setting_flags, overrides_for
 from coordinator.cli_modes import MODE_COMMANDS
 
@@ -41,42 +48,71 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def _parser() -> argparse.ArgumentParser:
+# every subcommand and its one-line help: the top-level parser lists them all, but fills in
+# only the flags of the one that runs (each filler may import its command's module)
+_COMMANDS: dict[str, str] = {
+    "run": "run the daemon in the foreground",
+    "status": "show the leader and the controllers",
+    "watch": "print events as they happen, until Ctrl-C",
+    "events": "print the stored event history, oldest first",
+    **{name: description for name, (_, description) in MODE_COMMANDS.items()},
+    "demo": "a local Redis, three daemons and a watched failover",
+    "handoff": "hand the lease over to another live node",
+    "redis": "administer the coordinator's Redis (admin user)",
+    "bench": "measure lease latency, Redis CPU, watch latency and failover",
+}
+
+
+def _fill(name: str, parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of subcommand ``name`` to its parser."""
+    if name == "run":
+        parser.usage = "coordinator run [FLAGS] [-- CMD [ARGS...]]"
+        parser.description = "Run the daemon; with -- CMD, run CMD only while this node leads."
+    elif name == "status":
+        parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    elif name == "watch":
+        parser.add_argument("--json", action="store_true",
+                            help="one JSON object per event and line on stdout, nothing else")
+    elif name == "events":
+        parser.add_argument("--since", metavar="ID|DURATION",
+                            help="only events after a stream id, or younger than e.g. 90s, 10m, 2h")
+        parser.add_argument("--json", action="store_true",
+                            help="one JSON object per line on stdout")
+    elif name == "handoff":
+        parser.add_argument("--to", required=True, metavar="NODE",
+                            help="the node to hand over to")
+    elif name == "redis":
+        from coordinator.cli_redis import fill_redis_parser
+
+        fill_redis_parser(parser, lambda p: add_setting_flags(p, "redis"))
+        return
+    elif name == "bench":
+        from coordinator.cli_bench import fill_bench_parser
+
+        fill_bench_parser(parser)  # only --redis-url: the bench picks its own namespace and settings
+        return
+    add_setting_flags(parser, name)
+
+
+def _parser(filled: Collection[str] = tuple(_COMMANDS)) -> argparse.ArgumentParser:
+    """The command line, the arguments of the ``filled`` subcommands filled in (the others
+    are listed, with their help, but parse nothing): every one by default, only the one that
+    runs for ``main``."""
     parser = argparse.ArgumentParser(prog="coordinator", description=__doc__)
     parser.add_argument("--version", action=_Version, nargs=0,
                         help="show the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser(
-        "run", help="run the daemon in the foreground",
-        usage="coordinator run [FLAGS] [-- CMD [ARGS...]]",
-        description="Run the daemon; with -- CMD, run CMD only while this node leads.")
-    add_setting_flags(run, "run")
-    status = commands.add_parser("status", help="show the leader and the controllers")
-    status.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    add_setting_flags(status, "status")
-    watch = commands.add_parser("watch", help="print events as they happen, until Ctrl-C")
-    watch.add_argument("--json", action="store_true",
-                       help="one JSON object per event and line on stdout, nothing else")
-    add_setting_flags(watch, "watch")
-    events = commands.add_parser("events", help="print the stored event history, oldest first")
-    events.add_argument("--since", metavar="ID|DURATION",
-                        help="only events after a stream id, or younger than e.g. 90s, 10m, 2h")
-    events.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
-    add_setting_flags(events, "events")
-    for name, (_, description) in MODE_COMMANDS.items():
-        add_setting_flags(commands.add_parser(name, help=description), name)
-    demo = commands.add_parser("demo", help="a local Redis, three daemons and a watched failover")
-    add_setting_flags(demo, "demo")
-    handoff = commands.add_parser("handoff", help="hand the lease over to another live node")
-    handoff.add_argument("--to", required=True, metavar="NODE", help="the node to hand over to")
-    add_setting_flags(handoff, "handoff")
-    from coordinator.cli_redis import add_redis_parser
-
-    add_redis_parser(commands, lambda p: add_setting_flags(p, "redis"))
-    from coordinator.cli_bench import add_bench_parser
-
-    add_bench_parser(commands)  # only --redis-url: the bench picks its own namespace and settings
+    for name, text in _COMMANDS.items():
+        sub = commands.add_parser(name, help=text)
+        if name in filled:
+            _fill(name, sub)
     return parser
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names: its first word that is no option (the top-level parser
+    has only --help and --version, neither of which takes a value)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -96,8 +132,22 @@ def _split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    own, child_argv = _split_command(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(own)
+    try:
+        status = _main(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()  # a reader gone early shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        if not stdout_reader_gone():
+            raise  # a pipe of its own broke (a child's, a socket's): a failure, not `| head`
+        return quiet_broken_pipe()  # `coordinator status | head -1`
+    return status
+
+
+def _main(argv: Sequence[str]) -> int:
+    own, child_argv = _split_command(argv)
+    named = _command_in(own)
+    args = _parser(filled=() if named is None else (named,)).parse_args(own)
+    import asyncio  # here, not at the top: `--version` and `--help` do without it
+
     if child_argv is not None and args.command != "run":
         return fail(f"only `coordinator run` takes a command after `--`, not {args.command!r}",
                     EXIT_USAGE)
@@ -153,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(settings: Settings, command: Command | None = None) -> int:
+    import asyncio
     import signal
 
     from coordinator.child import ChildRunner

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from coordinator.bench.options import DEFAULT_PARTS, PARTS, BenchOptions
 from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
@@ -32,12 +31,10 @@ _SIZES = {  # flag -> (BenchOptions field, type, help)
 }
 
 
-def add_bench_parser(commands: Any) -> argparse.ArgumentParser:
-    """Add ``bench`` and its options to the subcommands."""
-    bench: argparse.ArgumentParser = commands.add_parser(
-        "bench", help="measure lease latency, Redis CPU, watch latency and failover",
-        description="Measure lease latency, Redis CPU, watch latency and failover against a "
-                    "Redis, leaving no keys behind.")
+def fill_bench_parser(bench: argparse.ArgumentParser) -> None:
+    """Add ``bench``'s options to its parser."""
+    bench.description = ("Measure lease latency, Redis CPU, watch latency and failover "
+                         "against a Redis, leaving no keys behind.")
     bench.add_argument("--redis-url", dest="redis_url", default=None, metavar="VALUE",
                        help=f"the Redis to measure, without a password (or {env_name('redis_url')})")
     add_url_file_flag(bench)
@@ -51,7 +48,6 @@ def add_bench_parser(commands: Any) -> argparse.ArgumentParser:
                        help="add the peers part (needs: pip install 'coordinator[bench]')")
     for flag, (_, kind, text) in _SIZES.items():
         bench.add_argument(flag, type=kind, default=None, metavar="N", help=text)
-    return bench
 
 
 def options_from(args: argparse.Namespace) -> BenchOptions:

@@ -29,8 +29,9 @@ ADMIN_URL_ENV = "COORDINATOR_REDIS_ADMIN_URL"
 ADMIN_URL_FILE_ENV = "COORDINATOR_REDIS_ADMIN_URL_FILE"
 
 
-def add_redis_parser(commands: Any, add_setting_flags: Callable[[argparse.ArgumentParser], None]) -> None:
-    redis = commands.add_parser("redis", help="administer the coordinator's Redis (admin user)")
+def fill_redis_parser(redis: argparse.ArgumentParser,
+                      add_setting_flags: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add ``redis``'s own subcommands and their flags to its parser."""
     actions = redis.add_subparsers(dest="redis_command", required=True)
     install = actions.add_parser(
         "install-functions",

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import signal
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from coordinator.backend import connect
-from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
+from coordinator.cli_common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail, quiet_broken_pipe
 from coordinator.errors import CoordinatorError, InvalidArgumentError
 from coordinator.event_models import WatchEvent
 from coordinator.history import events_since, parse_since
@@ -30,13 +28,6 @@ def _emit(line: str) -> None:
     # flushed at once: a pipe reader sees each event as it happens, not when a buffer fills
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-def _quiet_broken_pipe() -> int:
-    # the reader went away (e.g. `| head`); point stdout at /dev/null so exit is silent
-    with contextlib.suppress(OSError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return EXIT_OK
 
 
 async def watch_command(settings: Settings, *, as_json: bool) -> int:
@@ -64,7 +55,7 @@ async def watch_command(settings: Settings, *, as_json: bool) -> int:
         await redis.aclose()
     error = printing.exception() if printing.done() and not printing.cancelled() else None
     if isinstance(error, BrokenPipeError):
-        return _quiet_broken_pipe()
+        return quiet_broken_pipe()
     if isinstance(error, CoordinatorError):
         return fail(f"stopped watching {settings.redis_url_redacted}: {error}", EXIT_UNAVAILABLE)
     if error is not None:
@@ -96,5 +87,5 @@ async def events_command(settings: Settings, *, since: str | None, as_json: bool
             else:
                 _emit(f"{stream_id:<16}  {render(event)}")
     except BrokenPipeError:
-        return _quiet_broken_pipe()
+        return quiet_broken_pipe()
     return EXIT_OK

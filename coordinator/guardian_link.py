@@ -20,19 +20,18 @@ import contextlib
 import os
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from coordinator import guardian, keys
+from coordinator import keys
 from coordinator.functions import ScriptPath
 from coordinator.lease import Lease
 from coordinator.scripts import known_path, script_command, script_source
 from coordinator.settings import ENV_PREFIX, Settings
+from coordinator.sidecar import sidecar_command
 from coordinator.watchdog_link import encode, spare, unspare
 
-GUARDIAN_SCRIPT = Path(guardian.__file__).resolve()
+GUARDIAN_MODULE = "coordinator.guardian"
 RESTART_BASE, RESTART_CAP = 0.1, 10.0
 STABLE = 60.0  # a guardian that lived this long before dying starts the backoff afresh
 RELEASE_TIMEOUT = 1.0  # per connect, read or write of the guardian's release
@@ -99,8 +98,7 @@ def redis_message(settings: Settings) -> dict[str, Any]:
 
 def guardian_command(control_fd: int, node_id: str) -> list[str]:
     """The guardian's command line: nothing secret in it (``-I``: standard library only)."""
-    return [sys.executable, "-I", str(GUARDIAN_SCRIPT), "--control-fd", str(control_fd),
-            "--node-id", node_id]
+    return sidecar_command(GUARDIAN_MODULE, ["--control-fd", str(control_fd), "--node-id", node_id])
 
 
 def guardian_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:

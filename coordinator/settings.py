@@ -6,7 +6,6 @@ import difflib
 import os
 import socket
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -21,6 +20,9 @@ _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def _package_version() -> str:
+    # imported here: only a command that reports its version (run, demo) pays for the metadata
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("coordinator")
     except PackageNotFoundError:

@@ -6,8 +6,10 @@ timers: SIGTERM at (deadline - grace), SIGKILL at the deadline; on a stop reques
 SIGTERM at once and SIGKILL after the grace, never past the deadline; when the daemon's
 end of the socket closes (even after ``kill -9``) it stops the child that way and exits.
 
-It imports only the standard library and is started as ``python -I <this file>``, so it
-starts fast and does not load the daemon's dependencies.
+It imports only the standard library (and the package's stdlib-only modules: its decisions
+in ``watchdog_rules``, its hold on processes in ``watchdog_processes``) and is started with
+``python -I`` through ``coordinator/sidecar.py``, so it starts fast and does not load the
+daemon's dependencies.
 
 It runs in a session of its own and ignores the terminal's stop signals, so that neither a
 stop of the daemon's process group (``kill -STOP -PGID``) nor Ctrl-Z in the daemon's
@@ -45,11 +47,11 @@ Deadlines are seconds on ``now()`` (CLOCK_BOOTTIME where available), the clock t
 reads too: it is one clock for every process on the machine.
 """
 
+
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import math
 import os
@@ -59,188 +61,32 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-SWEEP_WAIT = 1.0  # for the descendants SIGKILLed after the child's exit to be gone
-_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
-
-
-def now() -> float:
-    """Seconds on the clock every deadline is measured on, in the daemon, the watchdog and
-    the child runner alike (deadlines cross the socket): CLOCK_BOOTTIME where the platform
-    has it (it keeps counting while the machine is suspended), else ``time.monotonic()``."""
-    if _BOOTTIME is not None:
-        return time.clock_gettime(_BOOTTIME)
-    return time.monotonic()
-
-
-# ---- the pure decision: which signal, when ----------------------------------------------
-
-
-@dataclass(frozen=True)
-class Watch:
-    """What the watchdog knows about its running child (seconds on ``now()``)."""
-
-    deadline: float | None  # the lease is trusted until then
-    stop_requested: bool = False
-    term_sent_at: float | None = None
-    kill_sent: bool = False
-
-
-def with_deadline(watch: Watch, deadline: float | None) -> Watch:
-    """A deadline from the daemon; None means leadership ended, which is a stop request.
-
-    Once the child is being stopped its bound no longer moves: a renewal that comes after
-    the SIGTERM does not give a child that is on its way out more time."""
-    if watch.stop_requested or watch.term_sent_at is not None:
-        return watch
-    if deadline is None:
-        return replace(watch, stop_requested=True)
-    return replace(watch, deadline=deadline)
-
-
-def with_stop(watch: Watch) -> Watch:
-    """A stop request: leadership lost, paused, daemon stopping or gone."""
-    return replace(watch, stop_requested=True)
-
-
-def due(watch: Watch, now: float, grace: float) -> tuple[Watch, signal.Signals | None]:
-    """The signal to send now, if any, and the watch after sending it."""
-    if watch.kill_sent:
-        return watch, None
-    if watch.term_sent_at is None:
-        if watch.stop_requested or watch.deadline is None or now >= watch.deadline - grace:
-            return replace(watch, term_sent_at=now), signal.SIGTERM
-        return watch, None
-    if now >= kill_time(watch, grace):
-        return replace(watch, kill_sent=True), signal.SIGKILL
-    return watch, None
-
-
-def kill_time(watch: Watch, grace: float) -> float:
-    """When SIGKILL is due once SIGTERM was sent: after the grace, never past the deadline."""
-    start = watch.term_sent_at if watch.term_sent_at is not None else -math.inf
-    return min(start + grace, watch.deadline if watch.deadline is not None else math.inf)
-
-
-def next_wake(watch: Watch, grace: float) -> float | None:
-    """The time ``due`` may next act (-inf: now), or None if nothing is pending."""
-    if watch.kill_sent:
-        return None
-    if watch.term_sent_at is None:
-        if watch.stop_requested or watch.deadline is None:
-            return -math.inf
-        return watch.deadline - grace
-    return kill_time(watch, grace)
-
-
-def startable(deadline: float | None, now: float, grace: float) -> bool:
-    """Whether a child may start: only with enough of the lease left to stop it in time."""
-    return deadline is not None and now < deadline - grace
-
-
-@dataclass(frozen=True)
-class Tenure:
-    """What the watchdog knows of the daemon's leadership: the latest deadline heard, the
-    term it belongs to (None: not said), and the highest term known to have ended."""
-
-    deadline: float | None = None
-    term: int | None = None
-    ended: int | None = None
-
-
-def stale(tenure: Tenure, term: int | None) -> bool:
-    """Whether a start names a tenure already known to have ended."""
-    return term is not None and tenure.ended is not None and term <= tenure.ended
-
-
-def outdated(tenure: Tenure, term: int | None) -> bool:
-    """Whether a deadline message names a tenure older than one heard of since (terms only
-    grow: such a message can only be a leftover), or repeats the end of an ended one."""
-    if term is None:
-        return False
-    if tenure.term is not None and term < tenure.term:
-        return True
-    return tenure.ended is not None and term < tenure.ended
-
-
-def heard_deadline(tenure: Tenure, deadline: float | None, term: int | None) -> Tenure:
-    """A deadline message: a new bound for the tenure, or (None) the end of it.
-
-    A fresh deadline for the term that ended last leads it again: messages come in the
-    order they were sent, so it was sent after the end, when the daemon led that term
-    again (degraded, then renewed). One that names an older tenure changes nothing."""
-    if outdated(tenure, term):
-        return tenure
-    if deadline is None:
-        if stale(tenure, term):
-            return tenure  # that end was heard already
-        gone = term if term is not None else tenure.term
-        ended = tenure.ended if gone is None else max(gone, tenure.ended or gone)
-        return Tenure(None, None, ended)
-    if term is None:
-        return Tenure(deadline, tenure.term, tenure.ended)
-    return Tenure(deadline, term, None if term == tenure.ended else tenure.ended)
-
-
-def refusal(tenure: Tenure, term: int | None) -> str | None:
-    """Why a start for ``term`` must not run (its tenure is over), or None."""
-    if term is None:
-        return None
-    if stale(tenure, term):
-        return f"the tenure of term {term} ended"
-    if tenure.term is not None and term < tenure.term:
-        return f"term {term} is older than term {tenure.term} of the latest deadline"
-    return None
-
-
-def belongs(term: int | None, to: int | None) -> bool:
-    """Whether a message for ``term`` is about the tenure ``to`` (an unsaid term is)."""
-    return term is None or to is None or term == to
-
-
-def descendants(parents: dict[int, int], root: int) -> list[int]:
-    """Every process below ``root`` in ``parents`` (pid -> parent pid), parents first."""
-    children: dict[int, list[int]] = {}
-    for pid, parent in parents.items():
-        children.setdefault(parent, []).append(pid)
-    found: list[int] = []
-    seen = {root}
-    todo = [root]
-    while todo:
-        for pid in sorted(children.get(todo.pop(0), ())):
-            if pid not in seen:
-                seen.add(pid)
-                found.append(pid)
-                todo.append(pid)
-    return found
-
-
-def processes() -> dict[int, tuple[int, str]]:
-    """Every process on the machine: pid -> (parent pid, state letter), from /proc (empty
-    where there is none)."""
-    found: dict[int, tuple[int, str]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            found[int(entry)] = (int(fields[1]), fields[0].decode())
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-    return found
-
-
-# ---- the process -------------------------------------------------------------------------
+from coordinator.watchdog_processes import (
+    become_subreaper,
+    parent_death_signal,
+    processes,
+    reap_orphans,
+    signal_descendants,
+    sweep,
+)
+from coordinator.watchdog_rules import (
+    Tenure,
+    Watch,
+    belongs,
+    due,
+    heard_deadline,
+    next_wake,
+    now,
+    outdated,
+    refusal,
+    stale,
+    startable,
+    with_deadline,
+    with_stop,
+)
 
 
 @dataclass
@@ -284,7 +130,7 @@ class Watchdog:
         for ignored in (signal.SIGINT, signal.SIGHUP, signal.SIGTSTP, signal.SIGTTIN,
                         signal.SIGTTOU):
             signal.signal(ignored, _ignore)
-        self._die_with_me = _parent_death_signal(os.getpid())
+        self._die_with_me = parent_death_signal(os.getpid())
 
     def run(self) -> int:
         """Serve until the daemon is gone and no child is left; returns the exit status."""
@@ -297,7 +143,7 @@ class Watchdog:
                 elif fd == self._wake_r:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_r, 512)
-                    self._reap_orphans(processes())
+                    reap_orphans(processes(), self._child.process.pid if self._child is not None else None)
                 elif self._child is not None and fd == self._child.pidfd:
                     self._reap()
             if self._sigterm:
@@ -306,7 +152,7 @@ class Watchdog:
             if child is not None and child.pidfd is None and child.process.poll() is not None:
                 self._reap()  # no pidfd on this system: polled on a tick
             self._start_pending()
-        self._sweep()
+        sweep()
         return 0
 
     # ---- messages ----
@@ -457,41 +303,7 @@ class Watchdog:
                       signal=sig.name, level="warning" if sig is signal.SIGKILL else "info")
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.process.pid, sig)
-            self._signal_descendants(sig, outside_group=child.process.pid)
-
-    def _signal_descendants(self, sig: signal.Signals, outside_group: int | None = None) -> None:
-        """Signal every descendant of the watchdog (the child's, and the orphans it adopted);
-        with ``outside_group``, only those that left that process group (the group had the
-        signal already)."""
-        for pid in descendants({p: pp for p, (pp, _) in processes().items()}, os.getpid()):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                if outside_group is None or os.getpgid(pid) != outside_group:
-                    os.kill(pid, sig)
-
-    def _reap_orphans(self, table: dict[int, tuple[int, str]]) -> None:
-        """Reap the adopted orphans that exited (never the child: its Popen reaps it)."""
-        mine = os.getpid()
-        child = self._child.process.pid if self._child is not None else None
-        for pid, (parent, state) in table.items():
-            if parent == mine and pid != child and state == "Z":
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-
-    def _sweep(self) -> None:
-        """SIGKILL every descendant left and reap those adopted, until none is left (or a
-        second passed: one stuck in the kernel dies when it leaves it, and is reaped then)."""
-        end = now() + SWEEP_WAIT
-        while True:
-            table = processes()
-            left = descendants({p: pp for p, (pp, _) in table.items()}, os.getpid())
-            for pid in left:
-                if table[pid][1] != "Z":
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, signal.SIGKILL)
-            self._reap_orphans(table)
-            if not left or now() >= end:
-                return
-            time.sleep(0.002)
+            signal_descendants(sig, outside_group=child.process.pid)
 
     def _reap(self) -> None:
         child = self._child
@@ -508,7 +320,7 @@ class Watchdog:
         self._child = None
         # and whatever it started that left its group (even its session): the orphans were
         # adopted by the watchdog, the rest are still below it
-        self._sweep()
+        sweep()
         self._report("exited", pid=child.process.pid, term=child.term, status=status,
                      signalled=child.signalled)
 
@@ -549,34 +361,11 @@ def _ignore(signum: int, frame: Any) -> None:
     """Signal handler that does nothing (see ``Watchdog.__init__``)."""
 
 
-def become_subreaper() -> bool:
-    """Have the kernel give this process its descendants' orphans, in whatever group or
-    session they are, rather than init (Linux 3.4+); True if it did."""
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return False
-    return bool(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-
-
-def _parent_death_signal(parent: int) -> Callable[[], None] | None:
-    """A pre-exec step that has the kernel SIGKILL the child if the watchdog itself dies
-    (e.g. the daemon's whole process group was killed at once); Linux only."""
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def die_with_parent() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the watchdog died before prctl took effect
-            os._exit(1)
-
-    return die_with_parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -I watchdog.py --control-fd N --grace S --node-id ID [--stdout-fd ...]``."""
+    """``coordinator.watchdog --control-fd N --grace S --node-id ID [--stdout-fd ...]`` (started
+    by ``coordinator.sidecar``)."""
     parser = argparse.ArgumentParser(prog="coordinator-watchdog")
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--grace", type=float, required=True)

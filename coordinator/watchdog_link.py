@@ -15,15 +15,14 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
-from coordinator import watchdog
-from coordinator.watchdog import descendants, now, processes
+from coordinator.sidecar import sidecar_command
+from coordinator.watchdog_processes import descendants, processes
+from coordinator.watchdog_rules import now
 
-WATCHDOG_SCRIPT = Path(watchdog.__file__).resolve()
+WATCHDOG_MODULE = "coordinator.watchdog"
 
 # processes of the daemon that no sweep of the child's descendants may kill (the guardian)
 _SPARED: set[int] = set()
@@ -42,11 +41,10 @@ def unspare(pid: int) -> None:
 def watchdog_command(control_fd: int, grace: float, node_id: str,
                      outputs: tuple[int, int] | None = None) -> list[str]:
     """The command line that starts the watchdog (``-I``: only the standard library)."""
-    argv = [sys.executable, "-I", str(WATCHDOG_SCRIPT), "--control-fd", str(control_fd),
-            "--grace", repr(grace), "--node-id", node_id]
+    args = ["--control-fd", str(control_fd), "--grace", repr(grace), "--node-id", node_id]
     if outputs is not None:
-        argv += ["--stdout-fd", str(outputs[0]), "--stderr-fd", str(outputs[1])]
-    return argv
+        args += ["--stdout-fd", str(outputs[0]), "--stderr-fd", str(outputs[1])]
+    return sidecar_command(WATCHDOG_MODULE, args)
 
 
 def spawn_watchdog(grace: float, node_id: str, *, env: Mapping[str, str],

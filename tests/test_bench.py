@@ -60,7 +60,7 @@ POSITIVE = [
     "many_leases.renew_many.round_trips_per_node_per_interval",
     "many_leases.single_lease_daemons.redis_cpu_ms_per_round",
     "many_leases.renew_many.script_usec_per_lease", "many_leases.one_call_of_all_leases.script_ms",
-    "scale.status.cli.p50_ms",
+    "scale.status.cli.p50_ms", "scale.status.cli_startup.p50_ms",
     "watch.pubsub.p50_ms", "watch.pubsub.p99_ms", "watch.watcher.p50_ms", "watch.watcher.p99_ms",
     "failover.crash_from_kill.p50_ms",
     "idle.leader.rss_mb", "idle.standby.rss_mb", "idle.window_s",

@@ -18,9 +18,10 @@ import pytest
 import redis as redis_sync
 import redis.asyncio as aioredis
 
-from coordinator import functions, guardian, keys, scripts
-from coordinator.guardian import Guarded, Known, apply, send_release
+from coordinator import functions, guardian_redis, keys, scripts
+from coordinator.guardian import Guarded, Known, apply
 from coordinator.guardian_link import guardian_command, redis_message, release_command
+from coordinator.guardian_redis import send_release
 from coordinator.lease import Lease
 from coordinator.settings import load_settings
 from tests.redis_server import RedisServer, free_port, redis_server_binary, running_redis
@@ -136,7 +137,7 @@ async def test_it_logs_in_as_an_acl_user_on_its_database() -> None:
             term = (await lease.acquire()).record.term
             assert send_release(_redis(url), _tenure(lease, term))[0] == "released"
             assert await lease.get() is None
-            with pytest.raises(guardian.RespError):
+            with pytest.raises(guardian_redis.RespError):
                 send_release(_redis(f"redis://coord:wrong@127.0.0.1:{server.port}/3"),
                              _tenure(lease, term))
         finally:
@@ -160,7 +161,7 @@ async def test_under_the_fcall_only_acl_it_releases_with_fcall() -> None:
             term = (await lease.acquire()).record.term
             assert scripts.known_path(client) == "functions"
             old_way = release_command(lease, term)  # EVALSHA, as before: refused by this ACL
-            with pytest.raises(guardian.RespError, match="NOPERM"):
+            with pytest.raises(guardian_redis.RespError, match="NOPERM"):
                 send_release(_redis(url), {"term": term, "release": old_way[0],
                                            "fallback": old_way[1], "wait": 1.0})
             command, fallback = release_command(lease, term, scripts.known_path(client))
@@ -303,7 +304,7 @@ def test_the_guardian_reaches_redis_exactly_as_the_daemons_client_does(url: str)
     must log in as the daemon's own client does, or its release is refused or misses."""
     from redis.connection import parse_url
 
-    where = guardian.target(redis_message(load_settings(node_id="a", redis_url=url))["redis"])
+    where = guardian_redis.target(redis_message(load_settings(node_id="a", redis_url=url))["redis"])
     want = parse_url(url)
     assert where.password == want.get("password")
     assert where.username == want.get("username")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -55,3 +56,31 @@ def test_installed_wheel_loads_every_script_from_outside_the_checkout(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str([True] * len(SCRIPT_NAMES))
+
+
+def test_installed_wheel_starts_its_helpers_from_its_own_copy(wheel: Path, tmp_path: Path) -> None:
+    """The watchdog and the guardian are started by module name from the folder holding the
+    package the daemon runs: from an installed wheel, that is the wheel's site, and the
+    modules each imports are in the wheel."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+         str(wheel)],
+        check=True,
+    )
+    probe = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(target)!r})\n"
+        "from coordinator.watchdog_link import watchdog_command\n"
+        "from coordinator.guardian_link import guardian_command\n"
+        "print(json.dumps([watchdog_command(0, 0.5, 'n'), guardian_command(0, 'n')]))\n"
+    )
+    done = subprocess.run([sys.executable, "-I", "-c", probe], cwd=tmp_path, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    for command, prog in zip(json.loads(done.stdout), ("watchdog", "guardian"), strict=True):
+        assert command[4] == str(target.resolve()), command[4:6]
+        ran = subprocess.run([*command[:6], "--help"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=30, check=False)
+        assert ran.returncode == 0, ran.stderr
+        assert f"coordinator-{prog}" in ran.stdout

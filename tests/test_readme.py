@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 
 from coordinator.event_models import parse_event
 from tests.redis_server import RedisServer, free_port, redis_server_binary
@@ -81,6 +82,15 @@ exec {sys.executable} -m coordinator "$@"
                COORDINATOR_REDIS_URL=redis_server.url)
     work = tmp_path / "project"
     work.mkdir()
+    # a reader pastes into a Redis without our namespace: what earlier tests left there (a
+    # corrupt lease key from the status tests) made these blocks fail when run after them
+    client = redis.Redis(port=redis_server.port)
+    try:
+        stale = list(client.scan_iter(match="{coordinator}*", count=1000))
+        if stale:
+            client.delete(*stale)
+    finally:
+        client.close()
     return work, env, redis_server
 
 

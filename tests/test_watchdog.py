@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from coordinator.watchdog import (
+from coordinator.watchdog_link import encode, spawn_watchdog
+from coordinator.watchdog_processes import descendants
+from coordinator.watchdog_rules import (
     Tenure,
     Watch,
     belongs,
-    descendants,
     due,
     heard_deadline,
     next_wake,
@@ -30,7 +31,6 @@ from coordinator.watchdog import (
     with_deadline,
     with_stop,
 )
-from coordinator.watchdog_link import encode, spawn_watchdog
 
 GRACE = 0.5
 

@@ -68,7 +68,8 @@ def markdown(results: dict[str, Any], command: str = REGENERATE) -> str:
           "process printing it, both on this host's monotonic clock (an upper bound: it includes"
           " the request's trip to Redis)",
           "- status: `cluster_status` in process, and `coordinator status --json` as a command "
-          "(its wall time includes starting Python)",
+          "(its wall time, from spawning the process to its exit, includes starting Python), "
+          "against a namespace with no controllers and one with all of them, interleaved",
           "- idle: `coordinator run` at default settings (TTL 30 s, renew 5 s, heartbeat 5 s)",
           "", "## Figures", "",
           _md_table(("figure", "measured", "target", "verdict"), rows(results))]

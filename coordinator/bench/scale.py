@@ -110,20 +110,34 @@ async def status_time(redis: Any, url: str, namespace: str, controllers: int, ru
         listed = len(snapshot["controllers"])
     delta = stats_delta(before, await command_stats(redis))
     scans = sum(delta[c].calls for c in ("scan", "keys") if c in delta)
-    cli, cli_listed = [], 0
+    cli, startup, cli_listed = [], [], 0
     for _ in range(runs):
-        start = time.perf_counter()
-        done = await asyncio.create_subprocess_exec(
-            *python_module("coordinator", "status", "--json"), stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            env=child_env(url, namespace=namespace, heartbeat_retention=str(RETENTION)))
-        out, _ = await done.communicate()
-        cli.append((time.perf_counter() - start) * 1000)
-        if done.returncode == 0:
-            cli_listed = len(json.loads(out)["controllers"])
+        # interleaved on a noisy machine: the command's start-up alone (a namespace with no
+        # controllers), then the same command reading every controller
+        startup.append((await status_command(url, f"{namespace}-empty"))[0])
+        took, out = await status_command(url, namespace)
+        cli.append(took)
+        cli_listed = len(json.loads(out)["controllers"])
     return {
         "controllers": controllers, "listed": listed, "cli_listed": cli_listed,
         "inprocess": summary_ms(inprocess), "cli": summary_ms(cli),
+        "cli_startup": summary_ms(startup),
         "scan_or_keys_calls": scans,
     }
 
+
+
+async def status_command(url: str, namespace: str) -> tuple[float, bytes]:
+    """The wall time (ms) of one ``coordinator status --json`` process, start to exit, and its
+    output; RuntimeError if it fails (a failed command's time would be no status's time)."""
+    start = time.perf_counter()
+    done = await asyncio.create_subprocess_exec(
+        *python_module("coordinator", "status", "--json"), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=child_env(url, namespace=namespace, heartbeat_retention=str(RETENTION)))
+    out, err = await done.communicate()
+    took = (time.perf_counter() - start) * 1000
+    if done.returncode != 0:
+        last = err.decode(errors="replace").strip().splitlines()[-1:] or ["(nothing on stderr)"]
+        raise RuntimeError(f"`coordinator status --json` exited {done.returncode}: {last[0]}")
+    return took, out
