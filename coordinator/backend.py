@@ -3,13 +3,14 @@ or Cluster, with TLS where the URL says ``rediss://``."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import NoBackoff
 
 from coordinator.settings import Settings
@@ -61,7 +62,78 @@ def _sentinel_master(settings: Settings, url: str, common: dict[str, Any]) -> An
                                        "socket_connect_timeout": common["socket_connect_timeout"]}
     if settings.redis_sentinel_password is not None:
         sentinel_kwargs["password"] = settings.redis_sentinel_password.get_secret_value()
-    # through Any: redis-py before 8 leaves Sentinel untyped, 8 types it; either passes
-    make_sentinel: Any = Sentinel
-    sentinel = make_sentinel(settings.sentinel_addresses, sentinel_kwargs=sentinel_kwargs, **master)
+    sentinel = _FollowingSentinel(settings.sentinel_addresses, sentinel_kwargs=sentinel_kwargs,
+                                  **master)
     return sentinel.master_for(settings.redis_sentinel_service, retry=Retry(NoBackoff(), 1))
+
+
+# how long an announced master is preferred over what the Sentinels asked say: they all agree
+# within seconds of a switch; a pin outliving a later switch this client missed lasts no longer
+PIN_LIMIT_S = 60.0
+
+# through Any: redis-py before 8 leaves Sentinel untyped, 8 types it; either passes
+_SentinelBase: Any = Sentinel
+
+
+class _FollowingSentinel(_SentinelBase):  # type: ignore[misc]
+    """A Sentinel manager that, once told a switch was announced, sends new connections to
+    the announced master until the Sentinels it asks name it too.
+
+    redis-py asks ``SENTINEL MASTERS``, which keeps naming the old master until that
+    Sentinel's own ``+switch-master``; the failover leader has named the promoted replica to
+    ``get-master-addr-by-name`` since ``+promoted-slave``, and a Sentinel may switch seconds
+    after another. Without the pin a renewal right after the announcement could land on
+    the old master again and be granted there."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pins: dict[str, tuple[tuple[str, int], float]] = {}
+        self.followed: dict[str, tuple[str, int]] = {}
+
+    def pin(self, service: str, address: tuple[str, int]) -> bool:
+        """Prefer ``address`` for ``service`` from now on; False when that switch was
+        followed already (the last address announced stays known after its pin is gone)."""
+        if self.followed.get(service) == address:
+            return False
+        self.followed[service] = address
+        self.pins[service] = (address, time.monotonic())
+        return True
+
+    async def discover_master(self, service_name: str) -> Any:
+        pinned = self.pins.get(service_name)
+        if pinned is not None and time.monotonic() - pinned[1] > PIN_LIMIT_S:
+            del self.pins[service_name]
+            pinned = None
+        try:
+            found = await super().discover_master(service_name)
+        except MasterNotFoundError:
+            if pinned is None:
+                raise
+            return pinned[0]
+        if pinned is None:
+            return found
+        if (str(found[0]), int(found[1])) == pinned[0]:
+            del self.pins[service_name]  # the Sentinels caught up: no pin needed any more
+        return pinned[0]
+
+
+def switch_to(client: Any, address: tuple[str, int]) -> bool:
+    """Send ``client``'s new connections (one ``connect`` made for Sentinel) to the master at
+    ``address``; False, doing nothing, when this switch was followed already, the client is
+    on that master already, or the client is not one of ours. ``drop_connections`` then
+    ends the connections it has."""
+    pool = getattr(client, "connection_pool", None)
+    manager = getattr(pool, "sentinel_manager", None)
+    if pool is None or not isinstance(manager, _FollowingSentinel):
+        return False
+    master = getattr(pool, "master_address", None)
+    if master is not None and (str(master[0]), int(master[1])) == address:
+        manager.followed[pool.service_name] = address
+        return False
+    return manager.pin(pool.service_name, address)
+
+
+async def drop_connections(client: Any) -> None:
+    """Close every pooled connection, those in use too: a command in flight fails and is
+    retried once on a new connection, which goes where Sentinel (or a pin) says."""
+    await client.connection_pool.disconnect(inuse_connections=True)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from coordinator import keys
-from coordinator.backend import connect
+from coordinator.backend import connect, drop_connections, switch_to
 from coordinator.boundary import UNAVAILABLE
 from coordinator.clock import Clock, bounded
 from coordinator.corrupt_keys import OncePer, corrupt_key_remedy
@@ -36,12 +36,14 @@ from coordinator.membership import ControllerStatus, Heartbeat
 from coordinator.metrics import Metrics
 from coordinator.modes import MODES
 from coordinator.records import ReleaseResult
+from coordinator.sentinel_follow import MasterSwitch, SentinelFollower
 from coordinator.settings import Settings
 from coordinator.state import (
     DeadlinePassed,
     Failed,
     Granted,
     HeldByOther,
+    MasterSwitched,
     ModeReading,
     Observation,
     Released,
@@ -189,6 +191,13 @@ class Daemon:
         # (only on a connection made from the settings: it reaches Redis with them)
         self._guardian = (GuardianLink(settings, self._lease, self.log)
                           if settings.guardian and self._owns_redis else None)
+        # Sentinel's announcements of a new master (coordinator/sentinel_follow.py)
+        password = settings.redis_sentinel_password
+        self._switches = (SentinelFollower(
+            settings.sentinel_addresses, settings.redis_sentinel_service,
+            password=None if password is None else password.get_secret_value(),
+            timeout=self._op_timeout, on_switch=self._on_master_switch, log=self.log)
+            if settings.sentinel_addresses and self._owns_redis else None)
 
     # ---- the public surface -------------------------------------------------------------
 
@@ -354,6 +363,8 @@ class Daemon:
                       instance_id=self.instance_id)
         if self._guardian is not None:
             self._guardian.start()  # before the first acquire
+        if self._switches is not None:  # before the first grant: no switch goes unheard
+            self._spawn(self._switches.run())
         await self._check_redis()
         await self.heartbeat_once()  # 1. register the controller, first heartbeat
         self._spawn(self._heartbeat_loop())  # 2. heartbeat loop
@@ -734,6 +745,27 @@ class Daemon:
                 self._wake.set()
         elif kind == "handoff_requested" and self._state.role is Role.LEADER:
             self._background(self.consider_handoff())
+
+    def _on_master_switch(self, switch: MasterSwitch) -> None:
+        # the old master renews our tenure until Sentinel demotes it: leave now, before any
+        # round trip (a node on the new master may be granted a term there at once), then
+        # renew on the new master, whose reply decides whether we lead again
+        if not switch_to(self._redis, switch.new):
+            return
+        self.metrics.master_switched()
+        self.log.warning("redis.master_switched", announcement=switch.event,
+                         old=None if switch.old is None else f"{switch.old[0]}:{switch.old[1]}",
+                         new=f"{switch.new[0]}:{switch.new[1]}",
+                         sentinel=f"{switch.sentinel[0]}:{switch.sentinel[1]}",
+                         role=self._state.role.value, term=self._state.term)
+        self._observe_now(MasterSwitched(self._clock.monotonic()))
+
+        async def renew_there() -> None:
+            with contextlib.suppress(Exception):  # a failure shows in the renewal that follows
+                await drop_connections(self._redis)
+            self._wake.set()
+
+        self._background(renew_there())
 
     def _look_early(self) -> None:
         # at once, or as soon as the last early look is a tenth of a renew interval old: a

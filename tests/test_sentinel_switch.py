@@ -88,7 +88,20 @@ async def test_a_leader_whose_grant_a_failover_lost_stops_on_the_switch_announce
         fenced = keys.fenced_key("switch", "job")
         assert (await b.lease.fenced_set(fenced, "before", term, raise_on_refused=False)).accepted
 
-        new_port = await asyncio.to_thread(servers.force_failover)
+        left_at: list[float] = []
+
+        async def watch_b() -> None:
+            while b is not None and b.can_schedule() and b.state.term == term:
+                await asyncio.sleep(0.002)
+            left_at.append(time.monotonic())
+
+        watcher = asyncio.ensure_future(watch_b())
+        new_port = None
+        for _ in range(10):  # Sentinel may refuse at first (NOGOODSLAVE until its next INFO)
+            new_port = await asyncio.to_thread(servers.force_failover)
+            if new_port is not None:
+                break
+            await asyncio.sleep(0.5)
         assert new_port is not None and new_port != old_port
         # C arrives on the new master (a fresh connection: Sentinel names the new one)
         c = Daemon(settings("node-c", servers.sentinel_port or 0))
@@ -104,12 +117,15 @@ async def test_a_leader_whose_grant_a_failover_lost_stops_on_the_switch_announce
         old_master = await servers_role(old_port)
 
         write = await b.lease.fenced_set(fenced, "stale", term, raise_on_refused=False)
-        stepped_down = not (b.can_schedule and b.state.term == term)
+        stepped_down = not (b.can_schedule() and b.state.term == term)
         switch = seen.get("+promoted-slave") or seen.get("+switch-master")
+        if left_at and switch is not None:
+            print(f"B left term {term} {round(left_at[0] - switch, 4)} s after the announcement")
+        watcher.cancel()
         print(f"old master {old_port} role {old_master}; new master {new_port} lease "
               f"holder={new_lease.get('holder_id')} term={new_lease.get('term')} (B's {term}); "
               f"B's term-{term} fenced write accepted={write.accepted}; B can_schedule="
-              f"{b.can_schedule} term={b.state.term}; announced "
+              f"{b.can_schedule()} term={b.state.term}; announced "
               f"{sorted(seen)} {None if switch is None else round(granted_at - switch, 3)} s "
               "before the grant was seen")
         assert old_master == "master", "Sentinel demoted the old master already: no window left"
