@@ -147,3 +147,39 @@ async def servers_role(port: int) -> str:
         return str((await client.execute_command("ROLE"))[0])
     finally:
         await client.aclose()
+
+
+async def test_no_grant_on_a_master_sentinel_replaced_whatever_the_connection_reaches(
+        tmp_path: Path) -> None:
+    """After the switch the old master stays writable until Sentinel's next INFO of it; a
+    daemon whose connection still reaches it (here a plain client to its port: a connect
+    that raced the switch, a client that missed the announcement) must not be granted there."""
+    servers = Servers(tmp_path, replica=True, libfaketime=None)
+    await asyncio.to_thread(servers.start)
+    stale = aioredis.Redis(port=servers.master_port)
+    x = None
+    try:
+        old_port = servers.master_port
+        new_port = None
+        for _ in range(10):  # Sentinel may refuse at first (NOGOODSLAVE until its next INFO)
+            new_port = await asyncio.to_thread(servers.force_failover)
+            if new_port is not None:
+                break
+            await asyncio.sleep(0.5)
+        assert new_port is not None and new_port != old_port
+        assert await servers_role(old_port) == "master", "no window: the old master is demoted"
+        x = Daemon(settings("node-x", servers.sentinel_port or 0), redis=stale)
+        await x.start()
+        led = await x.wait_until_leader(3)
+        lease = await lease_on(old_port)
+        old_role = await servers_role(old_port)
+        print(f"old master {old_port} role {old_role}; new master {new_port}; X led={led} "
+              f"term={x.state.term}; lease on the old master: {lease}")
+        assert old_role == "master", "Sentinel demoted the old master meanwhile: no window left"
+        assert not led, "X was granted a tenure on the master Sentinel replaced"
+        assert not lease, "the replaced master holds a lease granted after the switch"
+    finally:
+        if x is not None:
+            await x.stop()
+        await stale.aclose()
+        await asyncio.to_thread(servers.close)
