@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from coordinator import keys
-from coordinator.backend import connect, drop_connections, switch_to
+from coordinator.backend import connect, drop_connections, master_kwargs, switch_to
 from coordinator.boundary import UNAVAILABLE
 from coordinator.clock import Clock, bounded
 from coordinator.corrupt_keys import OncePer, corrupt_key_remedy
@@ -37,6 +37,7 @@ from coordinator.metrics import Metrics
 from coordinator.modes import MODES
 from coordinator.records import ReleaseResult
 from coordinator.sentinel_follow import MasterSwitch, SentinelFollower
+from coordinator.sentinel_master import SentinelMasters
 from coordinator.settings import Settings
 from coordinator.state import (
     DeadlinePassed,
@@ -198,6 +199,14 @@ class Daemon:
             password=None if password is None else password.get_secret_value(),
             timeout=self._op_timeout, on_switch=self._on_master_switch, log=self.log)
             if settings.sentinel_addresses and self._owns_redis else None)
+        # who may grant: the master the Sentinels name now (coordinator/sentinel_master.py),
+        # asked before each acquire that may grant, whatever the connections reach
+        self._masters = (SentinelMasters(
+            settings.sentinel_addresses, settings.redis_sentinel_service,
+            password=None if password is None else password.get_secret_value(),
+            timeout=self._op_timeout,
+            server_kwargs=master_kwargs(settings, op_timeout=self._op_timeout))
+            if settings.sentinel_addresses else None)
 
     # ---- the public surface -------------------------------------------------------------
 
@@ -458,6 +467,9 @@ class Daemon:
         if self._owns_redis:
             with contextlib.suppress(Exception):
                 await bounded(self._redis.aclose(), left())
+        if self._masters is not None:
+            with contextlib.suppress(Exception):
+                await bounded(self._masters.aclose(), left())
         # the last hooks (on_lease_state_change for the stop) within what is left; what
         # overran the budget was abandoned: cancel it once more, leave nothing behind
         if self._guardian is not None:
@@ -531,6 +543,7 @@ class Daemon:
                     preferred_holder_id=self.settings.node_id if self.settings.is_preferred else None,
                     wait_replicas=self.settings.min_replicas_ack,
                     wait_timeout_ms=round(self.settings.replica_ack_timeout * 1000),
+                    master=None if self._masters is None else self._masters.current,
                 ))
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
             self.metrics.observe_renew(self._clock.monotonic() - sent, ok=False)

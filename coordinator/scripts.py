@@ -17,7 +17,12 @@ from redis import exceptions as redis_exceptions
 
 from coordinator import functions
 from coordinator.boundary import redis_errors, text
-from coordinator.errors import CorruptDataError, InvalidArgumentError, UnexpectedReplyError
+from coordinator.errors import (
+    CorruptDataError,
+    InvalidArgumentError,
+    NotCurrentMasterError,
+    UnexpectedReplyError,
+)
 
 SCRIPT_NAMES = ("acquire", "renew", "release", "fence", "heartbeat", "set_mode", "request_handoff", "controllers")
 
@@ -154,6 +159,10 @@ def script_errors() -> Iterator[None]:
             raise CorruptDataError(bad_key, "holds a value of a type the coordinator never writes") from e
         if code == "COORDINATOR_CORRUPT" and bad_key:
             raise CorruptDataError(bad_key, f"field {field!r} is missing, malformed or out of range") from e
+        if code == "COORDINATOR_NOT_MASTER":
+            raise NotCurrentMasterError(
+                f"no grant: this server (run_id {bad_key}) is not the master the Sentinels name "
+                f"({field}; '-': none agreed on)") from e
         raise
 
 

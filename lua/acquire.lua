@@ -61,6 +61,15 @@
 -- ARGV[6] metadata json      ARGV[7] preferred holder id ("" for none)
 -- ARGV[8] lease name         ARGV[9] events channel   ARGV[10] history max length
 -- ARGV[11] the node a reservation was last reported for ("" for none)
+-- ARGV[12] the run_id of the master the Sentinels name now, read from that server itself
+--          ("" for no check: no Sentinel configured; "-": none could be established)
+-- The Sentinel check (grants only: a renewal of the caller's own tenure, "held" and the
+-- reservation's stand-in are never refused): with ARGV[12] set, a new tenure is granted only
+-- by the server whose INFO server run_id is ARGV[12]. Sentinel demotes a reachable old
+-- master at its next INFO refresh, seconds after the switch; until then the old master is
+-- writable and would grant a term the new master's grants never see (coordinator/
+-- sentinel_master.py). Refused: the error reply COORDINATOR_NOT_MASTER <own run_id or ?>
+-- <ARGV[12]>, touching nothing.
 -- Returns (automation_mode is "" when unset)
 --   {"renew", now_ms, automation_mode, term, acquired_at, lease_expires_at}
 --   {"acquire" | "held", now_ms, automation_mode, field1, value1, ...} with the lease hash
@@ -75,6 +84,7 @@ local ttl_ms, highest_seen = tonumber(ARGV[4]), tonumber(ARGV[5]) or 0
 local metadata_json, preferred = ARGV[6], ARGV[7]
 local lease_name, channel, history_maxlen = ARGV[8], ARGV[9], tonumber(ARGV[10])
 local target_id = ARGV[11]
+local sentinel_run_id = ARGV[12] or ''
 local TERM_LIMIT = 9007199254740992  -- 2^53
 local EPOCH_STEP = 100000000  -- 10^8 (coordinator/lease.py EPOCH_STEP)
 
@@ -183,6 +193,16 @@ if reserved_for and reserved_for ~= holder_id and (tonumber(tenure[4]) or 0) > n
   if not target_dead then
     return {'held', now, mode, 'holder_id', reserved_for, 'holder_host', '', 'instance_id', 'reserved',
       'term', tenure[1] or '0', 'lease_expires_at', tenure[4], 'reserved', '1'}
+  end
+end
+
+-- the Sentinel check (header): only the master the Sentinels name may start a tenure
+if sentinel_run_id ~= '' then
+  local server = redis.pcall('INFO', 'server')
+  local own = type(server) == 'string' and server:match('run_id:(%w+)') or ''
+  if own ~= sentinel_run_id then
+    return redis.error_reply('COORDINATOR_NOT_MASTER ' .. (own ~= '' and own or '?') .. ' '
+      .. sentinel_run_id)
   end
 end
 
