@@ -772,6 +772,9 @@ class Daemon:
                          sentinel=f"{switch.sentinel[0]}:{switch.sentinel[1]}",
                          role=self._state.role.value, term=self._state.term)
         self._observe_now(MasterSwitched(self._clock.monotonic()))
+        # the next renewal goes through acquire.lua, which renews only on the master the
+        # Sentinels name: a connection still on the old one cannot give the tenure back
+        self._lease.forget_held()
 
         async def renew_there() -> None:
             with contextlib.suppress(Exception):  # a failure shows in the renewal that follows

@@ -189,6 +189,11 @@ class Lease:
                            record=record, redis_now=now, automation_mode=mode,
                            replicas_acked=acked)
 
+    def forget_held(self) -> None:
+        """Send the next acquire through acquire.lua (with its Sentinel check), not renew.lua:
+        after a followed master switch the tenure may live on only on the replaced master."""
+        self._held = None
+
     async def _renew(self, wait_replicas: int, wait_timeout_ms: int) -> LeaseResult | None:
         """The leader's hot path (renew.lua); None if the lease is no longer ours."""
         reply, acked = await self._call(

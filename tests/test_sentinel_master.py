@@ -1,6 +1,7 @@
-"""acquire.lua's Sentinel check (ARGV[12]): a new tenure only on the server whose run_id the
-daemon read from the master the Sentinels name; renewals and "held" never refused; no run_id
-passed, no check (fakeredis, plain Redis, Cluster). And sentinel_master.py's pure parts."""
+"""acquire.lua's Sentinel check (ARGV[12]): a tenure granted, or renewed through acquire.lua
+(the first renewal after a followed switch), only on the server whose run_id the daemon read
+from the master the Sentinels name; renew.lua and "held" never refused; no run_id passed, no
+check (fakeredis, plain Redis, Cluster). And sentinel_master.py's pure parts."""
 
 from __future__ import annotations
 
@@ -50,9 +51,14 @@ async def test_a_grant_only_on_the_named_server_renewals_and_held_unchecked(
     own = await run_id_of(redis)
     got = await a.acquire(master=fixed(own))
     assert got.is_leader and got.operation == "acquire"
-    # a's own renewal and b's "held" are never refused, whatever the Sentinels say
+    # the hot path (renew.lua) and b's "held" are never refused, whatever the Sentinels say
     assert (await a.acquire(master=fixed(other))).operation == "renew"
     assert not (await b.acquire(master=fixed(other))).is_leader
+    # after a followed switch the renewal goes through acquire.lua: only on the named server
+    a.forget_held()
+    with pytest.raises(NotCurrentMasterError):
+        await a.acquire(master=fixed(other))
+    assert (await a.acquire(master=fixed(own))).operation == "renew"
 
 
 def test_parse_address() -> None:
