@@ -160,9 +160,10 @@ def script_errors() -> Iterator[None]:
         if code == "COORDINATOR_CORRUPT" and bad_key:
             raise CorruptDataError(bad_key, f"field {field!r} is missing, malformed or out of range") from e
         if code == "COORDINATOR_NOT_MASTER":
+            named = ("no master the Sentinels agree on" if field == "-"
+                     else f"the master the Sentinels name (run_id {field})")
             raise NotCurrentMasterError(
-                f"no grant: this server (run_id {bad_key}) is not the master the Sentinels name "
-                f"({field}; '-': none agreed on)") from e
+                f"no grant or renewal here: this server (run_id {bad_key}) is not {named}") from e
         raise
 
 
