@@ -23,6 +23,7 @@ from coordinator.daemon_loops import DaemonLoops
 from coordinator.errors import BackendUnavailableError, CoordinatorError
 from coordinator.hooks import LeaderContext
 from coordinator.leader_work import Leadership, PassResult
+from coordinator.sentinel_follow import SentinelFollower
 from coordinator.state import (
     Released,
     Resigned,
@@ -148,6 +149,14 @@ class Daemon(DaemonLoops):
                       instance_id=self.instance_id)
         if self._guardian is not None:
             self._guardian.start()  # before the first acquire
+        settings = self.settings
+        if settings.sentinel_addresses and self._owns_redis:  # before the first grant
+            password = settings.redis_sentinel_password
+            self._switches = SentinelFollower(
+                settings.sentinel_addresses, settings.redis_sentinel_service,
+                password=None if password is None else password.get_secret_value(),
+                timeout=self._op_timeout, on_switch=self._on_master_switch, log=self.log)
+            self._spawn(self._switches.run())
         await self._check_redis()
         await self.heartbeat_once()  # 1. register the controller, first heartbeat
         self._spawn(self._heartbeat_loop())  # 2. heartbeat loop
@@ -218,6 +227,9 @@ class Daemon(DaemonLoops):
         if self._owns_redis:
             with contextlib.suppress(Exception):
                 await bounded(self._redis.aclose(), left())
+        if self._masters is not None:
+            with contextlib.suppress(Exception):
+                await bounded(self._masters.aclose(), left())
         # the last hooks (on_lease_state_change for the stop) within what is left; what
         # overran the budget was abandoned: cancel it once more, leave nothing behind
         if self._guardian is not None:

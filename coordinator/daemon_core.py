@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from coordinator.backend import connect
+from coordinator.backend import connect, master_kwargs
 from coordinator.clock import Clock
 from coordinator.corrupt_keys import OncePer
 from coordinator.events import Outbox
@@ -31,6 +31,8 @@ from coordinator.membership import Heartbeat
 from coordinator.metrics import Metrics
 from coordinator.modes import MODES
 from coordinator.records import ReleaseResult
+from coordinator.sentinel_follow import SentinelFollower
+from coordinator.sentinel_master import SentinelMasters
 from coordinator.settings import Settings
 from coordinator.state import (
     DeadlinePassed,
@@ -137,6 +139,18 @@ class DaemonCore:
         # (only on a connection made from the settings: it reaches Redis with them)
         self._guardian = (GuardianLink(settings, self._lease, self.log)
                           if settings.guardian and self._owns_redis else None)
+        # Sentinel's announcements of a new master (coordinator/sentinel_follow.py), followed
+        # from the start-up on (daemon.py) by the daemon's own connection only
+        self._switches: SentinelFollower | None = None
+        # who may grant: the master the Sentinels name now (coordinator/sentinel_master.py),
+        # asked before each acquire that may grant, whatever the connections reach
+        password = settings.redis_sentinel_password
+        self._masters = (SentinelMasters(
+            settings.sentinel_addresses, settings.redis_sentinel_service,
+            password=None if password is None else password.get_secret_value(),
+            timeout=self._op_timeout,
+            server_kwargs=master_kwargs(settings, op_timeout=self._op_timeout))
+            if settings.sentinel_addresses else None)
 
     @property
     def state(self) -> State:

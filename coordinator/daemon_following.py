@@ -1,19 +1,24 @@
-"""Following the namespace's events channel and automation mode: prompts to look at Redis
-early, never verdicts (anyone who may PUBLISH can write to the channel)."""
+"""Following what the daemon hears: the namespace's events channel and automation mode
+(prompts to look at Redis early, never verdicts: anyone who may PUBLISH can write to the
+channel), and Sentinel's announcements of a new master (leave leadership at once, renew there)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
 from coordinator import keys
+from coordinator.backend import drop_connections, switch_to
 from coordinator.boundary import UNAVAILABLE
 from coordinator.clock import bounded
 from coordinator.daemon_core import describe
 from coordinator.daemon_handover import DaemonHandover
 from coordinator.errors import CoordinatorError
+from coordinator.sentinel_follow import MasterSwitch
 from coordinator.state import (
+    MasterSwitched,
     Role,
     State,
     retry_delay,
@@ -81,6 +86,30 @@ class DaemonFollowing(DaemonHandover):
                 self._wake.set()
         elif kind == "handoff_requested" and self._state.role is Role.LEADER:
             self._background(self.consider_handoff())
+
+    def _on_master_switch(self, switch: MasterSwitch) -> None:
+        # the old master renews our tenure until Sentinel demotes it: leave now, before any
+        # round trip (a node on the new master may be granted a term there at once), then
+        # renew on the new master, whose reply decides whether we lead again
+        if not switch_to(self._redis, switch.new):
+            return
+        self.metrics.master_switched()
+        self.log.warning("redis.master_switched", announcement=switch.event,
+                         old=None if switch.old is None else f"{switch.old[0]}:{switch.old[1]}",
+                         new=f"{switch.new[0]}:{switch.new[1]}",
+                         sentinel=f"{switch.sentinel[0]}:{switch.sentinel[1]}",
+                         role=self._state.role.value, term=self._state.term)
+        self._observe_now(MasterSwitched(self._clock.monotonic()))
+        # the next renewal goes through acquire.lua, which renews only on the master the
+        # Sentinels name: a connection still on the old one cannot give the tenure back
+        self._lease.forget_held()
+
+        async def renew_there() -> None:
+            with contextlib.suppress(Exception):  # a failure shows in the renewal that follows
+                await drop_connections(self._redis)
+            self._wake.set()
+
+        self._background(renew_there())
 
     def _look_early(self) -> None:
         # at once, or as soon as the last early look is a tenth of a renew interval old: a

@@ -76,6 +76,7 @@ class DaemonLoops(DaemonFollowing):
                     preferred_holder_id=self.settings.node_id if self.settings.is_preferred else None,
                     wait_replicas=self.settings.min_replicas_ack,
                     wait_timeout_ms=round(self.settings.replica_ack_timeout * 1000),
+                    master=None if self._masters is None else self._masters.current,
                 ))
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
             self.metrics.observe_renew(self._clock.monotonic() - sent, ok=False)

@@ -15,6 +15,11 @@ class BackendUnavailableError(CoordinatorError):
     """Redis could not be reached, or did not answer in time."""
 
 
+class NotCurrentMasterError(BackendUnavailableError):
+    """acquire.lua refused a grant: this server is not the master the Sentinels name now
+    (a replaced master not yet demoted), or no Sentinel named one (see sentinel_master.py)."""
+
+
 class CorruptDataError(CoordinatorError):
     """A key holds data the coordinator did not write; it is reported, never overwritten."""
 

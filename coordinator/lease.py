@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,6 +132,7 @@ class Lease:
         preferred_holder_id: str | None = None,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 100,
+        master: Callable[[], Awaitable[str]] | None = None,
     ) -> LeaseResult:
         """Acquire the lease if free, renew it if ours; otherwise report who holds it.
 
@@ -138,7 +140,9 @@ class Lease:
         every term this object saw in a reply, and at least the Redis server's clock in ms.
         With ``wait_replicas``, the same round trip WAITs for that many replicas to have the
         write (``LeaseResult.replicas_acked``): a lease only the master knows can be lost in
-        a failover.
+        a failover. With ``master`` (asked just before a grant may happen, never for this
+        process's own renewal: what the Sentinels name, sentinel_master.py), a new tenure
+        is granted only by that server: ``NotCurrentMasterError`` otherwise.
         """
         if isinstance(highest_seen_term, bool) or not isinstance(highest_seen_term, int) or not (
             0 <= highest_seen_term < MAX_TERM - 1
@@ -151,6 +155,7 @@ class Lease:
             renewed = await self._renew(wait_replicas, wait_timeout_ms)
             if renewed is not None:
                 return renewed
+        master_run_id = await master() if master is not None else ""
         reserved_for = self._reserved_for
         call_keys = [self.key, self.tenure_key, self.history_key, self.mode_key,
                      self._controller_key(reserved_for)]
@@ -166,6 +171,7 @@ class Lease:
             self.channel,
             self.history_maxlen,
             reserved_for or "",
+            master_run_id,
         ]
         reply, acked = await self._call(self._scripts.acquire, call_keys, call_args,
                                         wait_replicas, wait_timeout_ms)
@@ -182,6 +188,11 @@ class Lease:
         return LeaseResult(is_leader=code != "held", operation=None if code == "held" else code,
                            record=record, redis_now=now, automation_mode=mode,
                            replicas_acked=acked)
+
+    def forget_held(self) -> None:
+        """Send the next acquire through acquire.lua (with its Sentinel check), not renew.lua:
+        after a followed master switch the tenure may live on only on the replaced master."""
+        self._held = None
 
     async def _renew(self, wait_replicas: int, wait_timeout_ms: int) -> LeaseResult | None:
         """The leader's hot path (renew.lua); None if the lease is no longer ours."""

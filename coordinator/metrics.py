@@ -59,6 +59,10 @@ class Metrics:
                                     ["direction"], registry=r)
         for direction in ("forward", "backward"):
             self._clock_jumps.labels(direction=direction)
+        self._master_switches = Counter("coordinator_redis_master_switches",
+                                        "Sentinel announcements of a new master this node "
+                                        "followed (connections dropped, leadership left)",
+                                        registry=r)
         self._transitions = Counter("coordinator_state_transitions",
                                     "Role changes of this node", ["from", "to"], registry=r)
         for role in Role:  # every series exists from the first scrape, so rate() sees the first 1
@@ -85,6 +89,10 @@ class Metrics:
     def redis_clock_jumped(self, *, forward: bool) -> None:
         """Count one step of Redis's clock."""
         self._clock_jumps.labels(direction="forward" if forward else "backward").inc()
+
+    def master_switched(self) -> None:
+        """Count one followed Sentinel switch."""
+        self._master_switches.inc()
 
     def transition(self, from_role: str, to_role: str) -> None:
         """Count one role change."""

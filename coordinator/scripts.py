@@ -17,7 +17,12 @@ from redis import exceptions as redis_exceptions
 
 from coordinator import functions
 from coordinator.boundary import redis_errors
-from coordinator.errors import CorruptDataError, InvalidArgumentError, UnexpectedReplyError
+from coordinator.errors import (
+    CorruptDataError,
+    InvalidArgumentError,
+    NotCurrentMasterError,
+    UnexpectedReplyError,
+)
 
 SCRIPT_NAMES = ("acquire", "renew", "release", "fence", "heartbeat", "set_mode", "request_handoff", "controllers",
                 "renew_many")
@@ -172,6 +177,11 @@ def script_errors() -> Iterator[None]:
             raise CorruptDataError(bad_key, "holds a value of a type the coordinator never writes") from e
         if code == "COORDINATOR_CORRUPT" and bad_key:
             raise CorruptDataError(bad_key, f"field {field!r} is missing, malformed or out of range") from e
+        if code == "COORDINATOR_NOT_MASTER":
+            named = ("no master the Sentinels agree on" if field == "-"
+                     else f"the master the Sentinels name (run_id {field})")
+            raise NotCurrentMasterError(
+                f"no grant or renewal here: this server (run_id {bad_key}) is not {named}") from e
         raise
 
 

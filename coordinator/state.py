@@ -132,7 +132,15 @@ class Resigned:
     at: float
 
 
-Observation = Granted | HeldByOther | Failed | DeadlinePassed | Released | Resigned
+@dataclass(frozen=True)
+class MasterSwitched:
+    """Sentinel announced that another server is now the master: the grants this process
+    holds are on the old one, which keeps accepting them until Sentinel demotes it."""
+
+    at: float
+
+
+Observation = Granted | HeldByOther | Failed | DeadlinePassed | Released | Resigned | MasterSwitched
 
 
 @dataclass(frozen=True)
@@ -262,6 +270,13 @@ def step(state: State, seen: Observation, timing: Timing) -> tuple[State, list[E
             redis_clock=None if degrade else state.redis_clock,
         )
         return new, _moved(state, new, f"{failures} consecutive lease failures: {seen.error}")
+    if isinstance(seen, MasterSwitched):
+        if state.role is not Role.LEADER:
+            return state, []
+        # leave now, before any round trip: a node that reaches the new master may be granted
+        # a term there at once; the next renewal (on the new master) leads again if it has us
+        new = replace(state, role=Role.STANDBY, deadline=None, redis_clock=None)
+        return new, _moved(state, new, "Sentinel switched the Redis master")
     if isinstance(seen, DeadlinePassed):
         if state.role is not Role.LEADER or state.deadline is None or seen.at < state.deadline:
             return state, []

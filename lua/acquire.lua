@@ -61,6 +61,18 @@
 -- ARGV[6] metadata json      ARGV[7] preferred holder id ("" for none)
 -- ARGV[8] lease name         ARGV[9] events channel   ARGV[10] history max length
 -- ARGV[11] the node a reservation was last reported for ("" for none)
+-- ARGV[12] the run_id of the master the Sentinels name now, read from that server itself
+--          ("" for no check: no Sentinel configured; "-": none could be established)
+-- The Sentinel check (a grant, and a renewal through this script; "held" and the
+-- reservation's stand-in are never refused; renew.lua, the leader's hot path, is never
+-- checked): with ARGV[12] set, a tenure is granted or renewed here only by the server whose
+-- INFO server run_id is ARGV[12]. The daemon sends its first renewal after a followed
+-- switch here, not to renew.lua, so a connection still on the old master cannot hand the
+-- tenure the failover lost back to a leader that just left it. Sentinel demotes a reachable old
+-- master at its next INFO refresh, seconds after the switch; until then the old master is
+-- writable and would grant a term the new master's grants never see (coordinator/
+-- sentinel_master.py). Refused: the error reply COORDINATOR_NOT_MASTER <own run_id or ?>
+-- <ARGV[12]>, touching nothing.
 -- Returns (automation_mode is "" when unset)
 --   {"renew", now_ms, automation_mode, term, acquired_at, lease_expires_at}
 --   {"acquire" | "held", now_ms, automation_mode, field1, value1, ...} with the lease hash
@@ -75,6 +87,7 @@ local ttl_ms, highest_seen = tonumber(ARGV[4]), tonumber(ARGV[5]) or 0
 local metadata_json, preferred = ARGV[6], ARGV[7]
 local lease_name, channel, history_maxlen = ARGV[8], ARGV[9], tonumber(ARGV[10])
 local target_id = ARGV[11]
+local sentinel_run_id = ARGV[12] or ''
 local TERM_LIMIT = 9007199254740992  -- 2^53
 local EPOCH_STEP = 100000000  -- 10^8 (coordinator/lease.py EPOCH_STEP)
 
@@ -115,6 +128,19 @@ local function another_history(stored, identity, promoted)
   return stored_run ~= run or promoted
 end
 
+-- the Sentinel check (header): the error reply when ARGV[12] names another server, else nil
+local refusal = false
+local function not_named()
+  if sentinel_run_id == '' then return nil end
+  if refusal == false then
+    local server = redis.pcall('INFO', 'server')
+    local own = type(server) == 'string' and server:match('run_id:(%w+)') or ''
+    refusal = own ~= sentinel_run_id and redis.error_reply('COORDINATOR_NOT_MASTER '
+      .. (own ~= '' and own or '?') .. ' ' .. sentinel_run_id) or nil
+  end
+  return refusal
+end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- the term floor in microseconds: no script runs in under one, so grants, however fast,
@@ -140,6 +166,7 @@ if cur[1] or cur[2] or cur[3] then
     return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' renewed_at')
   end
   if cur[1] == holder_id and cur[2] == instance_id then
+    if not_named() then return not_named() end
     redis.call('HSET', lease_key, 'lease_expires_at', expires, 'renewed_at', now)
     redis.call('PEXPIREAT', lease_key, expires)
     return {'renew', now, mode, cur[3], cur[5] or '0', expires}
@@ -185,6 +212,8 @@ if reserved_for and reserved_for ~= holder_id and (tonumber(tenure[4]) or 0) > n
       'term', tenure[1] or '0', 'lease_expires_at', tenure[4], 'reserved', '1'}
   end
 end
+
+if not_named() then return not_named() end
 
 local identity, promoted = server_identity()
 local step = 1
