@@ -201,8 +201,11 @@ async def test_a_hook_that_raises_is_logged_and_the_daemon_goes_on(redis: Any) -
         daemon = Daemon(settings("a"), redis=redis, clock=FakeClock(),
                         hooks=Hooks(load_local_runs=broken, on_started_leading=lambda ctx: broken()))
         await daemon.start()
-        await settle()
         assert daemon.can_schedule()
+        # on_started_leading runs off the loops: wait for it (a few yields were not always
+        # enough on real Redis with the machine busy)
+        await until(lambda: any(e["event"] == "hook.failed" and e["hook"] == "on_started_leading"
+                                for e in logs))
         await daemon.stop()
     failed = [e for e in logs if e["event"] == "hook.failed"]
     assert {e["hook"] for e in failed} == {"load_local_runs", "on_started_leading"}
