@@ -37,10 +37,11 @@ class RedisReport(JsonShape):
 
 
 REPLICATION_RISK = (
-    "Sentinel without COORDINATOR_MIN_REPLICAS_ACK: a failover can lose the lease's last "
-    "writes, so until Sentinel demotes the old master two nodes may lead and the old "
-    "master accepts its leader's fenced writes, which are then lost: set "
-    "COORDINATOR_MIN_REPLICAS_ACK=1 (or min-replicas-to-write 1 on the servers)")
+    "Sentinel without COORDINATOR_MIN_REPLICAS_ACK: replication is asynchronous, so a "
+    "failover can lose the last writes the old master accepted (fenced writes included); "
+    "leadership follows Sentinel's announcements, but a leader that hears none of them keeps "
+    "renewing on the old master until Sentinel demotes it: set COORDINATOR_MIN_REPLICAS_ACK=1 "
+    "(or min-replicas-to-write 1 on the servers)")
 
 
 def deployment_warnings(*, sentinel: bool, min_replicas_ack: int) -> tuple[str, ...]:
