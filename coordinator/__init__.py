@@ -3,7 +3,10 @@
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # typed for mypy; every public name loads on first use below
-    from coordinator.daemon import Daemon, PassResult
+    from coordinator.daemon.daemon import Daemon, PassResult
+    from coordinator.daemon.hooks import Hooks, LeaderContext
+    from coordinator.daemon.leader_work import Leadership
+    from coordinator.daemon.threaded import BackgroundDaemon
     from coordinator.errors import (
         BackendUnavailableError,
         CoordinatorError,
@@ -13,7 +16,7 @@ if TYPE_CHECKING:  # typed for mypy; every public name loads on first use below
         LeaseLostError,
         UnexpectedReplyError,
     )
-    from coordinator.event_models import (
+    from coordinator.protocol.event_models import (
         AutomationModeChanged,
         Disconnected,
         LeaderChanged,
@@ -24,15 +27,12 @@ if TYPE_CHECKING:  # typed for mypy; every public name loads on first use below
         StateChanged,
         WatchEvent,
     )
-    from coordinator.history import events_since
-    from coordinator.hooks import Hooks, LeaderContext
-    from coordinator.leader_work import Leadership
-    from coordinator.lease import FencedWrite, Lease, read_lease
-    from coordinator.modes import AutomationMode, ModeChange, get_automation_mode, set_automation_mode
-    from coordinator.records import FenceResult, LeaseRecord, LeaseResult, ReleaseResult
+    from coordinator.protocol.lease import FencedWrite, Lease, read_lease
+    from coordinator.protocol.modes import AutomationMode, ModeChange, get_automation_mode, set_automation_mode
+    from coordinator.protocol.records import FenceResult, LeaseRecord, LeaseResult, ReleaseResult
     from coordinator.settings import Settings, load_settings
-    from coordinator.threaded import BackgroundDaemon
-    from coordinator.watch import watch, watch_with_callbacks
+    from coordinator.watching.history import events_since
+    from coordinator.watching.watch import watch, watch_with_callbacks
 
 # everything loads lazily: `coordinator status` imports only what it uses
 _LAZY = {
@@ -43,35 +43,35 @@ _LAZY = {
     "InvalidArgumentError": "coordinator.errors",
     "LeaseLostError": "coordinator.errors",
     "UnexpectedReplyError": "coordinator.errors",
-    "AutomationModeChanged": "coordinator.event_models",
-    "Disconnected": "coordinator.event_models",
-    "LeaderChanged": "coordinator.event_models",
-    "LeaseExpired": "coordinator.event_models",
-    "LeaseReleased": "coordinator.event_models",
-    "OtherEvent": "coordinator.event_models",
-    "Resync": "coordinator.event_models",
-    "StateChanged": "coordinator.event_models",
-    "WatchEvent": "coordinator.event_models",
-    "events_since": "coordinator.history",
-    "Lease": "coordinator.lease",
-    "FencedWrite": "coordinator.lease",
-    "Leadership": "coordinator.leader_work",
-    "read_lease": "coordinator.lease",
-    "AutomationMode": "coordinator.modes",
-    "ModeChange": "coordinator.modes",
-    "get_automation_mode": "coordinator.modes",
-    "set_automation_mode": "coordinator.modes",
-    "FenceResult": "coordinator.records",
-    "LeaseRecord": "coordinator.records",
-    "LeaseResult": "coordinator.records",
-    "ReleaseResult": "coordinator.records",
-    "watch": "coordinator.watch",
-    "watch_with_callbacks": "coordinator.watch",
-    "Daemon": "coordinator.daemon",
-    "PassResult": "coordinator.daemon",
-    "BackgroundDaemon": "coordinator.threaded",
-    "Hooks": "coordinator.hooks",
-    "LeaderContext": "coordinator.hooks",
+    "AutomationModeChanged": "coordinator.protocol.event_models",
+    "Disconnected": "coordinator.protocol.event_models",
+    "LeaderChanged": "coordinator.protocol.event_models",
+    "LeaseExpired": "coordinator.protocol.event_models",
+    "LeaseReleased": "coordinator.protocol.event_models",
+    "OtherEvent": "coordinator.protocol.event_models",
+    "Resync": "coordinator.protocol.event_models",
+    "StateChanged": "coordinator.protocol.event_models",
+    "WatchEvent": "coordinator.protocol.event_models",
+    "events_since": "coordinator.watching.history",
+    "Lease": "coordinator.protocol.lease",
+    "FencedWrite": "coordinator.protocol.lease",
+    "Leadership": "coordinator.daemon.leader_work",
+    "read_lease": "coordinator.protocol.lease",
+    "AutomationMode": "coordinator.protocol.modes",
+    "ModeChange": "coordinator.protocol.modes",
+    "get_automation_mode": "coordinator.protocol.modes",
+    "set_automation_mode": "coordinator.protocol.modes",
+    "FenceResult": "coordinator.protocol.records",
+    "LeaseRecord": "coordinator.protocol.records",
+    "LeaseResult": "coordinator.protocol.records",
+    "ReleaseResult": "coordinator.protocol.records",
+    "watch": "coordinator.watching.watch",
+    "watch_with_callbacks": "coordinator.watching.watch",
+    "Daemon": "coordinator.daemon.daemon",
+    "PassResult": "coordinator.daemon.daemon",
+    "BackgroundDaemon": "coordinator.daemon.threaded",
+    "Hooks": "coordinator.daemon.hooks",
+    "LeaderContext": "coordinator.daemon.hooks",
     "Settings": "coordinator.settings",
     "load_settings": "coordinator.settings",
 }

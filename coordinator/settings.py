@@ -12,8 +12,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from coordinator import keys
 from coordinator.errors import InvalidArgumentError
+from coordinator.protocol import keys
 
 ENV_PREFIX = "COORDINATOR_"
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -40,7 +40,7 @@ class UnknownSettingError(SettingsError, TypeError):
 # COORDINATOR_* names the daemon itself sets for a leader-only child (which may run
 # `coordinator status` in turn) that are not settings
 CHILD_ONLY_VARIABLES = frozenset({ENV_PREFIX + "TERM",
-                                  # `coordinator redis install-functions` only (cli_redis.py)
+                                  # `coordinator redis install-functions` only (cli/redis_admin.py)
                                   ENV_PREFIX + "REDIS_ADMIN_URL", ENV_PREFIX + "REDIS_ADMIN_URL_FILE"})
 
 
@@ -87,12 +87,12 @@ class Settings(BaseSettings):
     child_pass_redis_url: bool = False
     child_output_prefix: bool = False
     # a guardian process beside the daemon releases its lease the moment the daemon dies on a
-    # live host (coordinator/guardian.py); off for hosts that forbid extra processes
+    # live host (coordinator/guardian/guardian.py); off for hosts that forbid extra processes
     guardian: bool = True
     http_host: str = "127.0.0.1"
     # None (unset or empty) keeps the HTTP endpoint off; 0 asks for an ephemeral port
     http_port: int | None = Field(default=None, ge=0, le=65535)
-    # off by default: a fenced write per scheduler pass for fault harnesses (coordinator.probe)
+    # off by default: a fenced write per scheduler pass for fault harnesses (coordinator.protocol.probe)
     fence_probe_key: str | None = None
 
     @field_validator("redis_url")

@@ -1,5 +1,5 @@
-/* daemon.pml: one daemon's local state and its decisions, as coordinator/state.py and
- * coordinator/daemon.py make them (lease_step, the renew fast path and its fallback in
+/* daemon.pml: one daemon's local state and its decisions, as coordinator/daemon/state.py and
+ * coordinator/daemon/daemon.py make them (lease_step, the renew fast path and its fallback in
  * Lease.acquire, hand_over, fenced_set).
  *
  * A node's local clock is CLOCK_BOOTTIME: it never goes back and runs on through pauses;

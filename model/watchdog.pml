@@ -1,5 +1,5 @@
-/* watchdog.pml: the leader-only child under its watchdog (coordinator/watchdog.py) and the
- * daemon's side (coordinator/child.py, the on_lease_deadline hook), for one node.
+/* watchdog.pml: the leader-only child under its watchdog (coordinator/child/watchdog.py) and the
+ * daemon's side (coordinator/child/child.py, the on_lease_deadline hook), for one node.
  *
  * The daemon tells the watchdog, over one ordered socket, {"deadline": d | null},
  * {"start": {term, deadline}} and {"stop": true}; it may be frozen between any two sends

@@ -1,6 +1,6 @@
 """The tests start real redis-servers with the package's own helper."""
 
-from coordinator.local_redis import (
+from coordinator.cli.local_redis import (
     RedisServer,
     free_port,
     redis_server_binary,

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from coordinator import keys
 from coordinator.errors import CorruptDataError
-from coordinator.event_models import parse_event
-from coordinator.lease import Lease
+from coordinator.protocol import keys
+from coordinator.protocol.event_models import parse_event
+from coordinator.protocol.lease import Lease
 from coordinator.settings import SettingsError, load_settings
 
 
@@ -21,7 +21,7 @@ async def test_grant_churn_never_pushes_terms_ahead_of_the_redis_clock(redis: An
     # with a millisecond floor, more than one grant per ms ran terms ahead of the clock, and a
     # Redis restarted empty then granted them again (seen: 35 s ahead after 40,000 grants);
     # pipelined like that attack, so grants come faster than one per ms
-    from coordinator.scripts import register_scripts
+    from coordinator.protocol.scripts import register_scripts
 
     scripts = register_scripts(redis)
     lease_keys = [keys.lease_key("churn", "global"), keys.tenure_key("churn", "global"),
@@ -74,7 +74,7 @@ def test_a_deeply_nested_event_is_malformed_not_a_crash() -> None:
 
 
 async def test_a_deeply_nested_message_does_not_kill_the_daemons_follower(redis: Any) -> None:
-    from coordinator.daemon import Daemon
+    from coordinator.daemon.daemon import Daemon
 
     daemon = Daemon(load_settings(node_id="a", namespace="nested", lease_ttl=2, renew_interval=0.5,
                                   heartbeat_interval=0.5), redis=redis)

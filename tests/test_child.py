@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 import redis as sync_redis
 
-from coordinator import keys
-from coordinator.child import (
+from coordinator.child.child import (
     after_exit,
     child_env,
     exit_code,
@@ -28,10 +27,11 @@ from coordinator.child import (
     resolve_command,
     restart_delay,
 )
-from coordinator.cli import main
+from coordinator.cli.main import main
 from coordinator.errors import InvalidArgumentError
+from coordinator.protocol import keys
 from coordinator.settings import SettingsError, load_settings
-from coordinator.status import render_child
+from coordinator.watching.status import render_child
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.cli_watch import render
-from coordinator.event_models import (
+from coordinator.cli.watch import render
+from coordinator.protocol.event_models import (
     AutomationModeChanged,
     Disconnected,
     Gap,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from coordinator import cli
+from coordinator.cli import main as cli
 from coordinator.settings import Settings
 
 SUBCOMMANDS = ["run", "status", "watch", "events", "pause", "drain", "resume", "demo",
@@ -94,15 +94,15 @@ def test_status_imports_neither_the_daemon_nor_the_event_models_nor_the_bench() 
 
     from tests.processes import coordinator_env
 
-    code = ("import sys\nfrom coordinator.cli import main\nmain(['status', '--json'])\n"
+    code = ("import sys\nfrom coordinator.cli.main import main\nmain(['status', '--json'])\n"
             "print(' '.join(sorted(m for m in sys.modules if m.startswith('coordinator'))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=coordinator_env("redis://127.0.0.1:1/0"), timeout=30, check=False)
     loaded = set(done.stdout.split())
-    assert "coordinator.status" in loaded, done.stderr
-    heavy = {"coordinator.daemon", "coordinator.event_models", "coordinator.child",
-             "coordinator.watch", "coordinator.history", "coordinator.bench.runner",
-             "coordinator.threaded", "coordinator.watchdog"}
+    assert "coordinator.watching.status" in loaded, done.stderr
+    heavy = {"coordinator.daemon.daemon", "coordinator.protocol.event_models", "coordinator.child.child",
+             "coordinator.watching.watch", "coordinator.watching.history", "coordinator.bench.runner",
+             "coordinator.daemon.threaded", "coordinator.child.watchdog"}
     assert not loaded & heavy, sorted(loaded & heavy)
 
 

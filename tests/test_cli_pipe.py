@@ -76,7 +76,7 @@ def test_watch_into_a_pipe_whose_reader_is_gone_exits_quietly_at_its_first_event
 
 def test_a_broken_pipe_that_is_not_stdouts_is_still_a_failure(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from coordinator import cli
+    from coordinator.cli import main as cli
 
     async def broken(*args: object, **kwargs: object) -> int:
         raise BrokenPipeError(32, "a pipe of the command's own")

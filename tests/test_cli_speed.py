@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from coordinator import cli
 from coordinator.bench.scale import status_command
+from coordinator.cli import main as cli
 from tests.processes import coordinator_env
 from tests.redis_server import RedisServer
 
@@ -46,7 +46,7 @@ def test_the_parser_of_one_subcommand_is_the_whole_parsers_for_that_subcommand(
 
 def _modules_after(*args: str) -> set[str]:
     """The modules loaded once ``coordinator ARGS`` has run in a fresh interpreter."""
-    code = ("import sys\nfrom coordinator.cli import main\n"
+    code = ("import sys\nfrom coordinator.cli.main import main\n"
             f"try:\n    main({list(args)!r})\nexcept SystemExit:\n    pass\n"
             "print('MODULES', ' '.join(sorted(sys.modules)), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -60,15 +60,15 @@ def test_version_and_help_load_no_settings_library_no_redis_no_asyncio(
         args: tuple[str, ...]) -> None:
     loaded = _modules_after(*args)
     heavy = {"pydantic", "pydantic_settings", "redis", "asyncio", "coordinator.settings",
-             "coordinator.cli_redis", "coordinator.cli_bench", "coordinator.bench.options"}
+             "coordinator.cli.redis_admin", "coordinator.cli.bench", "coordinator.bench.options"}
     assert not loaded & heavy, sorted(loaded & heavy)
 
 
 def test_status_loads_no_other_subcommands_module() -> None:
     loaded = _modules_after("status", "--json")
-    assert "coordinator.status" in loaded
-    others = {"coordinator.cli_redis", "coordinator.cli_bench", "coordinator.cli_watch",
-              "coordinator.cli_handoff", "coordinator.demo", "coordinator.bench"}
+    assert "coordinator.watching.status" in loaded
+    others = {"coordinator.cli.redis_admin", "coordinator.cli.bench", "coordinator.cli.watch",
+              "coordinator.cli.handoff", "coordinator.cli.demo", "coordinator.bench"}
     assert not loaded & others, sorted(loaded & others)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from coordinator import keys
-from coordinator.lease import Lease
-from coordinator.membership import Heartbeat
+from coordinator.protocol import keys
+from coordinator.protocol.lease import Lease
+from coordinator.protocol.membership import Heartbeat
 from coordinator.settings import load_settings
-from coordinator.status import cluster_status, render_status
+from coordinator.watching.status import cluster_status, render_status
 
 NS = "coordinator"
 

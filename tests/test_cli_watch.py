@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from coordinator import Lease, keys
-from coordinator.modes import set_automation_mode
+from coordinator import Lease
+from coordinator.protocol import keys
+from coordinator.protocol.modes import set_automation_mode
 from tests.redis_server import RedisServer, free_port, running_redis
 
 ROOT = Path(__file__).resolve().parent.parent

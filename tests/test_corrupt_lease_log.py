@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from coordinator import keys
-from coordinator.daemon import Daemon
+from coordinator.daemon.daemon import Daemon
+from coordinator.protocol import keys
 from coordinator.settings import load_settings
 from tests.fake_clock import FakeClock
 from tests.log_capture import capture_logs

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from coordinator import keys
-from coordinator.daemon import Daemon
+from coordinator.daemon.daemon import Daemon
+from coordinator.daemon.hooks import Hooks, LeaderContext
+from coordinator.daemon.state import Role
 from coordinator.errors import LeaseLostError
-from coordinator.hooks import Hooks, LeaderContext
-from coordinator.membership import list_controllers
+from coordinator.protocol import keys
+from coordinator.protocol.membership import list_controllers
 from coordinator.settings import Settings, load_settings
-from coordinator.state import Role
 from tests.conftest import Breakable
 from tests.fake_clock import FakeClock
 from tests.log_capture import capture_logs
@@ -298,7 +298,7 @@ async def test_heartbeats_list_every_controller_with_liveness(redis: Any) -> Non
 
 
 async def test_each_mode_says_what_a_scheduler_pass_does(redis: Any) -> None:
-    from coordinator.modes import set_automation_mode
+    from coordinator.protocol.modes import set_automation_mode
 
     clock = FakeClock()
     daemon = Daemon(settings("a"), redis=redis, clock=clock)
@@ -326,7 +326,7 @@ async def test_each_mode_says_what_a_scheduler_pass_does(redis: Any) -> None:
 
 async def test_status_reads_many_controllers_and_reports_a_foreign_key(redis: Any) -> None:
     from coordinator.errors import CorruptDataError
-    from coordinator.membership import Heartbeat
+    from coordinator.protocol.membership import Heartbeat
 
     # more than one read batch; a long interval, so a loaded machine cannot make them stale
     for i in range(2500):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from coordinator import local_redis
+from coordinator.cli import local_redis
 from tests.processes import ROOT
 
 pytestmark = pytest.mark.e2e

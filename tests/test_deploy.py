@@ -24,10 +24,11 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoPermissionError
 from redis.retry import Retry
 
-from coordinator import CoordinatorError, Lease, functions
-from coordinator.daemon import Daemon
+from coordinator import CoordinatorError, Lease
+from coordinator.daemon.daemon import Daemon
+from coordinator.protocol import functions
 from coordinator.settings import ENV_PREFIX, Settings, load_settings
-from coordinator.status import cluster_status
+from coordinator.watching.status import cluster_status
 from tests.redis_server import free_port, redis_server_binary, running_redis
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"

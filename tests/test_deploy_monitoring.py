@@ -12,7 +12,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from coordinator.daemon import Daemon
+from coordinator.daemon.daemon import Daemon
 from coordinator.settings import load_settings
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"

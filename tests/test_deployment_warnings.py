@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fakeredis
 
-from coordinator.daemon import Daemon
+from coordinator.daemon.daemon import Daemon
 from coordinator.settings import load_settings
 from tests.log_capture import capture_logs
 

@@ -10,11 +10,11 @@ from typing import Any
 import fakeredis
 import pytest
 
-from coordinator.daemon import Daemon
+from coordinator.daemon.daemon import Daemon
+from coordinator.daemon.hooks import Hooks, LeaderContext
+from coordinator.daemon.threaded import BackgroundDaemon
 from coordinator.errors import BackendUnavailableError
-from coordinator.hooks import Hooks, LeaderContext
 from coordinator.settings import load_settings
-from coordinator.threaded import BackgroundDaemon
 from tests.redis_server import RedisServer
 
 
@@ -133,7 +133,7 @@ async def test_a_bad_database_index_is_a_connection_error_not_a_lease_error(
     """Without require_redis the same fault must read as Redis refusing the connection."""
     import redis.asyncio as aioredis
 
-    from coordinator.boundary import redis_errors
+    from coordinator.connection.boundary import redis_errors
 
     client = aioredis.Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/99")
     try:
@@ -150,9 +150,9 @@ async def test_a_bad_database_index_is_a_connection_error_not_a_lease_error(
 async def test_namespace_is_a_keyword_everywhere() -> None:
     """The README's promise: `namespace=` works in every public function (and
     `from coordinator import watch` is callable even after the submodule was imported)."""
-    import coordinator.watch  # noqa: F401  (binds the package's attribute to the module)
+    import coordinator.watching.watch  # noqa: F401  (binds the package's attribute to the module)
     from coordinator import events_since, get_automation_mode, read_lease, watch
-    from coordinator.membership import alive_node_ids, list_controllers, stale_node_ids
+    from coordinator.protocol.membership import alive_node_ids, list_controllers, stale_node_ids
 
     redis = fakeredis.FakeAsyncRedis()
     assert await alive_node_ids(redis, namespace="ns", within_ms=1000) == []

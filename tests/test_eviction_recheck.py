@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from coordinator.clock import Clock
-from coordinator.daemon import Daemon
-from coordinator.eviction import RECHECK_EVERY
+from coordinator.connection.eviction import RECHECK_EVERY
+from coordinator.daemon.daemon import Daemon
 from tests.log_capture import capture_logs
 from tests.redis_server import redis_server_binary, running_redis
 from tests.test_redis_side import settings

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from coordinator import CorruptDataError
-from coordinator.lease import EPOCH_STEP
+from coordinator.protocol.lease import EPOCH_STEP
 from tests.redis_server import free_port, redis_server_binary, running_redis
 from tests.test_terms_faults import (
     FENCED,

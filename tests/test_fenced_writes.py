@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from coordinator import FencedWriteRefused, keys
+from coordinator import FencedWriteRefused
 from coordinator.errors import CoordinatorError
-from coordinator.lease import Lease
+from coordinator.protocol import keys
+from coordinator.protocol.lease import Lease
 
 KEY = keys.fenced_key("coordinator", "job")
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import fakeredis
 
-from coordinator.daemon import Daemon
-from coordinator.hooks import Hooks
+from coordinator.daemon.daemon import Daemon
+from coordinator.daemon.hooks import Hooks
 from coordinator.settings import load_settings
 
 

@@ -11,10 +11,10 @@ import redis as redis_sync
 import redis.asyncio as aioredis
 from redis.exceptions import NoPermissionError
 
-from coordinator import functions, keys
 from coordinator.errors import CoordinatorError, CorruptDataError
-from coordinator.lease import Lease
-from coordinator.scripts import SCRIPT_NAMES, client_path, release_command, script_source, use_path
+from coordinator.protocol import functions, keys
+from coordinator.protocol.lease import Lease
+from coordinator.protocol.scripts import SCRIPT_NAMES, client_path, release_command, script_source, use_path
 from tests.redis_server import RedisServer, redis_server_binary, running_redis
 from tests.test_script_errors import CASES, SCRIPTS, _snapshot
 

@@ -18,11 +18,12 @@ import pytest
 import redis as redis_sync
 import redis.asyncio as aioredis
 
-from coordinator import functions, guardian_redis, keys, scripts
-from coordinator.guardian import Guarded, Known, apply
-from coordinator.guardian_link import guardian_command, redis_message, release_command
-from coordinator.guardian_redis import send_release
-from coordinator.lease import Lease
+from coordinator.guardian import guardian_redis
+from coordinator.guardian.guardian import Guarded, Known, apply
+from coordinator.guardian.guardian_link import guardian_command, redis_message, release_command
+from coordinator.guardian.guardian_redis import send_release
+from coordinator.protocol import functions, keys, scripts
+from coordinator.protocol.lease import Lease
 from coordinator.settings import load_settings
 from tests.redis_server import RedisServer, free_port, redis_server_binary, running_redis
 

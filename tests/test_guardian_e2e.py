@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import redis as redis_sync
 
-from coordinator import keys
+from coordinator.protocol import keys
 from tests.redis_server import RedisServer
 from tests.test_child import _first_line, _lines
 from tests.test_child_lifecycle import START_WAIT, TTL, Nodes, _state, _writer

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from coordinator import Lease, keys
-from coordinator.daemon import Daemon
-from coordinator.handoff import Candidate, choose_handoff, request_handoff
-from coordinator.membership import Heartbeat, list_controllers
+from coordinator import Lease
+from coordinator.daemon.daemon import Daemon
+from coordinator.daemon.handoff_choice import Candidate, choose_handoff, request_handoff
+from coordinator.daemon.state import Role
+from coordinator.protocol import keys
+from coordinator.protocol.membership import Heartbeat, list_controllers
 from coordinator.settings import load_settings
-from coordinator.state import Role
 
 NOW = 100_000
 
@@ -240,7 +241,7 @@ async def test_a_flapping_preferred_node_never_takes_over(redis: Any) -> None:
 
 
 async def test_who_is_alive_and_who_went_stale_are_range_queries(redis: Any) -> None:
-    from coordinator.membership import alive_node_ids, stale_node_ids
+    from coordinator.protocol.membership import alive_node_ids, stale_node_ids
 
     def beat(node: str) -> Heartbeat:
         return Heartbeat(redis, namespace="coordinator", node_id=node, host="h", role="standby",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.membership import Heartbeat, list_controllers
+from coordinator.protocol.membership import Heartbeat, list_controllers
 from tests.processes import coordinator, coordinator_env, daemons
 from tests.redis_server import RedisServer
 
@@ -65,7 +65,7 @@ async def test_controller_records_say_which_lease_they_compete_for(redis: object
 
 
 async def test_a_release_to_a_node_of_another_lease_reserves_nothing(redis: object) -> None:
-    from coordinator.lease import Lease
+    from coordinator.protocol.lease import Lease
 
     await Heartbeat(redis, namespace="scope", node_id="c", host="h", role="standby", priority=50,
                     version="1", instance_id="i", interval=1, retention=60, lease="reports").beat()

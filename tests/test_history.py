@@ -7,16 +7,17 @@ from typing import Any
 
 import pytest
 
-from coordinator import CorruptDataError, InvalidArgumentError, Lease, keys
-from coordinator.event_models import (
+from coordinator import CorruptDataError, InvalidArgumentError, Lease
+from coordinator.protocol import keys
+from coordinator.protocol.event_models import (
     AutomationModeChanged,
     LeaderChanged,
     LeaseReleased,
     OtherEvent,
     parse_event,
 )
-from coordinator.history import events_since, next_stream_id, parse_duration_ms, parse_stream_id
-from coordinator.modes import set_automation_mode
+from coordinator.protocol.modes import set_automation_mode
+from coordinator.watching.history import events_since, next_stream_id, parse_duration_ms, parse_stream_id
 from tests.log_capture import capture_logs
 
 
@@ -133,8 +134,8 @@ def test_events_and_records_give_a_dict_and_json_text() -> None:
     """to_dict() is the JSON object as a dict, to_json() the same object as text."""
     import json
 
-    from coordinator.event_models import parse_event
-    from coordinator.eviction import RedisReport
+    from coordinator.connection.eviction import RedisReport
+    from coordinator.protocol.event_models import parse_event
 
     event = parse_event(json.dumps({"type": "lease_released", "lease": "global",
                                     "holder_id": "a", "term": 5, "at": 9}), source="test")

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import redis as sync_redis
 
-from coordinator import keys
-from coordinator.history import events_since
-from coordinator.modes import set_automation_mode
-from coordinator.watch import watch
+from coordinator.protocol import keys
+from coordinator.protocol.modes import set_automation_mode
+from coordinator.watching.history import events_since
+from coordinator.watching.watch import watch
 from tests.processes import coordinator
 from tests.redis_server import RedisServer
 

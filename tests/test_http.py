@@ -19,11 +19,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from coordinator.cli import EXIT_UNAVAILABLE, EXIT_USAGE, main
-from coordinator.daemon import Daemon
-from coordinator.errors import CoordinatorError
-from coordinator.eviction import RedisReport, report_for
-from coordinator.http import (
+from coordinator.cli.main import EXIT_UNAVAILABLE, EXIT_USAGE, main
+from coordinator.connection.eviction import RedisReport, report_for
+from coordinator.daemon.daemon import Daemon
+from coordinator.daemon.http import (
     EVICT_AFTER,
     HttpServer,
     Request,
@@ -32,7 +31,8 @@ from coordinator.http import (
     readiness,
     route,
 )
-from coordinator.metrics import Metrics
+from coordinator.daemon.metrics import Metrics
+from coordinator.errors import CoordinatorError
 from coordinator.settings import Settings, SettingsError, load_settings
 from tests.redis_server import RedisServer, free_port
 

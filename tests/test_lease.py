@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from coordinator import CorruptDataError, InvalidArgumentError, Lease, keys
+from coordinator import CorruptDataError, InvalidArgumentError, Lease
+from coordinator.protocol import keys
 
 
 def lease(redis: Any, holder: str, ttl: float = 5.0, **kw: Any) -> Lease:

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from coordinator.cli_watch import render
-from coordinator.event_models import LeaderChanged, LeaseExpired, LeaseReleased, Resync
-from coordinator.lease_expiry import (
+from coordinator.cli.watch import render
+from coordinator.protocol.event_models import LeaderChanged, LeaseExpired, LeaseReleased, Resync
+from coordinator.protocol.records import LeaseRecord
+from coordinator.watching.lease_expiry import (
     MARGIN,
     OVERDUE_POLL,
     Picture,
@@ -19,7 +20,6 @@ from coordinator.lease_expiry import (
     from_reading,
     recheck_deadline,
 )
-from coordinator.records import LeaseRecord
 
 TERM = 1_796_000_000_000  # terms look like Unix ms
 

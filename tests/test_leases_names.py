@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator import keys
 from coordinator.errors import InvalidArgumentError
 from coordinator.leases.names import (
     ALL_LEASES,
@@ -14,6 +13,7 @@ from coordinator.leases.names import (
     parse_lease_names,
     parse_lease_selector,
 )
+from coordinator.protocol import keys
 from coordinator.settings import SettingsError
 
 

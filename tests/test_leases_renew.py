@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from coordinator import keys
 from coordinator.errors import CorruptDataError, InvalidArgumentError
 from coordinator.leases.renew import ManyLeaseRenewer, ManyRenewed
-from coordinator.membership import Heartbeat
-from coordinator.scripts import register_scripts, run_script, use_path
+from coordinator.protocol import keys
+from coordinator.protocol.membership import Heartbeat
+from coordinator.protocol.scripts import register_scripts, run_script, use_path
 
 NS = "many"
 HOLDER, INSTANCE, TTL_MS = "node-a", "inst-a", 30_000

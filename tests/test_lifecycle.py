@@ -9,14 +9,10 @@ from typing import Any
 
 import pytest
 
-from coordinator.daemon import LEADER_STOP_WAIT, Daemon
-from coordinator.errors import LeaseLostError
-from coordinator.handoff import request_handoff
-from coordinator.hooks import Hooks, LeaderContext
-from coordinator.membership import Heartbeat
-from coordinator.modes import set_automation_mode
-from coordinator.settings import Settings, load_settings
-from coordinator.state import (
+from coordinator.daemon.daemon import LEADER_STOP_WAIT, Daemon
+from coordinator.daemon.handoff_choice import request_handoff
+from coordinator.daemon.hooks import Hooks, LeaderContext
+from coordinator.daemon.state import (
     Granted,
     Resigned,
     Role,
@@ -28,6 +24,10 @@ from coordinator.state import (
     can_schedule,
     step,
 )
+from coordinator.errors import LeaseLostError
+from coordinator.protocol.membership import Heartbeat
+from coordinator.protocol.modes import set_automation_mode
+from coordinator.settings import Settings, load_settings
 from tests.fake_clock import FakeClock
 from tests.log_capture import capture_logs
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from coordinator.daemon import Daemon
+from coordinator.daemon.daemon import Daemon
 from coordinator.settings import load_settings
 
 FAST = {"lease_ttl": 2, "renew_interval": 0.5, "heartbeat_interval": 0.5}
@@ -51,7 +51,7 @@ def test_the_library_leaves_global_logging_alone() -> None:
     # a host that set up structlog its own way keeps it: importing and running the daemon's
     # logging does not call structlog.configure
     code = (
-        "import structlog, coordinator.daemon, coordinator.logs\n"
+        "import structlog, coordinator.daemon.daemon, coordinator.logs\n"
         "before = structlog.get_config()['processors']\n"
         "coordinator.logs.get_logger('coordinator.x').info('x.y')\n"
         "assert structlog.get_config()['processors'] == before\n"

@@ -6,7 +6,7 @@ import math
 
 from prometheus_client import REGISTRY
 
-from coordinator.metrics import Metrics
+from coordinator.daemon.metrics import Metrics
 
 
 def test_each_metrics_object_has_its_own_registry_and_leaves_the_global_one_alone() -> None:

@@ -9,10 +9,10 @@ import asyncio
 import json
 from typing import Any
 
-from coordinator import keys
-from coordinator.daemon import Daemon
-from coordinator.hooks import Hooks, LeaderContext
-from coordinator.modes import set_automation_mode
+from coordinator.daemon.daemon import Daemon
+from coordinator.daemon.hooks import Hooks, LeaderContext
+from coordinator.protocol import keys
+from coordinator.protocol.modes import set_automation_mode
 from tests.fake_clock import FakeClock
 from tests.log_capture import capture_logs
 from tests.test_lifecycle import HANG, forever, settings, settle, until

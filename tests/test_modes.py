@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from coordinator import CorruptDataError, InvalidArgumentError, keys
-from coordinator.history import events_since
-from coordinator.modes import get_automation_mode, set_automation_mode
+from coordinator import CorruptDataError, InvalidArgumentError
+from coordinator.protocol import keys
+from coordinator.protocol.modes import get_automation_mode, set_automation_mode
+from coordinator.watching.history import events_since
 
 
 async def published(pubsub: Any, timeout: float = 0.3) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.scripts import SCRIPT_NAMES
+from coordinator.protocol.scripts import SCRIPT_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def test_installed_wheel_loads_every_script_from_outside_the_checkout(
         check=True,
     )
     probe = (
-        "import coordinator.scripts as s, pathlib;"
+        "import coordinator.protocol.scripts as s, pathlib;"
         "d = s.lua_directory();"
         f"assert d.is_relative_to(pathlib.Path({str(target)!r})), d;"
         "print(sorted(len(s.script_source(n)) > 0 for n in s.SCRIPT_NAMES))"
@@ -71,8 +71,8 @@ def test_installed_wheel_starts_its_helpers_from_its_own_copy(wheel: Path, tmp_p
     probe = (
         "import json, sys\n"
         f"sys.path.insert(0, {str(target)!r})\n"
-        "from coordinator.watchdog_link import watchdog_command\n"
-        "from coordinator.guardian_link import guardian_command\n"
+        "from coordinator.child.watchdog_link import watchdog_command\n"
+        "from coordinator.guardian.guardian_link import guardian_command\n"
         "print(json.dumps([watchdog_command(0, 0.5, 'n'), guardian_command(0, 'n')]))\n"
     )
     done = subprocess.run([sys.executable, "-I", "-c", probe], cwd=tmp_path, capture_output=True,

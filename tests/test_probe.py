@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from coordinator import keys
-from coordinator.daemon import Daemon
-from coordinator.probe import start_probe
+from coordinator.daemon.daemon import Daemon
+from coordinator.protocol import keys
+from coordinator.protocol.probe import start_probe
 from coordinator.settings import SettingsError, load_settings
 from tests.log_capture import capture_logs
 

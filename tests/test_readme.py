@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from coordinator.event_models import parse_event
+from coordinator.protocol.event_models import parse_event
 from tests.redis_server import RedisServer, free_port, redis_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import redis
 
-from coordinator import keys
-from coordinator.local_redis import debian_or_path_tool, free_port, wait_for_ping
+from coordinator.cli.local_redis import debian_or_path_tool, free_port, wait_for_ping
+from coordinator.protocol import keys
 from tests.chaos.cluster import forget_faketime
 from tests.processes import DaemonProcess, daemons
 

@@ -11,13 +11,13 @@ import fakeredis
 import pytest
 import redis.asyncio as aioredis
 
-from coordinator import keys
 from coordinator.clock import Clock
-from coordinator.daemon import Daemon
-from coordinator.eviction import check_eviction
+from coordinator.connection.eviction import check_eviction
+from coordinator.daemon.daemon import Daemon
+from coordinator.daemon.state import Role
+from coordinator.protocol import keys
 from coordinator.settings import Settings, load_settings
-from coordinator.state import Role
-from coordinator.status import cluster_status, render_status
+from coordinator.watching.status import cluster_status, render_status
 from tests.log_capture import capture_logs
 from tests.redis_server import running_redis
 

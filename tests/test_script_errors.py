@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from coordinator import keys
+from coordinator.daemon.handoff_choice import request_handoff
 from coordinator.errors import CorruptDataError
-from coordinator.handoff import request_handoff
-from coordinator.lease import Lease
 from coordinator.leases.renew import ManyLeaseRenewer
-from coordinator.membership import Heartbeat, list_controllers
-from coordinator.modes import set_automation_mode
+from coordinator.protocol import keys
+from coordinator.protocol.lease import Lease
+from coordinator.protocol.membership import Heartbeat, list_controllers
+from coordinator.protocol.modes import set_automation_mode
 
 NS = "errs"
 

@@ -10,10 +10,10 @@ from typing import Any
 import fakeredis
 import pytest
 
-from coordinator import keys
+from coordinator.connection.sentinel_master import REFUSE, agreed, parse_address
 from coordinator.errors import NotCurrentMasterError
-from coordinator.lease import Lease
-from coordinator.sentinel_master import REFUSE, agreed, parse_address
+from coordinator.protocol import keys
+from coordinator.protocol.lease import Lease
 
 
 def lease(redis: Any, node: str) -> Lease:

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from coordinator import keys
-from coordinator.daemon import Daemon
+from coordinator.daemon.daemon import Daemon
+from coordinator.protocol import keys
 from coordinator.settings import Settings
 from tests.chaos.servers import SERVICE, Servers
 from tests.redis_server import redis_server_binary

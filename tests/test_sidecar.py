@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.guardian_link import guardian_command
+from coordinator.child.watchdog_link import watchdog_command
+from coordinator.guardian.guardian_link import guardian_command
 from coordinator.sidecar import BOOTSTRAP, PACKAGE_ROOT
-from coordinator.watchdog_link import watchdog_command
 
 # what each helper may load of the package: nothing that reaches for redis, pydantic or asyncio
 ALLOWED = {
-    "watchdog": {"coordinator", "coordinator.watchdog_rules", "coordinator.watchdog_processes"},
-    "guardian": {"coordinator", "coordinator.guardian_redis"},
+    # the packages' __init__ modules hold docstrings only
+    "watchdog": {"coordinator", "coordinator.child", "coordinator.child.watchdog_rules",
+                 "coordinator.child.watchdog_processes"},
+    "guardian": {"coordinator", "coordinator.guardian", "coordinator.guardian.guardian_redis"},
 }
 FORBIDDEN = {"redis", "pydantic", "pydantic_settings", "structlog", "asyncio", "hiredis"}
 COMMANDS: dict[str, Callable[[], list[str]]] = {
@@ -68,10 +70,10 @@ def test_a_helper_imports_only_the_standard_library_and_its_own_modules(helper: 
 def test_the_command_names_the_module_by_its_dotted_name_and_the_daemons_own_copy() -> None:
     command = watchdog_command(5, 0.5, "n")
     assert command[:4] == [sys.executable, "-I", "-c", BOOTSTRAP]
-    assert command[4:6] == [str(PACKAGE_ROOT), "coordinator.watchdog"]
+    assert command[4:6] == [str(PACKAGE_ROOT), "coordinator.child.watchdog"]
     assert (PACKAGE_ROOT / "coordinator" / "__init__.py").samefile(
         Path(sys.modules["coordinator"].__file__ or ""))
-    assert guardian_command(5, "n")[4:6] == [str(PACKAGE_ROOT), "coordinator.guardian"]
+    assert guardian_command(5, "n")[4:6] == [str(PACKAGE_ROOT), "coordinator.guardian.guardian"]
 
 
 def test_the_bootstrap_loads_the_package_from_the_folder_given_and_runs_the_module_as_main(
@@ -101,10 +103,10 @@ def test_the_bootstrap_loads_the_package_from_the_folder_given_and_runs_the_modu
 
 def test_a_missing_package_is_a_clear_exit(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-I", "-c", BOOTSTRAP, str(tmp_path),
-                           "coordinator.watchdog", "--help"],
+                           "coordinator.child.watchdog", "--help"],
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 1
-    assert f"no package for coordinator.watchdog in {tmp_path}" in done.stderr
+    assert f"no package for coordinator.child.watchdog in {tmp_path}" in done.stderr
 
 
 @pytest.mark.parametrize("helper", sorted(COMMANDS))

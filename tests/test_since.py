@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator.errors import InvalidArgumentError
-from coordinator.history import parse_since
+from coordinator.watching.history import parse_since
 from tests.processes import coordinator
 from tests.redis_server import RedisServer
 

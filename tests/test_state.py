@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from coordinator.state import (
+from coordinator.daemon.state import (
     DeadlinePassed,
     Failed,
     Granted,

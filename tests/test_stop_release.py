@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from coordinator.daemon import Daemon
-from coordinator.hooks import Hooks, LeaderContext
+from coordinator.daemon.daemon import Daemon
+from coordinator.daemon.hooks import Hooks, LeaderContext
 from tests.fake_clock import FakeClock
 from tests.log_capture import capture_logs
 from tests.test_lifecycle import HANG, forever, settings, settle, until

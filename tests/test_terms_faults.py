@@ -16,8 +16,9 @@ import fakeredis
 import pytest
 import redis.asyncio as aioredis
 
-from coordinator import CorruptDataError, InvalidArgumentError, Lease, LeaseRecord, keys
-from coordinator.lease import MAX_TERM
+from coordinator import CorruptDataError, InvalidArgumentError, Lease, LeaseRecord
+from coordinator.protocol import keys
+from coordinator.protocol.lease import MAX_TERM
 from tests.redis_server import RedisServer, redis_server_binary, running_redis
 
 FENCED = keys.fenced_key("coordinator", "shared")

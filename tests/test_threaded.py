@@ -7,10 +7,10 @@ import threading
 import time
 from typing import Any
 
-from coordinator.hooks import Hooks, LeaderContext
-from coordinator.modes import set_automation_mode
+from coordinator.daemon.hooks import Hooks, LeaderContext
+from coordinator.daemon.threaded import BackgroundDaemon
+from coordinator.protocol.modes import set_automation_mode
 from coordinator.settings import load_settings
-from coordinator.threaded import BackgroundDaemon
 from tests.redis_server import RedisServer
 
 

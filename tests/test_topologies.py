@@ -14,14 +14,15 @@ from typing import Any
 import pytest
 import redis
 
-from coordinator import Lease, keys
-from coordinator.backend import connect
-from coordinator.daemon import Daemon
-from coordinator.local_redis import debian_or_path_tool, free_cluster_port
-from coordinator.membership import Heartbeat, list_controllers
+from coordinator import Lease
+from coordinator.cli.local_redis import debian_or_path_tool, free_cluster_port
+from coordinator.connection.backend import connect
+from coordinator.daemon.daemon import Daemon
+from coordinator.daemon.state import Role
+from coordinator.protocol import keys
+from coordinator.protocol.membership import Heartbeat, list_controllers
 from coordinator.settings import load_settings
-from coordinator.state import Role
-from coordinator.status import cluster_status
+from coordinator.watching.status import cluster_status
 from tests.processes import coordinator, daemons
 from tests.redis_server import RedisServer, free_port, redis_server_binary, running_redis
 

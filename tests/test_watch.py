@@ -16,8 +16,9 @@ import fakeredis
 import pytest
 import redis.asyncio as aioredis
 
-from coordinator import InvalidArgumentError, Lease, keys
-from coordinator.event_models import (
+from coordinator import InvalidArgumentError, Lease
+from coordinator.protocol import keys
+from coordinator.protocol.event_models import (
     AutomationModeChanged,
     Disconnected,
     Gap,
@@ -28,10 +29,10 @@ from coordinator.event_models import (
     StateChanged,
     WatchEvent,
 )
-from coordinator.events import publish
-from coordinator.history import events_since
-from coordinator.modes import set_automation_mode
-from coordinator.watch import backoff_delay, watch, watch_with_callbacks
+from coordinator.protocol.events import publish
+from coordinator.protocol.modes import set_automation_mode
+from coordinator.watching.history import events_since
+from coordinator.watching.watch import backoff_delay, watch, watch_with_callbacks
 from tests.log_capture import capture_logs
 from tests.redis_server import RedisServer, running_redis
 

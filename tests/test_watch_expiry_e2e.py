@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from coordinator import keys
-from coordinator.event_models import LeaderChanged, LeaseExpired, Resync, WatchEvent
-from coordinator.watch import watch
+from coordinator.protocol import keys
+from coordinator.protocol.event_models import LeaderChanged, LeaseExpired, Resync, WatchEvent
+from coordinator.watching.watch import watch
 from tests.processes import FAST, coordinator_env, daemons
 from tests.redis_server import RedisServer
 

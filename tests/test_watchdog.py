@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from coordinator.watchdog_link import encode, spawn_watchdog
-from coordinator.watchdog_processes import descendants
-from coordinator.watchdog_rules import (
+from coordinator.child.watchdog_link import encode, spawn_watchdog
+from coordinator.child.watchdog_processes import descendants
+from coordinator.child.watchdog_rules import (
     Tenure,
     Watch,
     belongs,

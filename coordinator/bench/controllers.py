@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from coordinator.membership import Heartbeat
+from coordinator.protocol.membership import Heartbeat
 
 HEARTBEAT_INTERVAL = 1.0  # the "heartbeating once a second"
 RETENTION = 600.0  # the daemon's default

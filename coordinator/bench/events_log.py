@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from coordinator import keys
+from coordinator.protocol import keys
 
 Event = dict[str, Any]
 

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from coordinator import keys
 from coordinator.bench.daemons import DaemonProcess, wait_started
 from coordinator.bench.events_log import Event, EventsLog
 from coordinator.bench.options import FAILOVER_RENEW, FAILOVER_TTL
 from coordinator.bench.redis_info import clock_offset_ms
 from coordinator.bench.stats import summary_ms
+from coordinator.protocol import keys
 
 FLEET = 5  # running daemons; a stopped one is replaced so handovers keep their competition
 READY_STANDBYS = 2  # started standbys a handover waits for

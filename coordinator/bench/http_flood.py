@@ -28,9 +28,9 @@ HELD_HEAD = b"GET /healthz HTTP/1.1\r\nHost: flood\r\n"  # no blank line: the he
 
 async def serve() -> None:
     """The endpoint over a stub daemon; prints its port, serves until stdin closes."""
-    from coordinator.eviction import RedisReport
-    from coordinator.http import HttpServer
-    from coordinator.metrics import Metrics
+    from coordinator.connection.eviction import RedisReport
+    from coordinator.daemon.http import HttpServer
+    from coordinator.daemon.metrics import Metrics
     from coordinator.settings import load_settings
 
     @dataclass

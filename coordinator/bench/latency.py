@@ -9,7 +9,7 @@ from typing import Any
 from coordinator.bench.namespace import BenchNamespace
 from coordinator.bench.redis_info import command_stats, script_calls, stats_delta
 from coordinator.bench.stats import ns_to_ms, percentile, ratio, summary_ms
-from coordinator.lease import Lease
+from coordinator.protocol.lease import Lease
 
 BARE_SCRIPT = "return 1"
 # the "lease-like script", priced beside ours so machines can be compared

@@ -20,9 +20,9 @@ from functools import partial
 from typing import Any
 
 from coordinator.bench.redis_info import command_stats, cpu_seconds, script_calls, stats_delta
-from coordinator.lease import Lease
 from coordinator.leases.renew import ManyLeaseRenewer
-from coordinator.membership import Heartbeat
+from coordinator.protocol.lease import Lease
+from coordinator.protocol.membership import Heartbeat
 
 CONCURRENCY = 16
 TTL = 30.0  # the daemon's default lease TTL: nothing lapses during a run

@@ -14,7 +14,7 @@ from coordinator.bench.processes import child_env, python_module, read_line, wri
 from coordinator.bench.redis_info import command_stats, cpu_seconds, script_calls, stats_delta
 from coordinator.bench.stats import summary_ms
 from coordinator.settings import load_settings
-from coordinator.status import cluster_status
+from coordinator.watching.status import cluster_status
 
 LOAD_WORKERS = 2  # processes sharing the simulated controllers
 

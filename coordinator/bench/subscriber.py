@@ -16,10 +16,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from coordinator import keys
-from coordinator.event_models import LeaderChanged, LeaseReleased, Resync
 from coordinator.logs import configure_logging
-from coordinator.watch import watch
+from coordinator.protocol import keys
+from coordinator.protocol.event_models import LeaderChanged, LeaseReleased, Resync
+from coordinator.watching.watch import watch
 
 TENURE_EVENTS = ("leader_changed", "lease_released")
 

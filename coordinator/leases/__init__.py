@@ -12,9 +12,9 @@ What this package will hold once it is wired into the daemon:
   daemon yet;
 - later: the registry in Redis, the per-lease handover (see docs/leases.md for the design).
 
-It may import ``coordinator.keys``, ``coordinator.errors`` and ``coordinator.settings`` (for
+It may import ``coordinator.protocol.keys``, ``coordinator.errors`` and ``coordinator.settings`` (for
 the rule a name follows and the error that names a setting), and, in ``renew`` only, the
-lease protocol it builds on (``coordinator.scripts``, ``coordinator.lease``,
-``coordinator.membership``); nothing of the daemon or CLI. Nothing here reads the environment;
+lease protocol it builds on (``coordinator.protocol.scripts``, ``coordinator.protocol.lease``,
+``coordinator.protocol.membership``); nothing of the daemon or CLI. Nothing here reads the environment;
 only ``renew`` talks to Redis.
 """

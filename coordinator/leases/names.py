@@ -6,7 +6,7 @@
 ``shard-0 .. shard-63``; an endpoint written with a leading zero pads every number to the
 wider endpoint's width (``shard-{00..63}`` is ``shard-00 .. shard-63``, so names sort the way
 they count). Every expanded name must follow the rule of a lease name today
-(``coordinator.keys.check_name``); a name given twice, an empty item, a second range in one
+(``coordinator.protocol.keys.check_name``); a name given twice, an empty item, a second range in one
 item and more than ``MAX_LEASES`` names are refused, naming the setting.
 
 ``COORDINATOR_LEASE_SELECTOR``: comma-separated glob patterns matched against the whole lease
@@ -21,8 +21,8 @@ import fnmatch
 import re
 from dataclasses import dataclass
 
-from coordinator import keys
 from coordinator.errors import InvalidArgumentError
+from coordinator.protocol import keys
 from coordinator.settings import SettingsError, env_name
 
 # a namespace's registry is read whole by every node each renew interval and one node may

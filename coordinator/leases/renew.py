@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from coordinator import keys
 from coordinator.errors import CorruptDataError, InvalidArgumentError, UnexpectedReplyError
-from coordinator.lease import ttl_to_ms
-from coordinator.membership import ControllerStatus, Heartbeat
-from coordinator.scripts import register_scripts, run_script
+from coordinator.protocol import keys
+from coordinator.protocol.lease import ttl_to_ms
+from coordinator.protocol.membership import ControllerStatus, Heartbeat
+from coordinator.protocol.scripts import register_scripts, run_script
 
 RenewOutcome = Literal["renewed", "lost", "corrupt"]
 _HEARTBEAT_ARGS = 12  # heartbeat.lua's ARGV, passed after renew_many.lua's own four

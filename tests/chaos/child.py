@@ -43,8 +43,9 @@ def _writer(out: _Out, term: int, node: str) -> None:
     import asyncio
 
     async def run() -> None:
-        from coordinator import Lease, keys
-        from coordinator.backend import connect
+        from coordinator import Lease
+        from coordinator.connection.backend import connect
+        from coordinator.protocol import keys
         from coordinator.settings import load_settings
 
         settings = load_settings()

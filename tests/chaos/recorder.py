@@ -26,7 +26,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from coordinator import keys
+from coordinator.protocol import keys
 from tests.chaos.recording import Sample
 from tests.processes import coordinator_env
 

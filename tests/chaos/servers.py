@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from coordinator.local_redis import debian_or_path_tool, free_port, wait_for_ping
+from coordinator.cli.local_redis import debian_or_path_tool, free_port, wait_for_ping
 
 SERVICE = "mymaster"
 _REPL_PASSWORD = "chaos-repl"

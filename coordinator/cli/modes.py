@@ -1,0 +1,39 @@
+"""``coordinator pause | drain | resume``: set the namespace's automation mode."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from coordinator.cli.common import EXIT_OK, EXIT_UNAVAILABLE, fail
+
+if TYPE_CHECKING:
+    from coordinator.protocol.modes import AutomationMode
+    from coordinator.settings import Settings
+
+MODE_COMMANDS: dict[str, tuple[AutomationMode, str]] = {  # the parser needs only these
+    "pause": ("paused", "stop scheduling new work (the leader keeps its lease)"),
+    "drain": ("draining", "let started work finish, start nothing new"),
+    "resume": ("running", "schedule normally again"),
+}
+
+
+async def mode_command(settings: Settings, mode: AutomationMode) -> int:
+    """Set ``mode`` and print what changed; 1 with a one-line error if Redis refuses."""
+    from coordinator.connection.backend import connect
+    from coordinator.errors import CoordinatorError
+    from coordinator.protocol.modes import set_automation_mode
+
+    redis: Any = connect(settings, op_timeout=2.0)
+    try:
+        change = await set_automation_mode(redis, settings.namespace, mode,
+                                           history_maxlen=settings.history_maxlen)
+    except CoordinatorError as e:
+        return fail(f"cannot set the automation mode on {settings.redis_url_redacted}: {e}",
+                    EXIT_UNAVAILABLE)
+    finally:
+        await redis.aclose()
+    if change.changed:
+        print(f"automation mode: {change.previous_mode} -> {change.mode}")
+    else:
+        print(f"automation mode: {change.mode} (unchanged)")
+    return EXIT_OK

@@ -1,0 +1,154 @@
+"""The cluster-wide status: the lease as Redis holds it, and every controller's heartbeat.
+
+A lease key that holds something the coordinator did not write (another type, or a hash with
+fields it cannot parse) does not hide the rest: the snapshot still lists the controllers and
+the mode, and carries an ``error`` object naming the key, its type and the remedy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coordinator.connection.boundary import redis_errors, text
+from coordinator.connection.eviction import check_eviction
+from coordinator.errors import CoordinatorError, CorruptDataError
+from coordinator.protocol import keys
+from coordinator.protocol.corrupt_keys import corrupt_key_remedy
+from coordinator.protocol.lease import read_lease
+from coordinator.protocol.membership import list_controllers, redis_time_ms
+from coordinator.protocol.records import LeaseRecord
+from coordinator.settings import Settings
+
+# the columns of the controller table, in order
+_HEADER = ("NODE", "HOST", "ROLE", "STATE", "LIVENESS", "HEARTBEAT", "LEASE")
+
+
+def lease_remedy(key: str) -> str:
+    """What an operator does about a lease key the coordinator cannot read."""
+    return corrupt_key_remedy(key)
+
+
+async def lease_error(redis: Any, error: CorruptDataError) -> dict[str, Any]:
+    """The ``error`` object of a status whose lease key is corrupt or foreign."""
+    try:
+        with redis_errors(error.key):
+            kind = text(await redis.type(error.key)) or "unknown"
+    except CoordinatorError:  # the type is a detail; the report must still go out
+        kind = "unknown"
+    return {"key": error.key, "type": kind, "detail": error.detail,
+            "remedy": lease_remedy(error.key)}
+
+
+def controller_state(controller: dict[str, Any], lease: LeaseRecord | None,
+                     lease_name: str, *, lease_readable: bool = True) -> str:
+    """leader, standby, degraded or stopping: the heartbeat's status, and the lease's holder
+    (unknown for a live controller while the lease key cannot be read)."""
+    status = controller.get("status")
+    if status in ("degraded", "stopping"):
+        return str(status)
+    if not lease_readable:
+        return "unknown"
+    holds = (lease is not None and not lease.reserved
+             and lease.holder_id == controller.get("node_id")
+             and controller.get("lease") in (None, lease_name))
+    return "leader" if holds else "standby"
+
+
+async def cluster_status(redis: Any, settings: Settings) -> dict[str, Any]:
+    """One JSON-ready object: ``lease`` (or None), ``controllers`` (each with its ``state``),
+    ``automation_mode``, ``redis`` (its maxmemory-policy and warnings) and ``error`` (None,
+    or the unreadable lease key: ``key``, ``type``, ``detail``, ``remedy``)."""
+    error = None
+    record: LeaseRecord | None = None
+    try:
+        record = await read_lease(redis, settings.namespace, settings.lease_name)
+    except CorruptDataError as e:
+        error = await lease_error(redis, e)
+    controllers = await list_controllers(
+        redis, settings.namespace, retention_ms=round(settings.heartbeat_retention * 1000))
+    mode_key = keys.automation_mode_key(settings.namespace)
+    with redis_errors(mode_key):
+        now = await redis_time_ms(redis)
+        mode = text(await redis.get(mode_key)) or "running"
+    redis_report = await check_eviction(redis, timeout=2.0)
+    lease = None
+    if record is not None:
+        lease = {**record.to_dict(), "remaining_ms": max(0, record.lease_expires_at - now)}
+    listed = []
+    for c in controllers:
+        entry = c.to_dict()
+        entry["state"] = controller_state(entry, record, settings.lease_name,
+                                          lease_readable=error is None)
+        listed.append(entry)
+    return {
+        "namespace": settings.namespace,
+        "lease_name": settings.lease_name,
+        "redis_now": now,
+        "lease": lease,
+        "controllers": listed,
+        "automation_mode": mode,
+        "redis": redis_report.to_dict(),
+        "error": error,
+    }
+
+
+def liveness(controller: dict[str, Any]) -> str:
+    """alive, left (it said it was stopping) or stale (its heartbeat is too old)."""
+    if controller.get("alive"):
+        return "alive"
+    return "left" if controller.get("status") == "stopping" else "stale"
+
+
+def render_status(status: dict[str, Any]) -> str:
+    """The human-readable form of ``cluster_status``: a summary, then one table row per
+    controller under a header, the leader marked with ``*``."""
+    lines = []
+    lease = status["lease"]
+    error = status.get("error")
+    if error is not None:
+        lines.append(f"leader: unknown: lease key {error['key']} (type {error['type']}) "
+                     f"cannot be read: {error['detail']}")
+        lines.append(f"remedy: {error['remedy']}")
+    elif lease is None:
+        lines.append(f"leader: none (lease {status['lease_name']!r} is free)")
+    else:
+        lines.append(
+            f"leader: {lease['holder_id']} on {lease['holder_host']}  term {lease['term']}  "
+            f"{lease['remaining_ms'] / 1000:.1f}s left"
+        )
+    lines.append(f"automation mode: {status['automation_mode']}")
+    redis = status.get("redis") or {}
+    lines.append(f"redis maxmemory-policy: {redis.get('maxmemory_policy', 'unknown')}")
+    lines.extend(f"warning: {w}" for w in redis.get("warnings", []))
+    controllers = status["controllers"]
+    lines.append(f"controllers ({len(controllers)}):")
+    if not controllers:
+        return "\n".join(lines)
+    rows = [_HEADER]
+    marks = [""]
+    children: list[str | None] = [None]
+    for c in controllers:
+        state = c.get("state") or c.get("status") or "?"
+        rows.append((c["node_id"], c["host"] or "-", c["role"], state, liveness(c),
+                     f"{c['heartbeat_age_ms'] / 1000:.1f}s ago", c.get("lease") or "?"))
+        marks.append("*" if state == "leader" else "")
+        child = (c.get("metadata") or {}).get("child")
+        children.append(render_child(child) if isinstance(child, dict) else None)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
+    for mark, row, child in zip(marks, rows, children, strict=True):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append(f"{mark:<2}" + "  ".join(cells).rstrip())
+        if child is not None:
+            lines.append("    " + child)
+    if any(marks):
+        lines.append("(* the leader)")
+    return "\n".join(lines)
+
+
+def render_child(child: dict[str, Any]) -> str:
+    """One line on a controller's leader-only child (``coordinator run -- CMD``)."""
+    if child.get("running"):
+        state = f"child running, pid {child.get('pid')}, term {child.get('term')}"
+    else:
+        last = child.get("last_exit_status")
+        state = "child not running" + ("" if last is None else f" (last exit status {last})")
+    return f"{state}, {child.get('restarts', 0)} restarts"
