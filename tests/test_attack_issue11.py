@@ -283,3 +283,59 @@ async def test_one_sentinel_of_three_down_does_not_stop_every_grant(tmp_path: Pa
                 await a.stop()
         proxies.close()
         await asyncio.to_thread(servers.close)
+
+
+async def test_a_master_restarted_empty_under_sentinel_leaves_no_two_leaders(
+        tmp_path: Path) -> None:
+    """The Sentinel master is killed -9 and comes back empty before Sentinel counts it down
+    (a restart, no failover: no +switch-master to hear). A fresh daemon B starts at once and
+    is granted on the empty server (with ack=1 once the replica has resynced from it, empty
+    too); A leads on until its next renewal finds the lease gone. README, Guarantees:
+    Sentinel without acknowledgement "0 overlap", with it "0 overlaps in the chaos run's
+    ... empty restarts"; the one-server rows admit up to one renew interval, this row none.
+    (With COORDINATOR_MIN_REPLICAS_ACK=1 the same run showed 0 overlap: held.)"""
+    ack = 0
+    from tests.chaos.servers import SERVICE as CHAOS_SERVICE
+    from tests.chaos.servers import Servers
+    import os
+    if os.environ.get("ATTACK_LOG"):
+        from coordinator.logs import configure_logging
+        configure_logging("console")
+    servers = Servers(tmp_path, replica=True, libfaketime=None)
+    await asyncio.to_thread(servers.start)
+    a = b = None
+
+    def node(name: str) -> Settings:
+        return Settings(redis_url="redis://127.0.0.1:1/0",
+                        redis_sentinels=f"127.0.0.1:{servers.sentinel_port}",
+                        redis_sentinel_service=CHAOS_SERVICE, node_id=name, lease_ttl=6.0,
+                        renew_interval=2.0, heartbeat_interval=0.5, guardian=False,
+                        namespace=NS, min_replicas_ack=ack)
+    try:
+        a = Daemon(node("node-a"))
+        await a.start()
+        assert await a.wait_until_leader(5)
+        await asyncio.sleep(0.3)  # just after a renewal: the window is the rest of the interval
+        await asyncio.to_thread(servers.restart_master, kill=True, empty=True)
+        b = Daemon(node("node-b"))
+        await b.start()
+        both_total = 0.0
+        end = time.monotonic() + 6
+        last = time.monotonic()
+        while time.monotonic() < end:
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            if a.can_schedule() and b.can_schedule():
+                both_total += now - last
+            last = now
+        print(f"ack={ack}: master restarted empty, Sentinel names "
+              f"{servers.sentinel_master()} (master {servers.master_port}); A term "
+              f"{a.state.term} leads={a.can_schedule()}; B term {b.state.term} "
+              f"leads={b.can_schedule()}; both allowed to schedule for {both_total:.3f} s")
+        assert both_total == 0.0, f"A and B were both allowed to schedule for {both_total:.3f} s"
+    finally:
+        for daemon in (b, a):
+            if daemon is not None:
+                with contextlib.suppress(Exception):
+                    await daemon.stop()
+        await asyncio.to_thread(servers.close)
