@@ -339,3 +339,82 @@ async def test_a_master_restarted_empty_under_sentinel_leaves_no_two_leaders(
                 with contextlib.suppress(Exception):
                     await daemon.stop()
         await asyncio.to_thread(servers.close)
+
+
+async def test_a_handover_lost_in_a_failover_gives_the_old_term_back_to_the_old_leader(
+        tmp_path: Path) -> None:
+    """`coordinator handoff --to B` while the replica's link is down: A releases the lease
+    reserved for B and B is granted term T_B > T_A, all on the old master only. Sentinel
+    then fails over: the promoted replica still holds A's lease of term T_A (unexpired). B
+    hears the switch, leaves, finds A's lease there. A, a standby since its handover, asks
+    acquire.lua, which finds A's own holder and instance id and *renews* it: A leads again
+    under T_A, after T_B > T_A was granted, and its fenced writes of T_A are accepted.
+    Promise: "term T accepted after a term above T was granted anywhere" never happens."""
+    from coordinator.handoff import request_handoff
+    from tests.chaos.servers import SERVICE as CHAOS_SERVICE
+    from tests.chaos.servers import Servers
+    servers = Servers(tmp_path, replica=True, libfaketime=None)
+    await asyncio.to_thread(servers.start)
+    a = b = None
+
+    def node(name: str) -> Settings:
+        return Settings(redis_url="redis://127.0.0.1:1/0",
+                        redis_sentinels=f"127.0.0.1:{servers.sentinel_port}",
+                        redis_sentinel_service=CHAOS_SERVICE, node_id=name, lease_ttl=20.0,
+                        renew_interval=0.5, heartbeat_interval=0.5, guardian=False,
+                        namespace=NS)
+    try:
+        a = Daemon(node("node-a"))
+        await a.start()
+        assert await a.wait_until_leader(5)
+        b = Daemon(node("node-b"))
+        await b.start()
+        await asyncio.sleep(1.5)  # B's heartbeats reach the replica: it is alive there too
+        t_a = a.state.term
+        assert t_a is not None
+        await asyncio.to_thread(servers.cut_replication)
+        old = servers.master_port
+        client = aioredis.Redis(port=old)
+        try:
+            asked = await request_handoff(client, NS, "global", "node-b", ttl_ms=10_000)
+        finally:
+            await client.aclose()
+        assert asked.outcome == "requested", asked
+        assert await b.wait_until_leader(5), "the handover did not reach B"
+        t_b = b.state.term
+        assert t_b is not None and t_b > t_a
+        new = None
+        for _ in range(10):  # Sentinel may refuse at first (NOGOODSLAVE until its next INFO)
+            new = await asyncio.to_thread(servers.force_failover)
+            if new is not None:
+                break
+            await asyncio.sleep(0.5)
+        assert new is not None and new != old
+        end = time.monotonic() + 5
+        while time.monotonic() < end and not a.can_schedule():
+            await asyncio.sleep(0.02)
+        led_again = a.can_schedule() and a.state.term == t_a
+        write = None
+        if led_again:
+            write = await a.lease.fenced_set(keys.fenced_key(NS, "job"), "stale", t_a,
+                                             raise_on_refused=False)
+        lease = await lease_on_plain(new)
+        print(f"T_A={t_a}, T_B={t_b} (granted on the old master {old}, lost); new master "
+              f"{new} lease holder={lease.get('holder_id')} term={lease.get('term')}; A leads "
+              f"again under T_A: {led_again}; A's fenced write of T_A accepted: "
+              f"{None if write is None else write.accepted}; B leads={b.can_schedule()}")
+        assert not led_again, "A leads again under T_A after T_B > T_A was granted"
+    finally:
+        for daemon in (b, a):
+            if daemon is not None:
+                with contextlib.suppress(Exception):
+                    await daemon.stop()
+        await asyncio.to_thread(servers.close)
+
+
+async def lease_on_plain(port: int) -> dict[str, str]:
+    client = aioredis.Redis(port=port, decode_responses=True, socket_timeout=1)
+    try:
+        return dict(await client.hgetall(keys.lease_key(NS, "global")))
+    finally:
+        await client.aclose()
