@@ -255,7 +255,9 @@ async def test_a_partition_leaves_two_leaders_one_on_the_master_sentinel_replace
         await asyncio.to_thread(servers.close)
 
 
-async def test_one_sentinel_of_three_down_does_not_stop_every_grant(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fault", ["refused", "slow"])
+async def test_one_sentinel_of_three_down_does_not_stop_every_grant(
+        tmp_path: Path, fault: str) -> None:
     """One Sentinel of three is down (its host refuses connections); two answer and agree.
     README: "No new tenure is granted while no Sentinel answers, or while the Sentinels that
     answer name different masters": here two answer and agree, so a free lease should be
@@ -268,12 +270,15 @@ async def test_one_sentinel_of_three_down_does_not_stop_every_grant(tmp_path: Pa
     try:
         s0, s1, s2 = servers.sentinel_ports
         down = proxies.add("s2-host", s2).port
-        proxies._call(proxies.proxies["s2-host"].close())  # S2's host: connection refused
+        if fault == "refused":
+            proxies._call(proxies.proxies["s2-host"].close())  # S2's host: connection refused
+        else:
+            proxies.delay("s2-host", 0.6)  # S2 answers, 0.6 s late
         a = Daemon(sentinel_settings("node-a", [s0, s1, down]))
         started = time.monotonic()
         await a.start()
         led = await a.wait_until_leader(10)
-        print(f"one Sentinel of three refusing connections: led={led} after "
+        print(f"one Sentinel of three {fault}: led={led} after "
               f"{time.monotonic() - started:.2f} s (TTL 2 s, renew 0.5 s); status "
               f"{a.state.role} last_error={getattr(a.state, 'last_error', None)}")
         assert led, "no grant in 10 s although two of three Sentinels answer and agree"
