@@ -21,10 +21,13 @@ import redis.asyncio as aioredis
 
 from coordinator import keys
 from coordinator.daemon import Daemon
+from coordinator.handoff import request_handoff
 from coordinator.local_redis import debian_or_path_tool, free_port
-from coordinator.settings import Settings
+from coordinator.settings import Settings, load_settings
 from tests.chaos.proxy import ProxyHost
-from tests.redis_server import redis_server_binary
+from tests.chaos.servers import SERVICE as CHAOS_SERVICE
+from tests.chaos.servers import Servers
+from tests.redis_server import redis_server_binary, running_redis
 
 pytestmark = [pytest.mark.real, pytest.mark.skipif(
     redis_server_binary() is None, reason="no redis-server binary (apt-get install redis-server)")]
@@ -158,6 +161,22 @@ def sentinel_settings(node: str, sentinels: list[int], *, ttl: float = 2.0,
                     redis_sentinel_service=SERVICE, node_id=node, lease_ttl=ttl,
                     renew_interval=renew, heartbeat_interval=0.5, guardian=False, namespace=NS,
                     redis_sentinel_password=SENTINEL_PASSWORD)
+
+
+async def overlap_while(a: Daemon, get_b: Any, seconds: float) -> float:
+    """Seconds during which both daemons were allowed to schedule, sampled every 1 ms for
+    ``seconds`` (``get_b`` returns the second daemon once it exists)."""
+    total = 0.0
+    end = time.monotonic() + seconds
+    last = time.monotonic()
+    while time.monotonic() < end:
+        await asyncio.sleep(0.001)
+        now = time.monotonic()
+        b = get_b()
+        if b is not None and a.can_schedule() and b.can_schedule():
+            total += now - last
+        last = now
+    return total
 
 
 async def lease_on(port: int) -> dict[str, str]:
@@ -300,12 +319,6 @@ async def test_a_master_restarted_empty_under_sentinel_leaves_no_two_leaders(
     ... empty restarts"; the one-server rows admit up to one renew interval, this row none.
     (With COORDINATOR_MIN_REPLICAS_ACK=1 the same run showed 0 overlap: held.)"""
     ack = 0
-    from tests.chaos.servers import SERVICE as CHAOS_SERVICE
-    from tests.chaos.servers import Servers
-    import os
-    if os.environ.get("ATTACK_LOG"):
-        from coordinator.logs import configure_logging
-        configure_logging("console")
     servers = Servers(tmp_path, replica=True, libfaketime=None)
     await asyncio.to_thread(servers.start)
     a = b = None
@@ -323,16 +336,9 @@ async def test_a_master_restarted_empty_under_sentinel_leaves_no_two_leaders(
         await asyncio.sleep(0.3)  # just after a renewal: the window is the rest of the interval
         await asyncio.to_thread(servers.restart_master, kill=True, empty=True)
         b = Daemon(node("node-b"))
+        sampler = asyncio.ensure_future(overlap_while(a, lambda: b, 6))
         await b.start()
-        both_total = 0.0
-        end = time.monotonic() + 6
-        last = time.monotonic()
-        while time.monotonic() < end:
-            await asyncio.sleep(0.005)
-            now = time.monotonic()
-            if a.can_schedule() and b.can_schedule():
-                both_total += now - last
-            last = now
+        both_total = await sampler
         print(f"ack={ack}: master restarted empty, Sentinel names "
               f"{servers.sentinel_master()} (master {servers.master_port}); A term "
               f"{a.state.term} leads={a.can_schedule()}; B term {b.state.term} "
@@ -355,9 +361,6 @@ async def test_a_handover_lost_in_a_failover_gives_the_old_term_back_to_the_old_
     acquire.lua, which finds A's own holder and instance id and *renews* it: A leads again
     under T_A, after T_B > T_A was granted, and its fenced writes of T_A are accepted.
     Promise: "term T accepted after a term above T was granted anywhere" never happens."""
-    from coordinator.handoff import request_handoff
-    from tests.chaos.servers import SERVICE as CHAOS_SERVICE
-    from tests.chaos.servers import Servers
     servers = Servers(tmp_path, replica=True, libfaketime=None)
     await asyncio.to_thread(servers.start)
     a = b = None
@@ -423,3 +426,48 @@ async def lease_on_plain(port: int) -> dict[str, str]:
         return dict(await client.hgetall(keys.lease_key(NS, "global")))
     finally:
         await client.aclose()
+
+
+async def test_an_evicted_lease_lets_a_second_node_lead_while_the_first_still_schedules() -> None:
+    """One Redis (the guaranteed "never" row): an operator sets maxmemory with an allkeys
+    policy (the daemon only warns: redis.eviction_risk); a burst of other data evicts the
+    lease hash. A fresh daemon B is granted at once; A leads on until its next renewal (or
+    until B's event prompts it to look). Promise: memory policy cannot silently end a lease
+    early while the old leader still schedules; README one-server row: two nodes allowed to
+    schedule "never, except after a forward step of Redis's clock"."""
+    with running_redis() as server:
+        def node(name: str) -> Settings:
+            return load_settings(redis_url=server.url, node_id=name, lease_ttl=6.0,
+                                 renew_interval=2.0, heartbeat_interval=0.5, guardian=False,
+                                 namespace=NS)
+        a = Daemon(node("node-a"))
+        b = None
+        client = aioredis.Redis.from_url(server.url)
+        try:
+            await a.start()
+            assert await a.wait_until_leader(5)
+            await asyncio.sleep(0.2)  # just after a renewal
+            used = int((await client.info("memory"))["used_memory"])
+            await client.config_set("maxmemory-policy", "allkeys-random")
+            await client.config_set("maxmemory", str(used + 2_000_000))
+            lease_key = keys.lease_key(NS, "global")
+            filler = 0
+            while await client.exists(lease_key) and filler < 20_000:
+                await client.set(f"junk:{filler}", b"x" * 2000)
+                filler += 1
+            evicted = not await client.exists(lease_key)
+            b = Daemon(node("node-b"))
+            sampler = asyncio.ensure_future(overlap_while(a, lambda: b, 3))
+            await b.start()
+            both_total = await sampler
+            print(f"lease evicted={evicted} after {filler} filler keys; A leads="
+                  f"{a.can_schedule()} term {a.state.term}; B leads={b.can_schedule()} term "
+                  f"{b.state.term}; both allowed to schedule for {both_total:.3f} s")
+            assert evicted, "the lease was not evicted: no attack"
+            assert both_total == 0.0, f"A and B were both allowed to schedule for {both_total:.3f} s"
+        finally:
+            for daemon in (b, a):
+                if daemon is not None:
+                    with contextlib.suppress(Exception):
+                        await daemon.stop()
+            await client.aclose()
