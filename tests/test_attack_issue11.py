@@ -19,10 +19,10 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from coordinator import keys
-from coordinator.daemon import Daemon
-from coordinator.handoff import request_handoff
-from coordinator.local_redis import debian_or_path_tool, free_port
+from coordinator.cli.local_redis import debian_or_path_tool, free_port
+from coordinator.daemon.daemon import Daemon
+from coordinator.daemon.handoff_choice import request_handoff
+from coordinator.protocol import keys
 from coordinator.settings import Settings, load_settings
 from tests.chaos.proxy import ProxyHost
 from tests.chaos.servers import SERVICE as CHAOS_SERVICE

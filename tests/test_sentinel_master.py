@@ -70,7 +70,11 @@ def test_parse_address() -> None:
 
 def test_agreed() -> None:
     a, b = ("127.0.0.1", 1), ("127.0.0.1", 2)
-    assert agreed([a, a, None]) == a  # an unreachable Sentinel does not block
-    assert agreed([a, b]) is None  # a switch that reached one Sentinel only: no grant
-    assert agreed([None, None]) is None  # no Sentinel answered: no grant
-    assert agreed([]) is None
+    assert agreed([a, a, None], 3) == a  # an unreachable Sentinel does not block
+    assert agreed([a, a], 3) == a  # nor does one not heard yet: two of three are a majority
+    assert agreed([a, b], 2) is None  # a switch that reached one Sentinel only: no grant
+    assert agreed([a, b, b], 3) == b  # the majority decides
+    assert agreed([a], 3) is None  # a minority left with a replaced master grants nothing
+    assert agreed([a], 1) == a  # one Sentinel configured: it is the majority
+    assert agreed([None, None], 2) is None  # no Sentinel answered: no grant
+    assert agreed([], 1) is None

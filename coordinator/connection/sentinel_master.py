@@ -14,9 +14,16 @@ learns the new master's at its next INFO refresh, up to ten seconds later (measu
 an empty runid after SENTINEL FAILOVER, Redis 7.0), and after a plain restart it keeps the
 dead process's run_id as long. The server at the named address knows its own at once.
 
-No usable answer means no grant (``REFUSE``): no Sentinel answered; the answering ones name
-different addresses (a switch that reached some Sentinels only: seconds); the named server
-did not answer INFO. Renewals of a held tenure never wait on this.
+A grant needs a majority of the configured Sentinels naming one address, as Sentinel's own
+failover needs a majority to be authorised: two daemons on either side of a partition cannot
+both hear a majority name their master, so a minority of Sentinels left with a replaced
+master (which nobody can then demote) grants nothing through it. The asks run in parallel
+and the first majority decides: a Sentinel that is down or slow delays no grant while the
+others agree (each ask is bounded, without redis-py's reconnect retries).
+
+No usable answer means no grant (``REFUSE``): fewer than a majority named one address (no
+Sentinel answered; a switch that reached some Sentinels only: seconds); the named server did
+not answer INFO. Renewals of a held tenure never wait on this.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 Address = tuple[str, int]
@@ -45,10 +54,19 @@ def parse_address(reply: Any) -> Address | None:
     return None
 
 
-def agreed(answers: Sequence[Address | None]) -> Address | None:
-    """The address every Sentinel that answered names; None when none did or they differ."""
-    named = {a for a in answers if a is not None}
-    return named.pop() if len(named) == 1 else None
+def majority(configured: int) -> int:
+    """How many Sentinels must name one address: more than half of those configured."""
+    return configured // 2 + 1
+
+
+def agreed(answers: Sequence[Address | None], configured: int) -> Address | None:
+    """The address a majority of the ``configured`` Sentinels names; None when none does."""
+    votes: dict[Address, int] = {}
+    for answer in answers:
+        if answer is not None:
+            votes[answer] = votes.get(answer, 0) + 1
+    winners = [a for a, n in votes.items() if n >= majority(configured)]
+    return winners[0] if len(winners) == 1 else None
 
 
 @dataclass
@@ -62,15 +80,17 @@ class SentinelMasters:
     server_kwargs: dict[str, Any]  # credentials and TLS of the service's servers
 
     def __post_init__(self) -> None:
+        # one try per ask: a Sentinel that is down must not hold the others' answer up
         self._sentinels = [aioredis.Redis(host=h, port=p, password=self.password,
                                           socket_connect_timeout=self.timeout,
-                                          socket_timeout=self.timeout)
+                                          socket_timeout=self.timeout,
+                                          retry=Retry(NoBackoff(), 0))
                            for h, p in self.addresses]
         self._servers: dict[Address, Any] = {}
 
     async def current(self) -> str:
         """The run_id of the master the Sentinels name now, or ``REFUSE``."""
-        address = agreed(await asyncio.gather(*(self._ask(s) for s in self._sentinels)))
+        address = await self._majority_address()
         if address is None:
             return REFUSE
         server = self._servers.get(address)
@@ -83,6 +103,25 @@ class SentinelMasters:
             return REFUSE
         run_id = info.get("run_id") if isinstance(info, dict) else None
         return str(run_id) if run_id else REFUSE
+
+    async def _majority_address(self) -> Address | None:
+        """The first address a majority names, without waiting for the rest; None when the
+        answers cannot reach a majority any more, or the asks ran out of time."""
+        asks = [asyncio.ensure_future(self._ask(s)) for s in self._sentinels]
+        answers: list[Address | None] = []
+        try:
+            async with asyncio.timeout(self.timeout):
+                for next_answer in asyncio.as_completed(asks):
+                    answers.append(await next_answer)
+                    address = agreed(answers, len(asks))
+                    if address is not None:
+                        return address
+        except TimeoutError:
+            pass
+        finally:
+            for ask in asks:
+                ask.cancel()
+        return None
 
     async def _ask(self, sentinel: Any) -> Address | None:
         try:
