@@ -2,7 +2,11 @@
 --
 -- Caller holds it    -> expiry and renewed_at move forward, term unchanged, nothing
 --                       published; code "renew". (A leader's hot path is renew.lua; this is
---                       its fallback and a restarted caller's first call.)
+--                       its fallback and a restarted caller's first call.) Unless the caller
+--                       released that tenure (its term is at or below ARGV[13]): a release
+--                       lost in a failover leaves it on the promoted replica, and resuming
+--                       it would give back a term below one granted since (a handover's,
+--                       on the old master); it is replaced by a new grant, as if free.
 -- No live lease      -> the caller becomes holder with a new term (below), announces
 --                       leader_changed (PUBLISH + history stream); code "acquire".
 -- Another holds it   -> nothing changes; code "held" with the holder's record.
@@ -63,6 +67,8 @@
 -- ARGV[11] the node a reservation was last reported for ("" for none)
 -- ARGV[12] the run_id of the master the Sentinels name now, read from that server itself
 --          ("" for no check: no Sentinel configured; "-": none could be established)
+-- ARGV[13] the highest term of this instance the caller has released ("" or 0 for none): a
+--          lease of the caller's own instance at or below it is an ended tenure, never renewed
 -- The Sentinel check (a grant, and a renewal through this script; "held" and the
 -- reservation's stand-in are never refused; renew.lua, the leader's hot path, is never
 -- checked): with ARGV[12] set, a tenure is granted or renewed here only by the server whose
@@ -88,6 +94,7 @@ local metadata_json, preferred = ARGV[6], ARGV[7]
 local lease_name, channel, history_maxlen = ARGV[8], ARGV[9], tonumber(ARGV[10])
 local target_id = ARGV[11]
 local sentinel_run_id = ARGV[12] or ''
+local released_through = tonumber(ARGV[13]) or 0
 local TERM_LIMIT = 9007199254740992  -- 2^53
 local EPOCH_STEP = 100000000  -- 10^8 (coordinator/lease.py EPOCH_STEP)
 
@@ -165,17 +172,20 @@ if cur[1] or cur[2] or cur[3] then
   if cur[6] and not tonumber(cur[6]) then
     return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' renewed_at')
   end
-  if cur[1] == holder_id and cur[2] == instance_id then
+  local ours = cur[1] == holder_id and cur[2] == instance_id
+  if ours and term_of(cur[3]) > released_through then
     if not_named() then return not_named() end
     redis.call('HSET', lease_key, 'lease_expires_at', expires, 'renewed_at', now)
     redis.call('PEXPIREAT', lease_key, expires)
     return {'renew', now, mode, cur[3], cur[5] or '0', expires}
   end
-  local out = {'held', now, mode}
-  for _, v in ipairs(redis.call('HGETALL', lease_key)) do out[#out + 1] = v end
-  return out
-end
-if redis.call('EXISTS', lease_key) == 1 then
+  if not ours then
+    local out = {'held', now, mode}
+    for _, v in ipairs(redis.call('HGETALL', lease_key)) do out[#out + 1] = v end
+    return out
+  end
+  -- a tenure this caller released (header): granted anew below, over it
+elseif redis.call('EXISTS', lease_key) == 1 then
   return redis.error_reply('COORDINATOR_CORRUPT ' .. lease_key .. ' holder_id')  -- a hash, but none of the lease's fields
 end
 

@@ -241,3 +241,22 @@ def test_a_highest_seen_term_beyond_exact_lua_numbers_is_refused() -> None:
     with pytest.raises(InvalidArgumentError, match="highest_seen_term"):
         asyncio.run(Lease(aioredis.Redis(port=1), holder_id="a", ttl=1).acquire(
             highest_seen_term=2**60))
+
+
+async def test_a_tenure_it_released_is_never_resumed_even_if_the_release_was_lost(redis: Any) -> None:
+    # attack on issue 11: a handover's release lost in a Sentinel failover left the old
+    # leader's lease on the promoted replica, and its next acquire renewed it: the old term
+    # came back after the handover's higher term had been granted (on the old master)
+    a = lease(redis, "a")
+    first = await a.acquire()
+    kept = await redis.hgetall(a.key)  # the lease as a replica that missed the release has it
+    left_ms = await redis.pttl(a.key)
+    assert (await a.release()).released
+    await redis.hset(a.key, mapping=kept)
+    await redis.pexpire(a.key, left_ms)
+    again = await a.acquire()
+    assert again.operation == "acquire", again  # a new tenure, announced, not a renewal
+    assert again.record.term > first.record.term
+    # and a tenure it did not release is still renewed by acquire.lua (its fallback path)
+    a.forget_held()
+    assert (await a.acquire()).operation == "renew"

@@ -107,6 +107,9 @@ class Lease:
         self._redis = redis
         self._scripts = register_scripts(redis)
         self._held: LeaseRecord | None = None  # the record as of this process's last acquire
+        # the highest term of this instance this object released: acquire.lua never resumes
+        # a tenure at or below it (a release lost in a failover must not give that term back)
+        self._released_through = 0
         # the highest term any reply showed: a lease this process gets back after Redis lost
         # its grant (failover, empty restart) must carry a larger term than its old writes
         self._highest_term = 0
@@ -172,6 +175,7 @@ class Lease:
             self.history_maxlen,
             reserved_for or "",
             master_run_id,
+            self._released_through,
         ]
         reply, acked = await self._call(self._scripts.acquire, call_keys, call_args,
                                         wait_replicas, wait_timeout_ms)
@@ -288,6 +292,9 @@ class Lease:
         if code == "released":
             if len(reply) != 4:
                 raise UnexpectedReplyError(f"release replied {reply!r}")
+            held = self._held
+            self._released_through = max(self._released_through, self._highest_term,
+                                         0 if held is None else held.term, term or 0)
             self._held = None
             return ReleaseResult(released=True, current=None, redis_now=now,
                                  reserved_for=reply[2] or None, handoff_refused=reply[3] or None)
