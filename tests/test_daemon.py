@@ -301,7 +301,9 @@ async def test_each_mode_says_what_a_scheduler_pass_does(redis: Any) -> None:
     from coordinator.protocol.modes import set_automation_mode
 
     clock = FakeClock()
-    daemon = Daemon(settings("a"), redis=redis, clock=clock)
+    # a TTL that real time cannot run out (fakeredis and Redis expire on the real clock): on
+    # a loaded machine 2 s passed between steps once, the lease lapsed and was granted anew
+    daemon = Daemon(settings("a", lease_ttl=30, renew_interval=5), redis=redis, clock=clock)
     await daemon.start()
     modes: list[str] = []
 
