@@ -41,6 +41,17 @@ def faketime_capable_binary() -> str | None:
     return found or None
 
 
+def server_role(port: int) -> str | None:
+    """What the server on ``port`` says it is (master, slave, sentinel); None if it does not answer."""
+    client = _client(port)
+    try:
+        return str(client.execute_command("ROLE")[0])
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+
+
 def _client(port: int, timeout: float = 0.5) -> Any:
     return redis.Redis(port=port, socket_timeout=timeout, socket_connect_timeout=timeout,
                        decode_responses=True)
@@ -196,13 +207,7 @@ class Servers:
     # ---- faults ------------------------------------------------------------------------
 
     def role(self, port: int) -> str | None:
-        client = _client(port)
-        try:
-            return str(client.execute_command("ROLE")[0])
-        except redis.RedisError:
-            return None
-        finally:
-            client.close()
+        return server_role(port)
 
     def cut_replication(self) -> None:
         """The replica loses its link and cannot get back (the master refuses its user)."""
