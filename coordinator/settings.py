@@ -39,7 +39,7 @@ class UnknownSettingError(SettingsError, TypeError):
 
 # COORDINATOR_* names the daemon itself sets for a leader-only child (which may run
 # `coordinator status` in turn) that are not settings
-CHILD_ONLY_VARIABLES = frozenset({ENV_PREFIX + "TERM",
+CHILD_ONLY_VARIABLES = frozenset({ENV_PREFIX + "TERM", ENV_PREFIX + "LEASE",
                                   # `coordinator redis install-functions` only (cli/redis_admin.py)
                                   ENV_PREFIX + "REDIS_ADMIN_URL", ENV_PREFIX + "REDIS_ADMIN_URL_FILE"})
 
@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     http_port: int | None = Field(default=None, ge=0, le=65535)
     # off by default: a fenced write per scheduler pass for fault harnesses (coordinator.protocol.probe)
     fence_probe_key: str | None = None
+    # many leases (coordinator/leases/): with none of the three set a daemon holds the one
+    # lease COORDINATOR_LEASE_NAME, exactly as without them
+    leases: str = ""  # names registered at start: "orders,shard-{0..63}"
+    lease_selector: str = ""  # globs of the leases this daemon may hold ("*": any registered)
+    capacity: int | None = Field(default=None, ge=1, le=1_000_000)  # its weight; unset: 1
 
     @field_validator("redis_url")
     @classmethod
@@ -129,6 +134,17 @@ class Settings(BaseSettings):
     @classmethod
     def _names_are_key_safe(cls, value: str | None) -> str | None:
         return None if value is None else _key_safe(keys.check_name, "name", value)
+
+    @field_validator("leases", "lease_selector")
+    @classmethod
+    def _leases_parse(cls, value: str, info: Any) -> str:
+        from coordinator.leases.names import LeaseSettingError, parse_lease_names, parse_lease_selector
+
+        try:
+            (parse_lease_names if info.field_name == "leases" else parse_lease_selector)(value)
+        except LeaseSettingError as e:
+            raise ValueError(e.rule) from None
+        return value
 
     @field_validator("node_id")
     @classmethod
@@ -190,6 +206,31 @@ class Settings(BaseSettings):
             host, _, port = address.rpartition(":")
             pairs.append((host.strip("[]"), int(port)))
         return pairs
+
+    @property
+    def many_leases(self) -> bool:
+        """Whether this daemon places many leases (any of COORDINATOR_LEASES,
+        COORDINATOR_LEASE_SELECTOR, COORDINATOR_CAPACITY set) instead of holding one."""
+        return bool(self.leases.strip() or self.lease_selector.strip() or self.capacity is not None)
+
+    @property
+    def lease_names(self) -> tuple[str, ...]:
+        """The names COORDINATOR_LEASES lists, expanded (its ranges), in the order given."""
+        from coordinator.leases.names import parse_lease_names
+
+        return parse_lease_names(self.leases)
+
+    @property
+    def selector(self) -> Any:
+        """COORDINATOR_LEASE_SELECTOR as a ``LeaseSelector`` (every lease when unset)."""
+        from coordinator.leases.names import parse_lease_selector
+
+        return parse_lease_selector(self.lease_selector)
+
+    @property
+    def effective_capacity(self) -> int:
+        """COORDINATOR_CAPACITY, or 1."""
+        return 1 if self.capacity is None else self.capacity
 
     @property
     def effective_priority(self) -> int:

@@ -37,9 +37,18 @@ _RANGE = re.compile(r"\{([0-9]+)\.\.([0-9]+)\}")  # ASCII digits: \d would take 
 _GLOB_CHARACTERS = "*?"
 
 
+class LeaseSettingError(SettingsError):
+    """A bad ``COORDINATOR_LEASES`` or ``COORDINATOR_LEASE_SELECTOR``; ``rule`` is the message
+    without the variable and the value (what ``load_settings`` puts between them)."""
+
+    def __init__(self, setting: str, rule: str, text: str) -> None:
+        # the same shape as load_settings' messages: "invalid settings: VARIABLE: rule (got ...)"
+        super().__init__(f"invalid settings: {setting}: {rule} (got {text!r})")
+        self.rule = rule
+
+
 def _refuse(setting: str, rule: str, text: str) -> SettingsError:
-    # the same shape as load_settings' messages: "invalid settings: VARIABLE: rule (got ...)"
-    return SettingsError(f"invalid settings: {setting}: {rule} (got {text!r})")
+    return LeaseSettingError(setting, rule, text)
 
 
 def parse_lease_names(text: str) -> tuple[str, ...]:

@@ -53,6 +53,21 @@ def handoff_key(namespace: str, lease: str) -> str:
     return f"{_tag(namespace)}:handoff:{check_name('lease name', lease)}"
 
 
+def leases_key(namespace: str) -> str:
+    """Sorted set, the registry of many leases: member = lease name, score = Redis ms added."""
+    return f"{_tag(namespace)}:leases"
+
+
+def leases_version_key(namespace: str) -> str:
+    """Integer string, incremented by every change of the registry (in the same script)."""
+    return f"{_tag(namespace)}:leases:version"
+
+
+def affinity_key(namespace: str) -> str:
+    """Hash: field = lease name, value = its preferred holders' node ids, comma-separated."""
+    return f"{_tag(namespace)}:affinity"
+
+
 def preferred_key(namespace: str) -> str:
     """Sorted set of preferred controllers scored by their last heartbeat (Redis ms)."""
     return f"{_tag(namespace)}:preferred"
