@@ -81,6 +81,8 @@ def child_env(settings: Settings, term: int) -> dict[str, str]:
         ENV_PREFIX + "LEASE_NAME": settings.lease_name,
         ENV_PREFIX + "NAMESPACE": settings.namespace,
     }
+    if settings.many_leases:  # one child per held lease: which one this is
+        env[ENV_PREFIX + "LEASE"] = settings.lease_name
     if settings.child_pass_redis_url:
         env[ENV_PREFIX + "REDIS_URL"] = settings.redis_url.get_secret_value()
     return env

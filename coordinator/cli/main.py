@@ -213,8 +213,15 @@ async def _run(settings: Settings, command: Command | None = None) -> int:
     from coordinator.protocol.probe import start_probe
 
     stop = asyncio.Event()
-    runner = ChildRunner(settings, command, on_finished=stop.set) if command else None
-    daemon = Daemon(settings, hooks=runner.hooks() if runner else None)
+    runner: Any
+    daemon: Any
+    if settings.many_leases:
+        from coordinator.cli.run_leases import lease_node
+
+        daemon, runner = lease_node(settings, command, on_finished=stop.set)
+    else:
+        runner = ChildRunner(settings, command, on_finished=stop.set) if command else None
+        daemon = Daemon(settings, hooks=runner.hooks() if runner else None)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

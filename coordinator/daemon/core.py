@@ -310,6 +310,9 @@ class DaemonCore:
             "type": "state_changed", "node_id": self.settings.node_id, "host": self.settings.host,
             "from": change.from_role.value, "to": change.to_role.value, "term": change.term,
             "reason": change.reason, "at": self._clock.wall_ms(),
+            # one node holds many leases: say which one changed (a single lease's event
+            # stays as it always was)
+            **({"lease": self.settings.lease_name} if self.settings.many_leases else {}),
         })
 
     def _status_fields(self) -> dict[str, Any]:

@@ -220,8 +220,7 @@ class Daemon(DaemonLoops):
             await asyncio.wait(waits, timeout=left())
         self._cancel_deadline_timer()
         await self._release_on_stop(left, work_stopped=work_stopped)
-        with contextlib.suppress(CoordinatorError, TimeoutError, *UNAVAILABLE):
-            await bounded(self._heartbeat.beat("stopping"), left())
+        await self._beat_stopping(left())
         with contextlib.suppress(TimeoutError):
             await bounded(self._outbox.flush(), left())
         if self._owns_redis:
@@ -241,6 +240,11 @@ class Daemon(DaemonLoops):
         self._hook_queue.cancel_all()
         self.log.info("daemon.stopped")
         self.stopped.set()
+
+    async def _beat_stopping(self, wait: float) -> None:
+        """Mark the controller stopping (one heartbeat), within ``wait`` seconds."""
+        with contextlib.suppress(CoordinatorError, TimeoutError, *UNAVAILABLE):
+            await bounded(self._heartbeat.beat("stopping"), wait)
 
     async def _release_on_stop(self, left: Callable[..., float], *, work_stopped: bool) -> None:
         # an acquire or renew in flight as the stop began may yet grant the lease: let its

@@ -42,6 +42,11 @@ class LeaderContext:
         return BlockingFence(self)
 
     @property
+    def lease(self) -> str:
+        """The name of the lease this tenure holds (one of many, or the single one)."""
+        return str(self._lease.name)
+
+    @property
     def automation_mode(self) -> str:
         """The namespace's automation mode now (it may change while the work runs)."""
         return self._mode()

@@ -4,7 +4,7 @@ re-checks of Redis's configuration."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from coordinator.clock import bounded
@@ -28,6 +28,7 @@ from coordinator.daemon.state import (
 from coordinator.errors import CoordinatorError, CorruptDataError
 from coordinator.protocol.corrupt_keys import corrupt_key_remedy
 from coordinator.protocol.membership import ControllerStatus
+from coordinator.protocol.records import LeaseResult
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -76,20 +77,31 @@ class DaemonLoops(DaemonFollowing):
                     preferred_holder_id=self.settings.node_id if self.settings.is_preferred else None,
                     wait_replicas=self.settings.min_replicas_ack,
                     wait_timeout_ms=round(self.settings.replica_ack_timeout * 1000),
-                    master=None if self._masters is None else self._masters.current,
+                    master=self._grantor(),
                 ))
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
-            self.metrics.observe_renew(self._clock.monotonic() - sent, ok=False)
-            if not isinstance(e, CorruptDataError):
-                self.log.warning("lease.failed", error=describe(e),
-                                 failures=self._state.consecutive_failures + 1)
-            elif self._corrupt_logged.due(e.key, sent):  # the same every renew: once a minute
-                self.log.error("lease.corrupt", key=e.key, error=describe(e),
-                               remedy=corrupt_key_remedy(e.key),
-                               failures=self._state.consecutive_failures + 1)
-            await self._observe(Failed(self._clock.monotonic(), describe(e)))
+            await self._lease_failed(e, sent)
             return
-        received = self._clock.monotonic()
+        await self._lease_answered(result, sent, self._clock.monotonic())
+
+    def _grantor(self) -> Callable[[], Awaitable[str]] | None:
+        """What acquire.lua asks before a grant: the master the Sentinels name (or nothing)."""
+        return None if self._masters is None else self._masters.current
+
+    async def _lease_failed(self, error: BaseException, sent: float) -> None:
+        """A lease call sent at ``sent`` failed: log (a corrupt key once a minute), observe."""
+        self.metrics.observe_renew(self._clock.monotonic() - sent, ok=False)
+        if not isinstance(error, CorruptDataError):
+            self.log.warning("lease.failed", error=describe(error),
+                             failures=self._state.consecutive_failures + 1)
+        elif self._corrupt_logged.due(error.key, sent):  # the same every renew: once a minute
+            self.log.error("lease.corrupt", key=error.key, error=describe(error),
+                           remedy=corrupt_key_remedy(error.key),
+                           failures=self._state.consecutive_failures + 1)
+        await self._observe(Failed(self._clock.monotonic(), describe(error)))
+
+    async def _lease_answered(self, result: LeaseResult, sent: float, received: float) -> None:
+        """Feed Redis's answer to a lease call sent at ``sent`` to the state machine."""
         self.metrics.observe_renew(received - sent, ok=True)
         self._follow_mode(result.automation_mode, result.redis_now, sent, received)
         wanted = self.settings.min_replicas_ack

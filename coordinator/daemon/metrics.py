@@ -8,6 +8,7 @@ right before each scrape (``set_state``), so they are never stale.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -26,6 +27,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._many: tuple[Gauge, Gauge, Gauge] | None = None
         r = self.registry
         self._is_leader = Gauge("coordinator_is_leader",
                                 "1 while this node holds the lease and may schedule", registry=r)
@@ -111,6 +113,28 @@ class Metrics:
             self._lease_state.labels(state=s).set(1 if s == lease_state else 0)
         self._deadline.set(max(0.0, deadline_in) if deadline_in is not None else 0.0)
         self._heartbeat_age.set(heartbeat_age if heartbeat_age is not None else math.inf)
+        leases = snapshot.get("leases")
+        if isinstance(leases, list):  # a node of many leases
+            self._set_leases(leases, snapshot.get("leases_target"))
+
+    def _set_leases(self, leases: list[Any], target: Any) -> None:
+        # made at the first scrape of a many-lease node: a single lease's /metrics is unchanged
+        if self._many is None:
+            self._many = (
+                # a series per lease this node holds: at most its share, and the registry's
+                # 4,096 across all nodes; a lease handed on leaves no series behind
+                Gauge("coordinator_held_lease_term", "The term of each lease this node holds",
+                      ["lease"], registry=self.registry),
+                Gauge("coordinator_leases_held", "Leases this node holds", registry=self.registry),
+                Gauge("coordinator_leases_target", "Leases the placement plan gives this node",
+                      registry=self.registry))
+        held_term, held, planned = self._many
+        held_term.clear()
+        for lease in leases:
+            if isinstance(lease, dict) and lease.get("can_schedule"):
+                held_term.labels(lease=str(lease["lease"])).set(lease.get("term") or 0)
+        held.set(len(leases))
+        planned.set(target if isinstance(target, int) else 0)
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""

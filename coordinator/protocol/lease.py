@@ -207,22 +207,41 @@ class Lease:
             return None
         if reply[0] != "renew" or len(reply) != 5:
             raise UnexpectedReplyError(f"renew replied {reply!r}")
-        held = self._held
         try:
             now, term, expires = int(reply[1]), int(reply[3]), int(reply[4])
         except (TypeError, ValueError) as e:
             raise UnexpectedReplyError(f"renew replied {reply!r}") from e
+        return self._renewal(now, str(reply[2] or "running"), term, expires, acked)
+
+    @property
+    def believes_held(self) -> bool:
+        """Whether this object's last acquire or renewal left the lease with this process
+        (its next ``acquire`` renews; after ``forget_held`` or a loss it acquires anew)."""
+        return self._held is not None
+
+    def renewed_together(self, *, redis_now: int, automation_mode: str, term: int,
+                         lease_expires_at: int) -> LeaseResult:
+        """Take a renewal made for this lease by ``renew_many.lua`` (one node renewing every
+        lease it holds in one call) as if ``acquire`` had renewed it."""
+        return self._renewal(redis_now, automation_mode, term, lease_expires_at, None)
+
+    def lost_together(self) -> None:
+        """``renew_many.lua`` found the lease no longer this process's: acquire next time."""
+        self._held = None
+
+    def _renewal(self, now: int, mode: str, term: int, expires: int,
+                 acked: int | None) -> LeaseResult:
+        held = self._held
         if held is not None and held.term == term:  # the usual case, inline: every renewal
             record = self._held = LeaseRecord(
                 held.holder_id, held.holder_host, held.instance_id, term, expires, now,
                 held.acquired_at, held.preferred_holder_id, held.metadata, held.reserved)
         else:
-            record = self._renewed([reply[0], now, reply[2], term, None, expires])
+            record = self._renewed(["renew", now, mode, term, None, expires])
         if term > self._highest_term:
             self._highest_term = term
         return LeaseResult(is_leader=True, operation="renew", record=record,
-                           redis_now=now, automation_mode=str(reply[2] or "running"),
-                           replicas_acked=acked)
+                           redis_now=now, automation_mode=mode, replicas_acked=acked)
 
     def _saw_term(self, term: int | None) -> None:
         if term is not None and term > self._highest_term:

@@ -47,9 +47,41 @@ async def run_probe(daemon: Daemon, name: str) -> None:
         await asyncio.sleep(interval)
 
 
-def start_probe(daemon: Daemon) -> asyncio.Task[Any] | None:
-    """The probe's task if ``fence_probe_key`` is set, else None."""
+async def run_lease_probes(node: Any, name: str) -> None:
+    """A node of many leases: every renew interval, one fenced write per lease it holds, to
+    ``{namespace}:fenced:NAME.LEASE`` (each lease has its own terms)."""
+    log = get_logger("coordinator.probe").bind(node_id=node.settings.node_id)
+    seq = 0
+
+    async def probe(lease: str) -> None:
+        key = keys.fenced_key(node.settings.namespace, f"{name}.{lease}")
+
+        async def write(ctx: LeaderContext) -> None:
+            value = json.dumps({"node_id": ctx.node_id, "term": ctx.term, "seq": seq,
+                                "lease": lease}, separators=(",", ":"))
+            result = await ctx.fenced_set(key, value, raise_on_refused=False)
+            log.info("probe.write", lease=lease, accepted=result.accepted, term=result.term,
+                     seq=seq, current_term=result.current_term, redis_now=result.redis_now)
+
+        try:
+            await node.run_scheduler_pass(write, lease=lease)
+        except LeaseLostError as e:
+            log.info("probe.interrupted", lease=lease, seq=seq, error=describe(e))
+        except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
+            log.warning("probe.failed", lease=lease, seq=seq, error=describe(e))
+
+    while True:
+        seq += 1
+        await asyncio.gather(*(probe(lease) for lease in node.held_leases()))
+        await asyncio.sleep(node.settings.renew_interval)
+
+
+def start_probe(daemon: Any) -> asyncio.Task[Any] | None:
+    """The probe's task if ``fence_probe_key`` is set, else None (a daemon, or a node of
+    many leases)."""
     name = daemon.settings.fence_probe_key
     if name is None:
         return None
+    if daemon.settings.many_leases:
+        return asyncio.ensure_future(run_lease_probes(daemon, name))
     return asyncio.ensure_future(run_probe(daemon, name))
