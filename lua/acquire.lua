@@ -16,7 +16,8 @@
 --                       Unless the caller names that node in ARGV[11] and its controller
 --                       record (KEYS[5]) says it is dead (status not alive, or its last
 --                       heartbeat three of its intervals old, or no record) or that it
---                       competes for another lease: then the
+--                       competes for another lease ("*", a many-lease node, competes for
+--                       every lease): then the
 --                       reservation is dropped and the lease granted.
 --
 -- The new term is max(stored term + 1, highest term the caller has seen + 1, TIME in µs): it
@@ -215,7 +216,7 @@ if reserved_for and reserved_for ~= holder_id and (tonumber(tenure[4]) or 0) > n
     if c.err then return redis.error_reply('COORDINATOR_WRONGTYPE ' .. target_key) end
     -- a target that competes for another lease will never take this one: as good as dead
     target_dead = c[1] ~= 'alive' or now - (tonumber(c[2]) or 0) >= 3 * (tonumber(c[3]) or 0)
-      or (c[4] ~= false and c[4] ~= lease_name)
+      or (c[4] ~= false and c[4] ~= lease_name and c[4] ~= '*')
   end
   if not target_dead then
     return {'held', now, mode, 'holder_id', reserved_for, 'holder_host', '', 'instance_id', 'reserved',

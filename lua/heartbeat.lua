@@ -17,7 +17,11 @@
 -- ARGV[5] status      ARGV[6] version    ARGV[7] instance id ARGV[8] metadata json
 -- ARGV[9] retention in ms  ARGV[10] heartbeat interval in ms (readers judge liveness by it)
 -- ARGV[11] "1" if this controller is preferred, else "0"
--- ARGV[12] the lease this controller competes for (a handover goes only to such a node)
+-- ARGV[12] the lease this controller competes for (a handover goes only to such a node);
+--          "*" for a many-lease node: it competes for every lease its selector allows
+-- ARGV[13] a many-lease node's capacity ("" for a single-lease node: neither it nor ARGV[14]
+--          is written, so a single-lease record is unchanged)
+-- ARGV[14] a many-lease node's selector, the setting's text ("" = every lease)
 -- Returns {now_ms, started_at_ms} | error COORDINATOR_WRONGTYPE <key>.
 local zset_key, controller_key, preferred_key = KEYS[1], KEYS[2], KEYS[3]
 

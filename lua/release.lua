@@ -2,8 +2,8 @@
 --
 -- Holder matches      -> lease hash deleted, lease_released announced; code "released".
 --                        With a handover target that its controller record says is alive
---                        and competing for this lease (status alive, lease field this lease
---                        or absent, last heartbeat younger than three of its heartbeat
+--                        and competing for this lease (status alive, lease field this lease,
+--                        "*" (a many-lease node) or absent, last heartbeat younger than three of its heartbeat
 --                        intervals: the rule of request_handoff.lua), the lease is reserved
 --                        for that node for ARGV[8] ms (only it can acquire meanwhile) and the
 --                        event names it as "handoff_to". A dead or unknown target gets no
@@ -63,7 +63,7 @@ if handoff_to ~= '' then
     'lease')
   if not c[1] then
     refused = 'unknown node'
-  elseif c[4] and c[4] ~= lease_name then
+  elseif c[4] and c[4] ~= lease_name and c[4] ~= '*' then
     refused = 'competes for lease ' .. c[4] .. ', not ' .. lease_name
   elseif c[1] ~= 'alive' then
     refused = 'status is ' .. c[1]

@@ -15,7 +15,7 @@
 -- KEYS[3] this controller's hash                 KEYS[4] preferred controllers sorted set
 -- KEYS[5..] the lease hashes to renew
 -- ARGV[1] holder id   ARGV[2] instance id   ARGV[3] ttl in ms   ARGV[4] "1": beat, "0": not
--- ARGV[5..16] heartbeat.lua's ARGV[1..12] (ignored unless ARGV[4] is "1")
+-- ARGV[5..18] heartbeat.lua's ARGV[1..14] (ignored unless ARGV[4] is "1")
 -- Returns {now_ms, automation_mode, beat, beat_value, then per lease in KEYS order
 --          code, value, value}: beat "none" | "beat", started_at | "wrongtype", key;
 --          code "renew", term, lease_expires_at | "lost", "", "" | "corrupt", field, "".
@@ -30,7 +30,7 @@ if type(mode) ~= 'string' then mode = '' end
 local reply = {now, mode, 'none', ''}
 if beat == '1' then
   local started_at, foreign_key = write_heartbeat(zset_key, controller_key, preferred_key,
-    {(unpack or table.unpack)(ARGV, 5, 16)}, now)
+    {(unpack or table.unpack)(ARGV, 5, 18)}, now)
   if started_at then
     reply[3], reply[4] = 'beat', started_at
   else

@@ -1,7 +1,7 @@
 -- request_handoff.lua: ask the current leader to hand the lease over to a given node.
 --
 -- Refused unless the target's controller record says it is alive, competes for this lease
--- (its `lease` field; records of daemons too old to write one are taken at their word) and
+-- (its `lease` field is this lease or "*", a many-lease node's; records of daemons too old to write one are taken at their word) and
 -- its last heartbeat is younger than three of its heartbeat intervals. The request is a string with a TTL that the
 -- leader consumes when it hands over (release.lua); it is announced as handoff_requested.
 --
@@ -28,7 +28,7 @@ local c = redis.call('HMGET', controller_key, 'status', 'last_heartbeat_at', 'he
   'lease')
 if not c[1] then return {'not_alive', now, 'unknown node'} end
 -- a node of another lease (one namespace can hold several) would never take this one
-if c[4] and c[4] ~= lease_name then
+if c[4] and c[4] ~= lease_name and c[4] ~= '*' then
   return {'not_alive', now, 'competes for lease ' .. c[4] .. ', not ' .. lease_name}
 end
 if c[1] ~= 'alive' then return {'not_alive', now, 'status is ' .. c[1]} end

@@ -3,13 +3,13 @@
 -- every script with the line "-- include: write_heartbeat" (scripts.script_source).
 --
 -- write_heartbeat(zset_key, controller_key, preferred_key, a, now), where a holds
--- heartbeat.lua's ARGV[1..12] in the same order: see heartbeat.lua for what it writes.
+-- heartbeat.lua's ARGV[1..14] in the same order: see heartbeat.lua for what it writes.
 -- Returns started_at_ms | nil, the key of another type (nothing was written then).
 local function write_heartbeat(zset_key, controller_key, preferred_key, a, now)
   local node_id, host, role, priority = a[1], a[2], a[3], a[4]
   local status, version, instance_id, metadata_json = a[5], a[6], a[7], a[8]
   local retention_ms, interval_ms, preferred = tonumber(a[9]), tonumber(a[10]), a[11]
-  local lease_name = a[12]
+  local lease_name, capacity, selector = a[12], a[13] or '', a[14] or ''
 
   local known = redis.pcall('HMGET', controller_key, 'instance_id', 'started_at',
     'last_heartbeat_at', 'status', 'steady_since', 'preferred')
@@ -36,11 +36,18 @@ local function write_heartbeat(zset_key, controller_key, preferred_key, a, now)
       'steady_since', steady_since, 'metadata_json', metadata_json)
   else
     started_at = now
-    redis.call('HSET', controller_key, 'node_id', node_id, 'host', host, 'role', role,
+    local fields = {'node_id', node_id, 'host', host, 'role', role,
       'priority', priority, 'status', status, 'version', version, 'instance_id', instance_id,
       'started_at', started_at, 'last_heartbeat_at', now, 'metadata_json', metadata_json,
       'heartbeat_interval_ms', interval_ms, 'preferred', preferred, 'steady_since', steady_since,
-      'lease', lease_name)
+      'lease', lease_name}
+    -- a many-lease node's weight and selector; a single-lease record stays as it always was
+    if capacity ~= '' then
+      local n = #fields
+      fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] =
+        'capacity', capacity, 'selector', selector
+    end
+    redis.call('HSET', controller_key, (unpack or table.unpack)(fields))
   end
   redis.call('PEXPIRE', controller_key, retention_ms)
 

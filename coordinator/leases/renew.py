@@ -15,7 +15,7 @@ from coordinator.protocol.membership import ControllerStatus, Heartbeat
 from coordinator.protocol.scripts import register_scripts, run_script
 
 RenewOutcome = Literal["renewed", "lost", "corrupt"]
-_HEARTBEAT_ARGS = 12  # heartbeat.lua's ARGV, passed after renew_many.lua's own four
+_HEARTBEAT_ARGS = 14  # heartbeat.lua's ARGV, passed after renew_many.lua's own four
 _CODES: dict[str, RenewOutcome] = {"renew": "renewed", "lost": "lost", "corrupt": "corrupt"}
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from coordinator.connection.boundary import redis_errors, text
-from coordinator.errors import UnexpectedReplyError
+from coordinator.errors import InvalidArgumentError, UnexpectedReplyError
 from coordinator.json_shapes import JsonShape
 from coordinator.protocol import keys
 from coordinator.protocol.scripts import register_scripts, run_script, script_errors
@@ -15,6 +15,8 @@ from coordinator.protocol.scripts import register_scripts, run_script, script_er
 ControllerStatus = Literal["alive", "degraded", "stopping"]
 # a controller is alive while its last heartbeat is younger than this many intervals
 ALIVE_INTERVALS = 3
+# the lease field of a many-lease node: it competes for every lease its selector allows
+MANY_LEASES = "*"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class Controller(JsonShape):
     preferred: bool = False
     steady_since: int | None = None
     lease: str | None = None  # the lease it competes for (None: a daemon too old to say)
+    capacity: int | None = None  # a many-lease node's weight (None: a single-lease node)
+    selector: str | None = None  # a many-lease node's selector text (None: single-lease)
 
     def to_dict(self) -> dict[str, Any]:
         """The public JSON shape used by ``status --json``."""
@@ -45,6 +49,7 @@ class Controller(JsonShape):
             "started_at": self.started_at, "last_heartbeat_at": self.last_heartbeat_at,
             "heartbeat_age_ms": self.heartbeat_age_ms, "alive": self.alive,
             "preferred": self.preferred, "lease": self.lease, "metadata": self.metadata,
+            "capacity": self.capacity, "selector": self.selector,
         }
 
 
@@ -54,13 +59,21 @@ class Heartbeat:
     def __init__(
         self, redis: Any, *, namespace: str, node_id: str, host: str, role: str, priority: int,
         version: str, instance_id: str, interval: float, retention: float,
-        preferred: bool = False, lease: str = "global",
+        preferred: bool = False, lease: str = "global", capacity: int | None = None,
+        selector: str = "",
     ) -> None:
         self._scripts = register_scripts(redis)
         self._keys = [keys.heartbeats_key(namespace), keys.controller_key(namespace, node_id),
                       keys.preferred_key(namespace)]
         self._preferred = "1" if preferred else "0"
-        self._lease = keys.check_name("lease name", lease)
+        # "*": a many-lease node, competing for every lease its selector allows
+        self._lease = lease if lease == MANY_LEASES else keys.check_name("lease name", lease)
+        if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int)
+                                     or capacity < 1):
+            raise InvalidArgumentError(f"capacity must be an integer >= 1, got {capacity!r}")
+        if capacity is None and selector:
+            raise InvalidArgumentError("a selector is written only with a capacity (a many-lease node)")
+        self._many = ["" if capacity is None else str(capacity), selector]
         self._fixed = [node_id, host, role, priority]
         self._version, self._instance_id = version, instance_id
         self._interval_ms = round(interval * 1000)
@@ -77,7 +90,7 @@ class Heartbeat:
         """heartbeat.lua's ARGV for one beat (renew_many.lua takes the same, after its own)."""
         return [*self._fixed, status, self._version, self._instance_id,
                 json.dumps(metadata or {}, separators=(",", ":")), self._retention_ms,
-                self._interval_ms, self._preferred, self._lease]
+                self._interval_ms, self._preferred, self._lease, *self._many]
 
     async def beat(self, status: ControllerStatus = "alive", metadata: dict[str, Any] | None = None) -> int:
         """Write one heartbeat; returns its Redis-clock time in ms."""
@@ -119,7 +132,8 @@ async def _heard(redis: Any, namespace: str, *, newer_than: int | None = None,
 _BATCH = 2000
 # what status reads of each controller, in this order
 _FIELDS = ("host", "role", "priority", "status", "version", "started_at", "last_heartbeat_at",
-           "heartbeat_interval_ms", "metadata_json", "preferred", "steady_since", "lease")
+           "heartbeat_interval_ms", "metadata_json", "preferred", "steady_since", "lease",
+           "capacity", "selector")
 
 
 async def list_controllers(redis: Any, namespace: str, *, retention_ms: int) -> list[Controller]:
@@ -153,7 +167,7 @@ def _number(value: Any, default: int = 0) -> int:
 
 def _controller(node_id: str, score: int, raw: list[Any], now: int) -> Controller:
     (host, role, priority, status, version, started_at, last_heartbeat_at, interval_ms,
-     metadata_json, preferred, steady_since, lease) = (
+     metadata_json, preferred, steady_since, lease, capacity, selector) = (
         v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in raw)
     try:
         metadata = json.loads(metadata_json or "{}")
@@ -170,5 +184,6 @@ def _controller(node_id: str, score: int, raw: list[Any], now: int) -> Controlle
         alive=age < ALIVE_INTERVALS * interval and status != "stopping", heartbeat_age_ms=age,
         metadata=metadata if isinstance(metadata, dict) else {"unparsed": metadata},
         preferred=preferred == "1", steady_since=_number(steady_since) or None,
-        lease=lease or None,
+        lease=lease or None, capacity=_number(capacity) or None,
+        selector=selector if capacity is not None else None,
     )
