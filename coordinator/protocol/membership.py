@@ -62,9 +62,6 @@ class Heartbeat:
         preferred: bool = False, lease: str = "global", capacity: int | None = None,
         selector: str = "",
     ) -> None:
-        self._scripts = register_scripts(redis)
-        self._keys = [keys.heartbeats_key(namespace), keys.controller_key(namespace, node_id),
-                      keys.preferred_key(namespace)]
         self._preferred = "1" if preferred else "0"
         # "*": a many-lease node, competing for every lease its selector allows
         self._lease = lease if lease == MANY_LEASES else keys.check_name("lease name", lease)
@@ -74,6 +71,9 @@ class Heartbeat:
         if capacity is None and selector:
             raise InvalidArgumentError("a selector is written only with a capacity (a many-lease node)")
         self._many = ["" if capacity is None else str(capacity), selector]
+        self._scripts = register_scripts(redis)
+        self._keys = [keys.heartbeats_key(namespace), keys.controller_key(namespace, node_id),
+                      keys.preferred_key(namespace)]
         self._fixed = [node_id, host, role, priority]
         self._version, self._instance_id = version, instance_id
         self._interval_ms = round(interval * 1000)
