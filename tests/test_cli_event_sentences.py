@@ -38,6 +38,11 @@ EVENTS: list[WatchEvent] = [
                 source="t"),
     parse_event('{"type":"handoff_requested","to":"b","at":' + f'{T}}}', source="t"),
     parse_event('{"type":"quorum_lost","nodes":["a","b"],"at":' + f'{T}}}', source="t"),
+    # exactly what lua/leases_change.lua publishes
+    parse_event('{"type":"leases_changed","added":["s-0","s-1"],"removed":[],"version":3,"at":'
+                + f'{T}}}', source="t"),
+    parse_event('{"type":"leases_changed","added":[],"removed":["s-1"],"preferred_for":["s-0"],'
+                '"preferred":["n1","n2"],"version":4,"at":' + f'{T}}}', source="t"),
 ]
 
 
@@ -59,3 +64,11 @@ def test_handoff_requested_names_both_nodes_and_the_lease() -> None:
 def test_changes_read_as_sentences_not_arrows() -> None:
     assert "->" not in EVENTS[4].summary() and "->" not in EVENTS[5].summary()
     assert EVENTS[4].summary() == "a on ha went from standby to leader (term 7)"
+
+
+def test_a_registry_change_says_what_changed() -> None:
+    added, removed = EVENTS[-2], EVENTS[-1]
+    assert added.type == "leases_changed" and type(added).__name__ == "LeasesChanged"
+    assert added.summary() == "leases added 2 leases (s-0, s-1) (registry version 3)"
+    assert removed.summary() == ("leases removed 1 lease (s-1); preferred holders n1, n2 for "
+                                 "1 lease (s-0) (registry version 4)")

@@ -11,6 +11,7 @@ import pytest
 
 from coordinator.daemon.handoff_choice import request_handoff
 from coordinator.errors import CorruptDataError
+from coordinator.leases.registry import add_leases, remove_leases
 from coordinator.leases.renew import ManyLeaseRenewer
 from coordinator.protocol import keys
 from coordinator.protocol.lease import Lease
@@ -115,7 +116,20 @@ SCRIPTS: dict[str, tuple[list[str], Callable[[Any], Awaitable[None]], Call]] = {
                    _setup_leader, lambda r: ManyLeaseRenewer(
                        r, namespace=NS, holder_id="a", instance_id="inst-a", ttl=30,
                        heartbeat=_beat(r, "b")).renew(["global"], beat=True)),
+    # the registry of many leases: an add that sets affinity touches every key it declares
+    "leases_change": ([keys.leases_key(NS), keys.leases_version_key(NS), keys.affinity_key(NS),
+                       keys.history_key(NS)],
+                      lambda r: _setup_registry(r),
+                      lambda r: add_leases(r, NS, ["s-2"], preferred=["b"])),
+    "leases_change_remove": ([keys.leases_key(NS), keys.leases_version_key(NS),
+                              keys.affinity_key(NS), keys.history_key(NS)],
+                             lambda r: _setup_registry(r),
+                             lambda r: remove_leases(r, NS, ["s-1"])),
 }
+
+
+async def _setup_registry(redis: Any) -> None:
+    await add_leases(redis, NS, ["s-1"], preferred=["a"])
 
 
 async def _fence(redis: Any) -> Any:

@@ -138,6 +138,43 @@ class AutomationModeChanged(_Event):
         return f"automation mode changed from {self.previous_mode} to {self.mode}"
 
 
+class LeasesChanged(_Event):
+    """An operator (or a daemon registering COORDINATOR_LEASES) changed the registry of many
+    leases: ``added`` / ``removed`` names, the registry's new ``version``; ``preferred`` is the
+    preferred holders set for the leases in ``preferred_for`` (both empty when none were set)."""
+
+    type: Literal["leases_changed"] = "leases_changed"
+    added: list[str]
+    removed: list[str]
+    version: int
+    preferred_for: list[str] = Field(default_factory=list)
+    preferred: list[str] = Field(default_factory=list)
+    at: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """As published: the preferred fields only when preferred holders were set."""
+        out = super().to_dict()
+        if not self.preferred_for:
+            out.pop("preferred_for", None)
+            out.pop("preferred", None)
+        return out
+
+    def summary(self) -> str:
+        """One human-readable line describing the event."""
+        parts = [f"{verb} {_counted(names)}" for verb, names in
+                 (("added", self.added), ("removed", self.removed)) if names]
+        if self.preferred_for:
+            parts.append(f"preferred holders {', '.join(self.preferred)} for "
+                         f"{_counted(self.preferred_for)}")
+        return f"leases {'; '.join(parts) or 'unchanged'} (registry version {self.version})"
+
+
+def _counted(names: list[str], shown: int = 5) -> str:
+    """``3 leases (a, b, c)``; long lists end in "..." after ``shown`` names."""
+    listed = ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+    return f"{len(names)} lease{'s' if len(names) != 1 else ''} ({listed})"
+
+
 class Resync(_Event):
     """The lease as Redis holds it, read after (re)subscribing; holder fields None when free.
 
@@ -207,13 +244,13 @@ def _words(value: Any) -> str:
 
 
 WatchEvent = (
-    LeaderChanged | LeaseReleased | StateChanged | AutomationModeChanged | Resync | Disconnected
-    | LeaseExpired | Gap | OtherEvent
+    LeaderChanged | LeaseReleased | StateChanged | AutomationModeChanged | LeasesChanged | Resync
+    | Disconnected | LeaseExpired | Gap | OtherEvent
 )
 
 _STORED: dict[str, type[_Event]] = {
     model.model_fields["type"].default: model
-    for model in (LeaderChanged, LeaseReleased, StateChanged, AutomationModeChanged)
+    for model in (LeaderChanged, LeaseReleased, StateChanged, AutomationModeChanged, LeasesChanged)
 }
 # published by the watcher itself, never by Redis: on the channel they are forgeries
 _WATCHER_ONLY = ("resync", "disconnected", "lease_expired", "gap")

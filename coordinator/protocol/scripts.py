@@ -25,7 +25,7 @@ from coordinator.errors import (
 from coordinator.protocol import functions
 
 SCRIPT_NAMES = ("acquire", "renew", "release", "fence", "heartbeat", "set_mode", "request_handoff", "controllers",
-                "renew_many")
+                "renew_many", "leases_change")
 # Lua shared by several scripts: a script naming one in a line "-- include: NAME" gets its
 # text in front of its own (one source for renew.lua's per-lease check and renew_many.lua's)
 FRAGMENT_NAMES = ("renew_lease", "write_heartbeat")
@@ -149,6 +149,7 @@ class Scripts:
     request_handoff: ScriptRunner
     controllers: ScriptRunner
     renew_many: ScriptRunner
+    leases_change: ScriptRunner
 
 
 def register_scripts(redis: Any) -> Scripts:
