@@ -67,6 +67,8 @@ COMMAND_SETTINGS: dict[str, tuple[str, ...]] = {
     "pause": (*CONNECTION, "history_maxlen"),
     "drain": (*CONNECTION, "history_maxlen"),
     "resume": (*CONNECTION, "history_maxlen"),
+    "leases": (*CONNECTION, "history_maxlen"),  # add and remove announce leases_changed
+    "leases list": CONNECTION,  # list only reads (its flags; its settings are the group's)
     "bench": ("redis_url",),  # the bench picks its own namespace and settings
     # the admin URL comes from COORDINATOR_REDIS_ADMIN_URL(_FILE) only, never a flag
     "redis": tuple(name for name in CONNECTION if name != "redis_url"),

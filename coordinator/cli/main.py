@@ -1,4 +1,5 @@
-"""The coordinator command: run, status, watch, events, pause, drain, resume, handoff, bench."""
+"""The coordinator command: run, status, watch, events, pause, drain, resume, handoff, leases,
+bench."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ _COMMANDS: dict[str, str] = {
     **{name: description for name, (_, description) in MODE_COMMANDS.items()},
     "demo": "a local Redis, three daemons and a watched failover",
     "handoff": "hand the lease over to another live node",
+    "leases": "add, remove or list the namespace's many leases",
     "redis": "administer the coordinator's Redis (admin user)",
     "bench": "measure lease latency, Redis CPU, watch latency and failover",
 }
@@ -81,6 +83,11 @@ def _fill(name: str, parser: argparse.ArgumentParser) -> None:
     elif name == "handoff":
         parser.add_argument("--to", required=True, metavar="NODE",
                             help="the node to hand over to")
+    elif name == "leases":
+        from coordinator.cli.leases import fill_leases_parser
+
+        fill_leases_parser(parser, add_setting_flags)
+        return
     elif name == "redis":
         from coordinator.cli.redis_admin import fill_redis_parser
 
@@ -189,6 +196,10 @@ def _main(argv: Sequence[str]) -> int:
         from coordinator.cli.handoff import handoff_command
 
         return asyncio.run(handoff_command(settings, args.to))
+    if args.command == "leases":
+        from coordinator.cli.leases import leases_command
+
+        return asyncio.run(leases_command(settings, args))
     if args.command == "redis":
         from coordinator.cli.redis_admin import redis_command
 
