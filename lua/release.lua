@@ -3,10 +3,10 @@
 -- Holder matches      -> lease hash deleted, lease_released announced; code "released".
 --                        With a handover target that its controller record says is alive
 --                        and competing for this lease (status alive, lease field this lease,
---                        "*" (a many-lease node) or absent, last heartbeat younger than three of its heartbeat
---                        intervals: the rule of request_handoff.lua), the lease is reserved
---                        for that node for ARGV[8] ms (only it can acquire meanwhile) and the
---                        event names it as "handoff_to". A dead or unknown target gets no
+--                        "*" (a many-lease node) or absent, last heartbeat younger than three
+--                        of its heartbeat intervals: the rule of request_handoff.lua), the
+--                        lease is reserved for that node for ARGV[8] ms (only it can acquire
+--                        meanwhile) and the event names it as "handoff_to". A dead or unknown target gets no
 --                        reservation: the event has no handoff_to, so every standby wakes,
 --                        and the reply says why. Either way a pending handover request is
 --                        consumed.

@@ -1,9 +1,10 @@
 -- request_handoff.lua: ask the current leader to hand the lease over to a given node.
 --
 -- Refused unless the target's controller record says it is alive, competes for this lease
--- (its `lease` field is this lease or "*", a many-lease node's; records of daemons too old to write one are taken at their word) and
--- its last heartbeat is younger than three of its heartbeat intervals. The request is a string with a TTL that the
--- leader consumes when it hands over (release.lua); it is announced as handoff_requested.
+-- (its `lease` field is this lease or "*", a many-lease node's; records of daemons too old to
+-- write one are taken at their word) and its last heartbeat is younger than three of its
+-- heartbeat intervals. The request is a string with a TTL that the leader consumes when it
+-- hands over (release.lua); it is announced as handoff_requested.
 --
 -- KEYS[1] handover request string   KEYS[2] the target's controller hash
 -- KEYS[3] lease hash                KEYS[4] history stream (capped)
