@@ -143,3 +143,13 @@ async def test_a_registry_of_another_type_is_named_and_left_alone(
     added = _leases(redis_server, namespace, "add", "a")
     assert added.returncode == 1 and keys.leases_key(namespace) in added.stderr
     assert await client.get(keys.leases_key(namespace)) == b"not ours"
+
+
+async def test_a_registry_member_that_is_no_lease_name_is_named_with_exit_3(
+        redis_server: RedisServer, namespace: str, client: Any) -> None:
+    assert _leases(redis_server, namespace, "add", "good").returncode == 0
+    await client.zadd(keys.leases_key(namespace), {"bad name": 1})
+    done = _leases(redis_server, namespace, "list")
+    assert done.returncode == 3
+    assert [line.split()[0] for line in done.stdout.splitlines()[1:]] == ["good"]
+    assert "'bad name'" in done.stderr and f"ZREM {keys.leases_key(namespace)}" in done.stderr

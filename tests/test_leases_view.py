@@ -198,3 +198,10 @@ async def test_two_round_trips_whatever_the_numbers(redis: Any) -> None:
     view = await read_view(counting, NS)
     assert counting.round_trips == 2
     assert len(view.leases) == 200 and len(view.holders) == 20 and len(view.nodes) == 20
+
+
+async def test_a_registry_member_that_is_no_lease_name_is_reported_not_placed(redis: Any) -> None:
+    await _register(redis, "good", "bad name", "x" * 65)
+    view = await read_view(redis, NS)
+    assert view.leases == ("good",)
+    assert sorted(view.corrupt) == ["bad name", "x" * 65]

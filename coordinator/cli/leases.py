@@ -135,8 +135,13 @@ async def _list(settings: Settings, *, as_json: bool) -> int:
     else:
         print(_table(rows, settings.namespace))
     for lease, why in view.corrupt.items():
-        key = keys.lease_key(settings.namespace, lease)
-        fail(f"lease key {key}: {why}: {corrupt_key_remedy(key)}", EXIT_CORRUPT)
+        if lease in view.leases:
+            key = keys.lease_key(settings.namespace, lease)
+            fail(f"lease key {key}: {why}: {corrupt_key_remedy(key)}", EXIT_CORRUPT)
+        else:  # a registry member no lease can have: removed with ZREM, not the whole key
+            registry = keys.leases_key(settings.namespace)
+            fail(f"{registry}: member {lease!r} is {why.removeprefix('registered, but ')}: "
+                 f"remove it (redis-cli ZREM {registry} {json.dumps(lease)})", EXIT_CORRUPT)
     return EXIT_CORRUPT if view.corrupt else EXIT_OK
 
 

@@ -37,13 +37,14 @@ class LeasesView:
 
     redis_now: int  # Redis ms
     version: int  # registry version (0 when never changed)
-    leases: tuple[str, ...]  # registered, sorted
+    leases: tuple[str, ...]  # registered, sorted (a member that is no lease name: in corrupt)
     holders: Mapping[str, str]  # lease -> holder node id, live lease hashes only
     terms: Mapping[str, int]  # lease -> term of the live lease
     expires_at: Mapping[str, int]  # lease -> Redis ms the live lease expires
     nodes: tuple[Node, ...]  # placement.Node of every live node competing for many leases (by id)
     preferred: Mapping[str, tuple[str, ...]]  # lease -> preferred holders (affinity), in order
     corrupt: Mapping[str, str]  # lease -> why its lease hash is unreadable (skip it)
+    # (it is in ``leases``; a registry member that is no lease name is here and not there)
 
 
 async def read_view(redis: Any, namespace: str) -> LeasesView:
@@ -62,7 +63,10 @@ async def read_view(redis: Any, namespace: str) -> LeasesView:
         _refuse_error(key, reply)
     time_reply, members, version_text, affinity_map, scored = replies
     now = int(time_reply[0]) * 1000 + int(time_reply[1]) // 1000
-    leases = tuple(sorted(str(text(m)) for m in members))
+    named = sorted(str(text(m)) for m in members)
+    # a member that is no lease name was not added by leases_change.lua: reported, never placed
+    corrupt = {m: "registered, but not a usable lease name" for m in named if not _usable(m)}
+    leases = tuple(m for m in named if m not in corrupt)
     version = _version(version_key, version_text)
     heard = [(str(text(m)), int(score)) for m, score in scored]
 
@@ -77,7 +81,6 @@ async def read_view(redis: Any, namespace: str) -> LeasesView:
     holders: dict[str, str] = {}
     terms: dict[str, int] = {}
     expires_at: dict[str, int] = {}
-    corrupt: dict[str, str] = {}
     for lease, reply in zip(leases, replies[:len(leases)], strict=True):
         try:
             live = _live_lease(reply, now)
@@ -94,6 +97,14 @@ async def read_view(redis: Any, namespace: str) -> LeasesView:
     preferred = {lease: ids for lease, ids in _affinity(affinity_map).items() if lease in registered}
     return LeasesView(redis_now=now, version=version, leases=leases, holders=holders, terms=terms,
                       expires_at=expires_at, nodes=nodes, preferred=preferred, corrupt=corrupt)
+
+
+def _usable(name: str) -> bool:
+    try:
+        keys.check_name("lease name", name)
+    except InvalidArgumentError:
+        return False
+    return True
 
 
 def _refuse_error(key: str, reply: Any) -> None:
