@@ -167,7 +167,7 @@ class LeaseNode:
             with contextlib.suppress(CoordinatorError, TimeoutError, *UNAVAILABLE):
                 change = await bounded(add_leases(self._redis, self.settings.namespace, names),
                                        self._op_timeout)
-                self.log.info("leases.registered", added=len(change.added), version=change.version)
+                self.log.info("leases.registered", added=len(change.names), version=change.version)
         for name in ("load_local_runs", "reconcile_local_runs"):
             hook = getattr(self._hooks, name)
             if hook is not None:
@@ -195,11 +195,13 @@ class LeaseNode:
             await asyncio.wait(self._tasks, timeout=SHUTDOWN_STEP_TIMEOUT)
         for opening in self._opening.values():
             opening.cancel()
+        # first say it stops, so no other node's plan hands it a lease while it leaves (a
+        # lease it still holds meanwhile stays its own: acquire.lua answers "held")
+        with contextlib.suppress(CoordinatorError, TimeoutError, *UNAVAILABLE):
+            await bounded(self._heartbeat.beat("stopping"), SHUTDOWN_STEP_TIMEOUT)
         handed = await self._hand_over_on_stop()
         await asyncio.gather(*(self._drop(name) for name in list(self._members)),
                              return_exceptions=True)
-        with contextlib.suppress(CoordinatorError, TimeoutError, *UNAVAILABLE):
-            await bounded(self._heartbeat.beat("stopping"), SHUTDOWN_STEP_TIMEOUT)
         await self._events.close()
         if self._owns_redis:
             with contextlib.suppress(Exception):
