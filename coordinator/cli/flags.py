@@ -51,6 +51,9 @@ HELP: dict[str, str] = {
     "http_port": "port of the health and metrics endpoint (unset: off)",
     "fence_probe_key": "key of the fenced probe writes (fault tests only)",
     "guardian": "a guardian process releases the lease the moment this daemon dies",
+    "leases": "many leases: names this node registers at start, e.g. shard-{0..31}",
+    "lease_selector": "many leases: globs of the leases this node may hold (* for any)",
+    "capacity": "many leases: this node's weight in the placement (default 1)",
 }
 
 # what every command that talks to Redis reads
@@ -83,7 +86,7 @@ _NEUTRAL: dict[str, Any] = {
     "handoff_steady_intervals": 3, "role": "standby", "node_id": "cli", "host": "cli",
     "version": "0", "log_format": "auto", "child_restart": "on-failure",
     "child_pass_redis_url": False, "child_output_prefix": False, "http_host": "127.0.0.1",
-    "redis_cluster": False, "redis_sentinels": "",
+    "redis_cluster": False, "redis_sentinels": "", "leases": "", "lease_selector": "",
 }
 
 
