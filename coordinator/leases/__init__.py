@@ -1,20 +1,15 @@
-"""Many leases per namespace (issue 15, "Many leases"): groundwork only, not wired in yet.
+"""Many leases per namespace (issue 15): a registry of named leases, each placed on one live
+node, every one with the single lease's guarantees.
 
-What this package will hold once it is wired into the daemon:
+- ``names``: ``COORDINATOR_LEASES`` (brace ranges such as ``shard-{0..63}``) and
+  ``COORDINATOR_LEASE_SELECTOR`` (the globs of the leases a node may hold);
+- ``registry``: the registry in Redis (``lua/leases_change.lua``): add, remove, list;
+- ``view``: what a node reads once per round to plan (registry, holders, live nodes);
+- ``placement``: the pure plan, from that view to what one node does;
+- ``renew``: one node's renewal of every lease it holds, heartbeat riding along, one call;
+- ``node``, ``node_events``, ``node_status``: the node (``LeaseNode``), what it hears, its status;
+- ``member``: one held lease, run by the single lease's daemon code, driven by the node.
 
-- ``names``: the lease names a namespace registers (``COORDINATOR_LEASES``, brace ranges such
-  as ``shard-{0..63}``) and the subset a daemon may hold (``COORDINATOR_LEASE_SELECTOR``);
-- ``placement``: a pure function from what every node reads in Redis (registered leases, live
-  nodes with their capacity and selector, who holds what, preferred holders) to what ONE node
-  should do: acquire free leases, hand surplus ones to nodes under their share;
-- ``renew``: one node's renewal of every lease it holds, its heartbeat riding along, in one
-  round trip (``lua/renew_many.lua``), typed per lease; built and measured, not called by the
-  daemon yet;
-- later: the registry in Redis, the per-lease handover (see docs/leases.md for the design).
-
-It may import ``coordinator.protocol.keys``, ``coordinator.errors`` and ``coordinator.settings`` (for
-the rule a name follows and the error that names a setting), and, in ``renew`` only, the
-lease protocol it builds on (``coordinator.protocol.scripts``, ``coordinator.protocol.lease``,
-``coordinator.protocol.membership``); nothing of the daemon or CLI. Nothing here reads the environment;
-only ``renew`` talks to Redis.
+It builds on the lease protocol (``coordinator.protocol``) and the daemon
+(``coordinator.daemon``); the CLI (``coordinator.cli.leases``, ``cli.run_leases``) builds on it.
 """

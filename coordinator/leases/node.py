@@ -86,6 +86,7 @@ class LeaseNode:
             instance_id=self.instance_id, ttl=settings.lease_ttl, heartbeat=heartbeat)
         self._members: dict[str, LeaseMember] = {}
         self._opening: dict[str, asyncio.Task[LeaseMember]] = {}
+        self._taking: set[str] = set()  # leases with an acquire in flight
         self._events = NodeEvents(self)
         self.view: LeasesView | None = None
         self.target: int | None = None  # this node's share in the last plan
@@ -295,16 +296,21 @@ class LeaseNode:
         await asyncio.gather(*moves, *drops, *takes)
         planned = set(actions.acquire)
         for name, member in list(self._members.items()):  # leases it tried for and lost
-            if not member.renewing and name not in planned and name not in self._opening:
+            if not (member.renewing or name in planned or name in self._opening
+                    or name in self._taking):  # (an acquire in flight may yet grant it)
                 await self._drop(name)
 
     async def take(self, lease: str) -> None:
         """Acquire ``lease`` now (the plan or a handover reserved for this node sends it here)."""
         if self._stopping:
             return
-        member = await self._member(lease)
-        if member is not None and not member.renewing:
-            await member.lease_step()
+        self._taking.add(lease)
+        try:
+            member = await self._member(lease)
+            if member is not None and not member.renewing:
+                await member.lease_step()
+        finally:
+            self._taking.discard(lease)
 
     async def _hand_over(self, lease: str, target: str) -> None:
         member = self._members.get(lease)
