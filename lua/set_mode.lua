@@ -1,14 +1,17 @@
--- set_mode.lua: set the namespace's automation mode (running | draining | paused) atomically.
+-- set_mode.lua: set the namespace's automation mode (running | draining | paused) atomically,
+-- or one lease's own (many leases: the stricter of the two applies to that lease).
 --
--- A change is announced as automation_mode_changed (PUBLISH + history stream);
--- setting the mode it already has changes and announces nothing.
+-- A change is announced as automation_mode_changed (PUBLISH + history stream), with the
+-- lease's name for a lease's mode; setting the mode it already has changes and announces nothing.
 --
--- KEYS[1] automation mode string     KEYS[2] history stream (capped)
+-- KEYS[1] automation mode string (the namespace's, or one lease's)   KEYS[2] history stream
 -- ARGV[1] new mode    ARGV[2] events channel    ARGV[3] history max length
+-- ARGV[4] the lease's name for a lease's own mode, "" (or absent) for the namespace's
 -- Returns {"changed" | "unchanged", now_ms, previous_mode} | error COORDINATOR_WRONGTYPE <key>
 --       | error COORDINATOR_CORRUPT <key> mode.
 local mode_key, history_key = KEYS[1], KEYS[2]
 local mode, channel, history_maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local lease = ARGV[4] or ''
 local known = {running = true, draining = true, paused = true}
 
 local kind = redis.call('TYPE', mode_key)['ok']
@@ -24,8 +27,9 @@ if not known[previous] then return redis.error_reply('COORDINATOR_CORRUPT ' .. m
 if previous == mode then return {'unchanged', now, previous} end
 
 redis.call('SET', mode_key, mode)
-local event = cjson.encode({type = 'automation_mode_changed', mode = mode,
-  previous_mode = previous, at = now})
+local fields = {type = 'automation_mode_changed', mode = mode, previous_mode = previous, at = now}
+if lease ~= '' then fields.lease = lease end
+local event = cjson.encode(fields)
 redis.call('XADD', history_key, 'MAXLEN', '~', history_maxlen, '*', 'event', event)
 redis.call('PUBLISH', channel, event)
 return {'changed', now, previous}

@@ -159,3 +159,19 @@ def test_a_stopped_node_hands_over_in_milliseconds(server: RedisServer, tmp_path
         # b's leases were handed over on its way out: a holds them (new terms) at once
         after = wait_for(lambda: len(h := holders(client)) == 6 and h, 1.0)
         assert all(after[lease][0] == "a" and after[lease][1] > before[lease][1] for lease in of_b)
+
+
+def test_pause_and_resume_one_lease_from_the_command_line(server: RedisServer) -> None:
+    from tests.processes import coordinator
+
+    done = coordinator("pause", "--lease", "s-1", redis_url=server.url)
+    assert (done.returncode, done.stdout) == (0, "lease s-1: automation mode: running -> paused\n")
+    client = redis.Redis(port=server.port)
+    assert client.get("{coordinator}:automation_mode:s-1") == b"paused"
+    assert client.get("{coordinator}:automation_mode") is None  # the namespace's is untouched
+    events = coordinator("events", redis_url=server.url)
+    assert "lease s-1: automation mode changed from running to paused" in events.stdout
+    done = coordinator("resume", "--lease", "s-1", redis_url=server.url)
+    assert done.stdout == "lease s-1: automation mode: paused -> running\n"
+    bad = coordinator("pause", "--lease", "no such", redis_url=server.url)
+    assert bad.returncode == 2 and "--lease" in bad.stderr

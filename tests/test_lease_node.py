@@ -246,3 +246,57 @@ async def test_a_selector_keeps_a_node_to_its_leases(redis: Any) -> None:
             lease.startswith("eu-") for lease in nodes[0].held_leases())
     finally:
         await stop(nodes)
+
+
+async def test_a_lease_can_be_paused_and_drained_on_its_own(redis: Any) -> None:
+    from coordinator.protocol.modes import set_automation_mode
+
+    node, = await start(redis, "a", leases="x,y")
+    try:
+        await until(lambda: set(node.held_leases()) == {"x", "y"})
+
+        async def work(ctx: LeaderContext) -> None:
+            return None
+
+        async def passes() -> dict[str, str]:
+            return {lease: await node.run_scheduler_pass(work, lease=lease) for lease in "xy"}
+
+        change = await set_automation_mode(redis, "coordinator", "paused", lease="x")
+        assert change.changed
+        await until(lambda: node.members()["x"].status_snapshot()["automation_mode"] == "paused",
+                    timeout=3 * RENEW)
+        assert await passes() == {"x": "skipped_paused", "y": "scheduled"}
+        # the namespace's mode applies to every lease; the stricter of the two wins
+        await set_automation_mode(redis, "coordinator", "draining")
+        await until(lambda: node.members()["y"].status_snapshot()["automation_mode"] == "draining",
+                    timeout=3 * RENEW)
+        assert await passes() == {"x": "skipped_paused", "y": "skipped_draining"}
+        await set_automation_mode(redis, "coordinator", "running")
+        await set_automation_mode(redis, "coordinator", "running", lease="x")
+        await until(lambda: node.members()["x"].status_snapshot()["automation_mode"] == "running",
+                    timeout=3 * RENEW)
+        assert await passes() == {"x": "scheduled", "y": "scheduled"}
+        assert set(node.held_leases()) == {"x", "y"}  # a pause keeps the leases where they are
+    finally:
+        await node.stop()
+
+
+async def test_a_paused_lease_starts_no_work_on_its_new_holder(redis: Any) -> None:
+    from coordinator.protocol.modes import set_automation_mode
+
+    await add_leases(redis, "coordinator", ["x"])
+    await set_automation_mode(redis, "coordinator", "paused", lease="x")
+    started: list[str] = []
+
+    async def lead(ctx: LeaderContext) -> None:
+        started.append(ctx.automation_mode)
+
+    node = LeaseNode(settings("a"), redis=redis, hooks=Hooks(on_started_leading=lead))
+    await node.start()
+    try:
+        await until(lambda: "x" in node.held_leases())
+        await asyncio.sleep(2 * RENEW)
+        assert node.members()["x"].status_snapshot()["automation_mode"] == "paused"
+        assert started in ([], ["paused"])  # never a tenure that began running
+    finally:
+        await node.stop()

@@ -80,6 +80,10 @@ def _fill(name: str, parser: argparse.ArgumentParser) -> None:
                             help="only events after a stream id, or younger than e.g. 90s, 10m, 2h")
         parser.add_argument("--json", action="store_true",
                             help="one JSON object per line on stdout")
+    elif name in MODE_COMMANDS:
+        parser.add_argument("--lease", metavar="NAME", default=None,
+                            help="many leases: set this lease's own mode (the stricter of it "
+                            "and the namespace's applies to it)")
     elif name == "handoff":
         parser.add_argument("--to", required=True, metavar="NODE",
                             help="the node to hand over to")
@@ -210,7 +214,15 @@ def _main(argv: Sequence[str]) -> int:
         return asyncio.run(bench_command(settings, args))
     from coordinator.cli.modes import mode_command
 
-    return asyncio.run(mode_command(settings, MODE_COMMANDS[args.command][0]))
+    lease = args.lease
+    if lease is not None:
+        from coordinator.protocol import keys
+
+        try:
+            keys.check_name("lease name", lease)
+        except InvalidArgumentError as e:
+            return fail(f"--lease: {e}", EXIT_USAGE)
+    return asyncio.run(mode_command(settings, MODE_COMMANDS[args.command][0], lease))
 
 
 async def _run(settings: Settings, command: Command | None = None) -> int:

@@ -17,8 +17,9 @@ MODE_COMMANDS: dict[str, tuple[AutomationMode, str]] = {  # the parser needs onl
 }
 
 
-async def mode_command(settings: Settings, mode: AutomationMode) -> int:
-    """Set ``mode`` and print what changed; 1 with a one-line error if Redis refuses."""
+async def mode_command(settings: Settings, mode: AutomationMode, lease: str | None = None) -> int:
+    """Set ``mode`` (the namespace's, or ``lease``'s own) and print what changed; 1 with a
+    one-line error if Redis refuses."""
     from coordinator.connection.backend import connect
     from coordinator.errors import CoordinatorError
     from coordinator.protocol.modes import set_automation_mode
@@ -26,14 +27,15 @@ async def mode_command(settings: Settings, mode: AutomationMode) -> int:
     redis: Any = connect(settings, op_timeout=2.0)
     try:
         change = await set_automation_mode(redis, settings.namespace, mode,
-                                           history_maxlen=settings.history_maxlen)
+                                           history_maxlen=settings.history_maxlen, lease=lease)
     except CoordinatorError as e:
         return fail(f"cannot set the automation mode on {settings.redis_url_redacted}: {e}",
                     EXIT_UNAVAILABLE)
     finally:
         await redis.aclose()
+    what = "automation mode" if lease is None else f"lease {lease}: automation mode"
     if change.changed:
-        print(f"automation mode: {change.previous_mode} -> {change.mode}")
+        print(f"{what}: {change.previous_mode} -> {change.mode}")
     else:
-        print(f"automation mode: {change.mode} (unchanged)")
+        print(f"{what}: {change.mode} (unchanged)")
     return EXIT_OK

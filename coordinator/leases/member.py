@@ -22,7 +22,10 @@ from coordinator.daemon.hooks import Hooks
 from coordinator.daemon.state import MasterSwitched
 from coordinator.errors import CorruptDataError
 from coordinator.leases.renew import LeaseRenewal, ManyRenewed
+from coordinator.protocol import keys
+from coordinator.protocol.corrupt_keys import OncePer
 from coordinator.protocol.lease import Lease
+from coordinator.protocol.modes import MODES, AutomationMode, stricter
 
 
 class LeaseMember(Daemon):
@@ -30,7 +33,8 @@ class LeaseMember(Daemon):
 
     def __init__(self, settings: Any, *, redis: Any, instance_id: str, hooks: Hooks | None,
                  clock: Any, metrics: Any,
-                 grantor: Callable[[], Awaitable[str]] | None = None) -> None:
+                 grantor: Callable[[], Awaitable[str]] | None = None,
+                 lease_mode: AutomationMode = "running") -> None:
         super().__init__(settings, redis=redis, hooks=hooks, clock=clock, metrics=metrics)
         self.instance_id = instance_id  # the node's: renew_many.lua checks one per call
         self._lease = Lease(
@@ -38,6 +42,9 @@ class LeaseMember(Daemon):
             ttl=settings.lease_ttl, name=settings.lease_name, namespace=settings.namespace,
             instance_id=instance_id, history_maxlen=settings.history_maxlen)
         self._node_grantor = grantor
+        self._namespace_mode: AutomationMode = "running"
+        self._lease_mode: AutomationMode = lease_mode
+        self._bad_mode_logged = OncePer()
         self._masters = None  # the node's Sentinel check (grantor) is used instead
         self.log = self.log.bind(lease=settings.lease_name)
 
@@ -92,3 +99,22 @@ class LeaseMember(Daemon):
     def mode_seen(self, mode: str, redis_now: int, sent: float, received: float) -> None:
         """The namespace's mode as the node read it (after an announced change)."""
         self._follow_mode(mode, redis_now, sent, received)
+
+    def lease_mode_seen(self, mode: str | None, redis_now: int, sent: float,
+                        received: float) -> None:
+        """This lease's own mode as the node read it (None: it has none): from now on the
+        stricter of it and the namespace's applies."""
+        if mode is not None and mode not in MODES:
+            if self._bad_mode_logged.due(mode, received):
+                self.log.warning("automation_mode.unknown", mode=mode[:40],
+                                 key=keys.lease_mode_key(self.settings.namespace, self.name))
+            return
+        self._lease_mode = "running" if mode is None else mode
+        self._follow_mode(self._namespace_mode, redis_now, sent, received)
+
+    def _follow_mode(self, mode: Any, redis_now: int, sent_at: float, received_at: float) -> None:
+        # every reading of the namespace's mode (lease replies, reads) comes through here
+        if mode in MODES:
+            self._namespace_mode = mode
+            mode = stricter(mode, self._lease_mode)
+        super()._follow_mode(mode, redis_now, sent_at, received_at)

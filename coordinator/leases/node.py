@@ -46,6 +46,7 @@ from coordinator.leases.view import LeasesView, read_view
 from coordinator.logs import get_logger
 from coordinator.protocol.lease import new_instance_id
 from coordinator.protocol.membership import Heartbeat
+from coordinator.protocol.modes import MODES
 
 SHUTDOWN_STEP_TIMEOUT = 0.3
 
@@ -239,12 +240,16 @@ class LeaseNode:
         """Renew and beat, read the view, act on the plan."""
         if not await self._renew_all():
             return
+        sent = self._clock.monotonic()
         try:
             view = await bounded(read_view(self._redis, self.settings.namespace), self._op_timeout)
         except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
             self.log.warning("leases.read_failed", error=describe(e))
             return
+        received = self._clock.monotonic()
         self.view = view
+        for name, member in self._members.items():  # each lease's own mode (pause --lease)
+            member.lease_mode_seen(view.modes.get(name), view.redis_now, sent, received)
         await self._act(view, self._actions(view, leaving=False))
 
     async def _renew_all(self) -> bool:
@@ -357,9 +362,12 @@ class LeaseNode:
         hooks = (await self._lease_hooks(lease) if self._lease_hooks is not None
                  else dataclasses.replace(self._hooks, load_local_runs=None,
                                           reconcile_local_runs=None, on_initial_state=None))
+        # its own mode as last read, before its first acquire: a paused lease starts no work
+        mode = None if self.view is None else self.view.modes.get(lease)
         member = LeaseMember(settings, redis=self._redis, instance_id=self.instance_id,
                              hooks=hooks, clock=self._clock, metrics=self.metrics,
-                             grantor=self._events.grantor())
+                             grantor=self._events.grantor(),
+                             lease_mode=mode if mode in MODES else "running")
         await member.start()
         self._members[lease] = member
         return member

@@ -94,7 +94,9 @@ class NodeEvents:
             return
         kind, lease = event.get("type"), event.get("lease")
         node = self._node
-        if kind == "automation_mode_changed":
+        if kind == "automation_mode_changed" and isinstance(lease, str):
+            self._wake_soon()  # one lease's own mode: the next round's view reads it
+        elif kind == "automation_mode_changed":
             self._spawn(self._read_mode())
         elif kind == "lease_released" and isinstance(lease, str):
             if event.get("handoff_to") == node.settings.node_id:

@@ -13,7 +13,7 @@ unreadable lease hash is reported in ``corrupt`` and the rest are read.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis import exceptions as redis_exceptions
@@ -45,6 +45,9 @@ class LeasesView:
     preferred: Mapping[str, tuple[str, ...]]  # lease -> preferred holders (affinity), in order
     corrupt: Mapping[str, str]  # lease -> why its lease hash is unreadable (skip it)
     # (it is in ``leases``; a registry member that is no lease name is here and not there)
+    # lease -> its own automation mode as stored (only leases that have one; a value that is
+    # no mode is kept as read, for the node to report; a key of another type reads "?type")
+    modes: Mapping[str, str] = field(default_factory=dict)
 
 
 async def read_view(redis: Any, namespace: str) -> LeasesView:
@@ -76,7 +79,12 @@ async def read_view(redis: Any, namespace: str) -> LeasesView:
             pipe.hmget(keys.lease_key(namespace, lease), *_LEASE_FIELDS)
         for node_id, _ in heard:
             pipe.hmget(keys.controller_key(namespace, node_id), *_CONTROLLER_FIELDS)
+        for lease in leases:
+            pipe.get(keys.lease_mode_key(namespace, lease))
         replies = await pipe.execute(raise_on_error=False) if leases or heard else []
+    mode_replies = replies[len(leases) + len(heard):]
+    modes = {lease: "?type" if isinstance(reply, Exception) else str(text(reply))
+             for lease, reply in zip(leases, mode_replies, strict=True) if reply is not None}
 
     holders: dict[str, str] = {}
     terms: dict[str, int] = {}
@@ -89,14 +97,15 @@ async def read_view(redis: Any, namespace: str) -> LeasesView:
             continue
         if live is not None:
             holders[lease], terms[lease], expires_at[lease] = live
-    nodes = tuple(sorted((node for (node_id, score), reply in zip(heard, replies[len(leases):],
-                                                                  strict=True)
+    nodes = tuple(sorted((node for (node_id, score), reply in zip(
+                              heard, replies[len(leases):len(leases) + len(heard)], strict=True)
                           if (node := _competing_node(node_id, score, reply, now)) is not None),
                          key=lambda n: n.node_id))
     registered = set(leases)
     preferred = {lease: ids for lease, ids in _affinity(affinity_map).items() if lease in registered}
     return LeasesView(redis_now=now, version=version, leases=leases, holders=holders, terms=terms,
-                      expires_at=expires_at, nodes=nodes, preferred=preferred, corrupt=corrupt)
+                      expires_at=expires_at, nodes=nodes, preferred=preferred, corrupt=corrupt,
+                      modes=modes)
 
 
 def _usable(name: str) -> bool:
@@ -170,8 +179,8 @@ def _competing_node(node_id: str, score: int, reply: Any, now: int) -> Node | No
 def _affinity(raw: Mapping[Any, Any]) -> dict[str, tuple[str, ...]]:
     """The affinity hash: lease -> its preferred node ids in order (empty items dropped)."""
     out: dict[str, tuple[str, ...]] = {}
-    for field, value in raw.items():
+    for name, value in raw.items():
         ids = tuple(dict.fromkeys(p.strip() for p in str(text(value)).split(",") if p.strip()))
         if ids:
-            out[str(text(field))] = ids
+            out[str(text(name))] = ids
     return out

@@ -126,16 +126,25 @@ class StateChanged(_Event):
 
 
 class AutomationModeChanged(_Event):
-    """An operator changed the namespace's automation mode."""
+    """An operator changed the namespace's automation mode, or one lease's (``lease``)."""
 
     type: Literal["automation_mode_changed"] = "automation_mode_changed"
     mode: AutomationMode
     previous_mode: AutomationMode
     at: int
+    lease: str | None = None  # many leases: the lease whose own mode changed
 
     def summary(self) -> str:
         """One human-readable line describing the event."""
-        return f"automation mode changed from {self.previous_mode} to {self.mode}"
+        where = "" if self.lease is None else f"lease {self.lease}: "
+        return f"{where}automation mode changed from {self.previous_mode} to {self.mode}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The namespace's change as it always was; a lease's own carries ``lease``."""
+        shape = super().to_dict()
+        if shape.get("lease") is None:
+            shape.pop("lease", None)
+        return shape
 
 
 class LeasesChanged(_Event):

@@ -94,6 +94,12 @@ def automation_mode_key(namespace: str) -> str:
     return f"{_tag(namespace)}:automation_mode"
 
 
+def lease_mode_key(namespace: str, lease: str) -> str:
+    """String holding one lease's own automation mode (many leases): the stricter of it and
+    the namespace's applies to that lease."""
+    return f"{_tag(namespace)}:automation_mode:{check_name('lease name', lease)}"
+
+
 def history_key(namespace: str) -> str:
     """Capped stream with every event ever published, for 'who led when'."""
     return f"{_tag(namespace)}:events:history"

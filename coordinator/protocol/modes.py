@@ -38,10 +38,18 @@ class ModeChange:
     at: int
 
 
+def stricter(a: AutomationMode, b: AutomationMode) -> AutomationMode:
+    """The stricter of two modes (paused over draining over running)."""
+    return a if MODES.index(a) >= MODES.index(b) else b
+
+
 async def set_automation_mode(
-    redis: Any, namespace: str, mode: str, *, history_maxlen: int = DEFAULT_HISTORY_MAXLEN
+    redis: Any, namespace: str, mode: str, *, history_maxlen: int = DEFAULT_HISTORY_MAXLEN,
+    lease: str | None = None,
 ) -> ModeChange:
-    """Set the mode in one script; a change is announced as ``automation_mode_changed``."""
+    """Set the mode in one script; a change is announced as ``automation_mode_changed``.
+    With ``lease``, that lease's own mode (many leases): the stricter of it and the
+    namespace's applies to the lease; its event carries ``lease``."""
     wanted = check_mode(mode)
     if isinstance(history_maxlen, bool) or not isinstance(history_maxlen, int) or (
         history_maxlen < 1
@@ -50,8 +58,9 @@ async def set_automation_mode(
             f"history_maxlen must be an integer >= 1, got {history_maxlen!r}")
     reply = await run_script(
         register_scripts(redis).set_mode,
-        [keys.automation_mode_key(namespace), keys.history_key(namespace)],
-        [wanted, keys.events_channel(namespace), history_maxlen],
+        [keys.automation_mode_key(namespace) if lease is None
+         else keys.lease_mode_key(namespace, lease), keys.history_key(namespace)],
+        [wanted, keys.events_channel(namespace), history_maxlen, lease or ""],
     )
     if len(reply) != 3 or reply[0] not in ("changed", "unchanged") or reply[2] not in MODES:
         raise UnexpectedReplyError(f"set_mode replied {reply!r}")
