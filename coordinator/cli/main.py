@@ -151,6 +151,12 @@ def _main(argv: Sequence[str]) -> int:
     if child_argv is not None and args.command != "run":
         return fail(f"only `coordinator run` takes a command after `--`, not {args.command!r}",
                     EXIT_USAGE)
+    if args.command == "status":
+        from coordinator.cli.status_quick import quick_snapshot
+
+        snapshot = quick_snapshot(args)  # None: the full path below answers
+        if snapshot is not None:
+            return _show_status(snapshot, as_json=args.json)
     from coordinator.errors import InvalidArgumentError
     from coordinator.logs import configure_logging
     from coordinator.settings import SettingsError
@@ -254,13 +260,12 @@ async def _run(settings: Settings, command: Command | None = None) -> int:
 
 
 async def _status(settings: Settings, *, as_json: bool) -> int:
-    import json
-
+    from coordinator.cli.status_quick import OP_TIMEOUT
     from coordinator.connection.backend import connect
     from coordinator.errors import CoordinatorError
-    from coordinator.watching.status import cluster_status, render_status
+    from coordinator.watching.status import cluster_status
 
-    redis: Any = connect(settings, op_timeout=2.0)
+    redis: Any = connect(settings, op_timeout=OP_TIMEOUT)
     try:
         snapshot = await cluster_status(redis, settings)
     except CoordinatorError as e:
@@ -269,6 +274,15 @@ async def _status(settings: Settings, *, as_json: bool) -> int:
         return EXIT_UNAVAILABLE
     finally:
         await redis.aclose()
+    return _show_status(snapshot, as_json=as_json)
+
+
+def _show_status(snapshot: dict[str, Any], *, as_json: bool) -> int:
+    """Print a ``cluster_status`` snapshot; exit 3 (and say why) if its lease key is corrupt."""
+    import json
+
+    from coordinator.watching.status import render_status
+
     if as_json:
         print(json.dumps(snapshot))
     else:

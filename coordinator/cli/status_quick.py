@@ -1,0 +1,46 @@
+"""``coordinator status`` on the quick path: the settings read without pydantic
+(``status_settings``), the snapshot read by the very ``cluster_status`` the full path runs,
+through the standard-library client (``connection/resp_client.py``) instead of redis-py.
+
+Importing pydantic-settings and redis-py took most of the command's time. Where this path
+cannot answer exactly as the full one would (settings it does not read, Sentinel, Cluster,
+TLS, any error reply or failure of the read), it answers None, having printed nothing, and
+the full path runs from the start: status only reads, so reading twice changes nothing, and
+every message and exit status stays the full path's own."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from coordinator.cli.flags import COMMAND_SETTINGS, overrides_for
+from coordinator.cli.status_settings import StatusSettings, status_settings
+from coordinator.connection.resp_client import RespClient
+
+# seconds each command to Redis may take, on either path
+OP_TIMEOUT = 2.0
+
+
+def quick_snapshot(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``cluster_status`` snapshot for ``coordinator status ARGS``, or None when the
+    full path must answer."""
+    try:
+        settings = status_settings(overrides_for("status", args), COMMAND_SETTINGS["status"])
+        if settings is None:
+            return None
+        return asyncio.run(_read(settings))
+    except Exception:
+        return None
+
+
+async def _read(settings: StatusSettings) -> dict[str, Any]:
+    from coordinator.watching.status import cluster_status
+
+    redis = RespClient(settings.redis_url, timeout=OP_TIMEOUT)
+    try:
+        # duck-typed: an attribute of Settings beyond StatusSettings' raises AttributeError
+        reader: Any = settings
+        return await cluster_status(redis, reader)
+    finally:
+        await redis.aclose()
