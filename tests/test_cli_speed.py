@@ -73,12 +73,12 @@ def test_status_loads_no_other_subcommands_module() -> None:
 
 
 @pytest.mark.parametrize("args", [("status", "--json"), ("status",)])
-def test_status_on_a_plain_redis_url_loads_neither_pydantic_nor_redis_py_nor_structlog(
+def test_status_on_a_plain_redis_url_loads_no_pydantic_redis_py_structlog_or_asyncio(
         redis_server: RedisServer, args: tuple[str, ...]) -> None:
     loaded = _modules_after(*args, url=redis_server.url)
     assert "coordinator.watching.status" in loaded
-    heavy = {"pydantic", "pydantic_settings", "redis", "structlog", "coordinator.settings",
-             "coordinator.connection.backend", "coordinator.logs"}
+    heavy = {"pydantic", "pydantic_settings", "redis", "structlog", "asyncio",
+             "coordinator.settings", "coordinator.connection.backend", "coordinator.logs"}
     assert not loaded & heavy, sorted(loaded & heavy)
 
 

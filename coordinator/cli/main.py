@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
@@ -146,8 +145,6 @@ def _main(argv: Sequence[str]) -> int:
     own, child_argv = _split_command(argv)
     named = _command_in(own)
     args = _parser(filled=() if named is None else (named,)).parse_args(own)
-    import asyncio  # here, not at the top: `--version` and `--help` do without it
-
     if child_argv is not None and args.command != "run":
         return fail(f"only `coordinator run` takes a command after `--`, not {args.command!r}",
                     EXIT_USAGE)
@@ -157,6 +154,10 @@ def _main(argv: Sequence[str]) -> int:
         snapshot = quick_snapshot(args)  # None: the full path below answers
         if snapshot is not None:
             return _show_status(snapshot, as_json=args.json)
+    # here, not at the top: `--version`, `--help` and the quick status do without them
+    import asyncio
+    import logging
+
     from coordinator.errors import InvalidArgumentError
     from coordinator.logs import configure_logging
     from coordinator.settings import SettingsError

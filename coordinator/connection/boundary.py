@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import traceback
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +40,8 @@ def redis_errors(key: str) -> Iterator[None]:
 def _during_connection_setup(error: BaseException) -> bool:
     """Whether redis-py raised ``error`` while setting a new connection up (AUTH, SELECT,
     HELLO: a wrong password or database index), not while running the command on ``key``."""
+    import traceback  # only once an error is on its way
+
     frames = traceback.walk_tb(error.__traceback__)
     return any(frame.f_code.co_name.startswith("on_connect") for frame, _ in frames)
 

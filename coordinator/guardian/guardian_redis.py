@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -90,6 +89,8 @@ def connect(host: str, port: int, *, timeout: float, tls: dict[str, Any] | None,
     sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if tls is not None:
+        import ssl  # here: `coordinator status` on a plain redis:// URL does without it
+
         # as the daemon's client does: the server's certificate must verify (against the CA
         # given, else the system's), its name is not checked
         context = ssl.create_default_context(cafile=tls.get("ca") or None)
