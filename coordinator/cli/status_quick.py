@@ -11,6 +11,7 @@ every message and exit status stays the full path's own."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -25,6 +26,8 @@ OP_TIMEOUT = 2.0
 def quick_snapshot(args: argparse.Namespace) -> dict[str, Any] | None:
     """The ``cluster_status`` snapshot for ``coordinator status ARGS``, or None when the
     full path must answer."""
+    if "asyncio" in sys.modules:  # loaded before us (an embedding, a sitecustomize):
+        return None  # bounded() would want a running loop, which this path has not got
     try:
         settings = status_settings(overrides_for("status", args), COMMAND_SETTINGS["status"])
         if settings is None:
