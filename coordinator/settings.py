@@ -22,12 +22,10 @@ from coordinator.settings_rules import (
     ENV_FILE,
     ENV_PREFIX,
     check_redis_url,
+    child_grace_or_default,
     cross_setting_problem,
     env_name,
     redact_url,
-)
-from coordinator.settings_rules import (
-    effective_child_grace as _effective_child_grace,
 )
 
 __all__ = ["CHILD_ONLY_VARIABLES", "ENV_PREFIX", "Settings", "SettingsError",
@@ -222,7 +220,7 @@ class Settings(BaseSettings):
     @property
     def effective_child_grace(self) -> float:
         """Seconds between SIGTERM and SIGKILL for the child: as set, or min(5, LEASE_TTL / 3)."""
-        return _effective_child_grace(self.child_grace, self.lease_ttl)
+        return child_grace_or_default(self.child_grace, self.lease_ttl)
 
     @property
     def is_preferred(self) -> bool:

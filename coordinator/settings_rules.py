@@ -58,7 +58,7 @@ def check_redis_url(url: str) -> None:
         raise ValueError("has a malformed port") from None
 
 
-def effective_child_grace(child_grace: float | None, lease_ttl: float) -> float:
+def child_grace_or_default(child_grace: float | None, lease_ttl: float) -> float:
     """Seconds between SIGTERM and SIGKILL for the child: as set, or min(5, LEASE_TTL / 3)."""
     return child_grace if child_grace is not None else min(5.0, lease_ttl / 3)
 
@@ -84,7 +84,7 @@ def cross_setting_problem(s: Any) -> tuple[str, str] | None:
         return ("heartbeat_retention", "must be at least three COORDINATOR_HEARTBEAT_INTERVAL")
     # a grace as long as the time between a renewal and the lease's end would have the
     # watchdog SIGTERM the child before every renewal could arrive
-    grace = effective_child_grace(s.child_grace, s.lease_ttl)
+    grace = child_grace_or_default(s.child_grace, s.lease_ttl)
     if grace >= s.lease_ttl - s.renew_interval:
         return ("child_grace", "must be below COORDINATOR_LEASE_TTL - "
                 f"COORDINATOR_RENEW_INTERVAL ({grace} >= {s.lease_ttl} - {s.renew_interval})")
