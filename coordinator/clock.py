@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
+import sys
 import time
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 
@@ -33,7 +36,17 @@ async def bounded(awaitable: Awaitable[T], seconds: float) -> T:
 
     Used instead of ``asyncio.wait_for``, which on Python 3.11 can swallow a cancellation
     that arrives just as the awaited call completes (and then a stop waits forever).
+
+    Where nothing imported asyncio no event loop runs: the coroutine is driven by hand, as
+    ``coordinator status`` drives its read through the blocking stdlib client
+    (``cli/status_quick.py``), each await completing at once within that client's socket
+    timeout; there is nothing to time out, and loading asyncio would cost the command a
+    fifth of its start-up.
     """
+    if "asyncio" not in sys.modules:
+        return await awaitable
+    import asyncio
+
     async with asyncio.timeout(seconds):
         return await awaitable
 

@@ -7,16 +7,29 @@ import os
 import socket
 from collections.abc import Callable
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coordinator.errors import InvalidArgumentError
 from coordinator.protocol import keys
+from coordinator.settings_rules import (
+    CHILD_ONLY_VARIABLES,
+    DEFAULT_HEARTBEAT_RETENTION,
+    DEFAULT_LEASE_NAME,
+    DEFAULT_NAMESPACE,
+    DEFAULT_REDIS_URL,
+    ENV_FILE,
+    ENV_PREFIX,
+    check_redis_url,
+    child_grace_or_default,
+    cross_setting_problem,
+    env_name,
+    redact_url,
+)
 
-ENV_PREFIX = "COORDINATOR_"
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
+__all__ = ["CHILD_ONLY_VARIABLES", "ENV_PREFIX", "Settings", "SettingsError",
+           "UnknownSettingError", "env_name", "load_settings", "redact_url"]
 
 
 def _package_version() -> str:
@@ -37,24 +50,17 @@ class UnknownSettingError(SettingsError, TypeError):
     """A keyword argument or COORDINATOR_* variable that is no setting (a misspelling)."""
 
 
-# COORDINATOR_* names the daemon itself sets for a leader-only child (which may run
-# `coordinator status` in turn) that are not settings
-CHILD_ONLY_VARIABLES = frozenset({ENV_PREFIX + "TERM", ENV_PREFIX + "LEASE",
-                                  # `coordinator redis install-functions` only (cli/redis_admin.py)
-                                  ENV_PREFIX + "REDIS_ADMIN_URL", ENV_PREFIX + "REDIS_ADMIN_URL_FILE"})
-
-
 class Settings(BaseSettings):
     """Everything a daemon or a CLI command needs to know, frozen once loaded."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True,
+        env_prefix=ENV_PREFIX, env_file=ENV_FILE, extra="ignore", frozen=True,
         validate_default=True,
     )
 
-    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
-    namespace: str = "coordinator"
-    lease_name: str = "global"
+    redis_url: SecretStr = SecretStr(DEFAULT_REDIS_URL)
+    namespace: str = DEFAULT_NAMESPACE
+    lease_name: str = DEFAULT_LEASE_NAME
     node_id: str = Field(default_factory=socket.gethostname)
     host: str = Field(default_factory=socket.gethostname)
     role: Literal["primary", "standby"] = "standby"
@@ -65,7 +71,7 @@ class Settings(BaseSettings):
     lease_ttl: float = Field(default=30.0, ge=0.001, le=365 * 24 * 3600, allow_inf_nan=False)
     renew_interval: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     heartbeat_interval: float = Field(default=5.0, gt=0, allow_inf_nan=False)
-    heartbeat_retention: float = Field(default=600.0, gt=0, allow_inf_nan=False)
+    heartbeat_retention: float = Field(default=DEFAULT_HEARTBEAT_RETENTION, gt=0, allow_inf_nan=False)
     renew_failure_threshold: int = Field(default=2, ge=1)
     history_maxlen: int = Field(default=10_000, ge=1)
     handoff_steady_intervals: int = Field(default=3, ge=1)
@@ -103,15 +109,7 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url_is_usable(cls, value: SecretStr) -> SecretStr:
-        parts = urlsplit(value.get_secret_value())
-        if parts.scheme not in _REDIS_SCHEMES:
-            raise ValueError(f"must start with one of {', '.join(s + '://' for s in _REDIS_SCHEMES)}")
-        if parts.scheme != "unix" and not parts.hostname:
-            raise ValueError("must name a host, e.g. redis://127.0.0.1:6379/0")
-        try:
-            parts.port  # noqa: B018 - raises on a malformed port
-        except ValueError:
-            raise ValueError("has a malformed port") from None
+        check_redis_url(value.get_secret_value())
         return value
 
     @field_validator("redis_sentinels")
@@ -173,29 +171,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _intervals_fit_the_ttl(self) -> Settings:
-        if self.renew_interval > self.lease_ttl / 3:
-            raise _FieldRule("renew_interval", "must be at most a third of COORDINATOR_LEASE_TTL "
-                             f"({self.renew_interval} > {self.lease_ttl} / 3)")
-        if self.redis_cluster and self.redis_sentinels:
-            raise _FieldRule("redis_cluster", "cannot be combined with COORDINATOR_REDIS_SENTINELS")
-        if bool(self.tls_cert_file) != bool(self.tls_key_file):
-            raise _FieldRule("tls_key_file", "and COORDINATOR_TLS_CERT_FILE go together")
-        if self.redis_cluster and self.min_replicas_ack:
-            # WAIT carries no key: a cluster client would send it to some node, not the
-            # master of the lease's slot, so the acknowledgement would prove nothing
-            raise _FieldRule("min_replicas_ack", "cannot be combined with "
-                             "COORDINATOR_REDIS_CLUSTER (WAIT would not reach the lease's master)")
-        if self.min_replicas_ack and self.replica_ack_timeout >= self.renew_interval:
-            raise _FieldRule("replica_ack_timeout", "must be below COORDINATOR_RENEW_INTERVAL")
-        if self.heartbeat_retention < 3 * self.heartbeat_interval:
-            raise _FieldRule("heartbeat_retention",
-                             "must be at least three COORDINATOR_HEARTBEAT_INTERVAL")
-        # a grace as long as the time between a renewal and the lease's end would have the
-        # watchdog SIGTERM the child before every renewal could arrive
-        if self.effective_child_grace >= self.lease_ttl - self.renew_interval:
-            raise _FieldRule("child_grace", "must be below COORDINATOR_LEASE_TTL - "
-                             f"COORDINATOR_RENEW_INTERVAL ({self.effective_child_grace} >= "
-                             f"{self.lease_ttl} - {self.renew_interval})")
+        problem = cross_setting_problem(self)
+        if problem is not None:
+            raise _FieldRule(*problem)
         return self
 
     @property
@@ -242,9 +220,7 @@ class Settings(BaseSettings):
     @property
     def effective_child_grace(self) -> float:
         """Seconds between SIGTERM and SIGKILL for the child: as set, or min(5, LEASE_TTL / 3)."""
-        if self.child_grace is not None:
-            return self.child_grace
-        return min(5.0, self.lease_ttl / 3)
+        return child_grace_or_default(self.child_grace, self.lease_ttl)
 
     @property
     def is_preferred(self) -> bool:
@@ -270,27 +246,6 @@ def _key_safe(check: Callable[[str, str], str], kind: str, value: str) -> str:
         return check(kind, value)
     except InvalidArgumentError as e:
         raise ValueError(str(e).removeprefix(kind + " ")) from None
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.query:  # redis-py also reads ?password=...
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        if any(k == "password" for k, _ in pairs):
-            query = "&".join(f"{k}=***" if k == "password" else f"{k}={v}" for k, v in pairs)
-            parts = parts._replace(query=query)
-    if parts.password is None:
-        return urlunsplit(parts) if parts.query != urlsplit(url).query else url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def env_name(field: str) -> str:
-    """The environment variable that sets ``field``."""
-    return ENV_PREFIX + field.upper()
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -44,13 +44,13 @@ def test_the_parser_of_one_subcommand_is_the_whole_parsers_for_that_subcommand(
         assert _helps(_subparsers(alone)[name]) == _helps(whole[name]), name
 
 
-def _modules_after(*args: str) -> set[str]:
+def _modules_after(*args: str, url: str = "redis://127.0.0.1:1/0") -> set[str]:
     """The modules loaded once ``coordinator ARGS`` has run in a fresh interpreter."""
     code = ("import sys\nfrom coordinator.cli.main import main\n"
             f"try:\n    main({list(args)!r})\nexcept SystemExit:\n    pass\n"
             "print('MODULES', ' '.join(sorted(sys.modules)), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=coordinator_env("redis://127.0.0.1:1/0"), timeout=30, check=False)
+                          env=coordinator_env(url), timeout=30, check=False)
     line = next(x for x in done.stderr.splitlines() if x.startswith("MODULES "))
     return set(line.split()[1:])
 
@@ -70,6 +70,16 @@ def test_status_loads_no_other_subcommands_module() -> None:
     others = {"coordinator.cli.redis_admin", "coordinator.cli.bench", "coordinator.cli.watch",
               "coordinator.cli.handoff", "coordinator.cli.demo", "coordinator.bench"}
     assert not loaded & others, sorted(loaded & others)
+
+
+@pytest.mark.parametrize("args", [("status", "--json"), ("status",)])
+def test_status_on_a_plain_redis_url_loads_no_pydantic_redis_py_structlog_or_asyncio(
+        redis_server: RedisServer, args: tuple[str, ...]) -> None:
+    loaded = _modules_after(*args, url=redis_server.url)
+    assert "coordinator.watching.status" in loaded
+    heavy = {"pydantic", "pydantic_settings", "redis", "structlog", "asyncio",
+             "coordinator.settings", "coordinator.connection.backend", "coordinator.logs"}
+    assert not loaded & heavy, sorted(loaded & heavy)
 
 
 async def test_the_bench_times_a_status_command_that_worked_and_refuses_one_that_failed(

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from coordinator.errors import InvalidArgumentError
+from coordinator.settings_rules import BOOLEAN_SETTINGS, env_name
 
 SECRET = frozenset({"redis_sentinel_password"})
 
@@ -90,18 +91,12 @@ _NEUTRAL: dict[str, Any] = {
 }
 
 
-def _is_bool(annotation: Any) -> bool:
-    return annotation in (bool, bool | None)
-
-
 def add_setting_flags(parser: argparse.ArgumentParser, command: str) -> None:
     """The flags of ``command``'s settings: booleans as --flag/--no-flag, the rest VALUE."""
-    from coordinator.settings import Settings, env_name
-
     for name in COMMAND_SETTINGS[command]:
         flag = "--" + name.replace("_", "-")
         text = f"{HELP[name]} (or {env_name(name)})"
-        if _is_bool(Settings.model_fields[name].annotation):
+        if name in BOOLEAN_SETTINGS:
             parser.add_argument(flag, dest=name, default=None,
                                 action=argparse.BooleanOptionalAction, help=text)
         else:

@@ -4,7 +4,6 @@ bench."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
@@ -157,11 +156,19 @@ def _main(argv: Sequence[str]) -> int:
     own, child_argv = _split_command(argv)
     named = _command_in(own)
     args = _parser(filled=() if named is None else (named,)).parse_args(own)
-    import asyncio  # here, not at the top: `--version` and `--help` do without it
-
     if child_argv is not None and args.command != "run":
         return fail(f"only `coordinator run` takes a command after `--`, not {args.command!r}",
                     EXIT_USAGE)
+    if args.command == "status":
+        from coordinator.cli.status_quick import quick_snapshot
+
+        snapshot = quick_snapshot(args)  # None: the full path below answers
+        if snapshot is not None:
+            return _show_status(snapshot, as_json=args.json)
+    # here, not at the top: `--version`, `--help` and the quick status do without them
+    import asyncio
+    import logging
+
     from coordinator.errors import InvalidArgumentError
     from coordinator.logs import configure_logging
     from coordinator.settings import SettingsError
@@ -284,13 +291,12 @@ async def _run(settings: Settings, command: Command | None = None) -> int:
 
 
 async def _status(settings: Settings, *, as_json: bool) -> int:
-    import json
-
+    from coordinator.cli.status_quick import OP_TIMEOUT
     from coordinator.connection.backend import connect
     from coordinator.errors import CoordinatorError
-    from coordinator.watching.status import cluster_status, render_status
+    from coordinator.watching.status import cluster_status
 
-    redis: Any = connect(settings, op_timeout=2.0)
+    redis: Any = connect(settings, op_timeout=OP_TIMEOUT)
     try:
         snapshot = await cluster_status(redis, settings)
     except CoordinatorError as e:
@@ -299,6 +305,15 @@ async def _status(settings: Settings, *, as_json: bool) -> int:
         return EXIT_UNAVAILABLE
     finally:
         await redis.aclose()
+    return _show_status(snapshot, as_json=as_json)
+
+
+def _show_status(snapshot: dict[str, Any], *, as_json: bool) -> int:
+    """Print a ``cluster_status`` snapshot; exit 3 (and say why) if its lease key is corrupt."""
+    import json
+
+    from coordinator.watching.status import render_status
+
     if as_json:
         print(json.dumps(snapshot))
     else:

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import traceback
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redis import exceptions as redis_exceptions
-
+from coordinator.connection import redis_exceptions
+from coordinator.connection.redis_exceptions import unavailable
 from coordinator.errors import BackendUnavailableError, CoordinatorError, CorruptDataError
 
-UNAVAILABLE = (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError, OSError)
+if TYPE_CHECKING:
+    from coordinator.connection.redis_exceptions import Unavailable
+
+    UNAVAILABLE: Unavailable
+
+
+def __getattr__(name: str) -> Any:
+    # UNAVAILABLE names redis-py's classes: built when a module imports it, so that importing
+    # this one loads no redis-py (see coordinator/connection/redis_exceptions.py)
+    if name == "UNAVAILABLE":
+        return unavailable()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @contextlib.contextmanager
@@ -19,7 +29,7 @@ def redis_errors(key: str) -> Iterator[None]:
     """Translate redis-py errors raised in the block; ``key`` names what was touched."""
     try:
         yield
-    except UNAVAILABLE as e:
+    except unavailable() as e:
         raise BackendUnavailableError(f"Redis unavailable: {type(e).__name__}: {e}") from e
     except redis_exceptions.RedisError as e:
         if _during_connection_setup(e):
@@ -30,6 +40,8 @@ def redis_errors(key: str) -> Iterator[None]:
 def _during_connection_setup(error: BaseException) -> bool:
     """Whether redis-py raised ``error`` while setting a new connection up (AUTH, SELECT,
     HELLO: a wrong password or database index), not while running the command on ``key``."""
+    import traceback  # only once an error is on its way
+
     frames = traceback.walk_tb(error.__traceback__)
     return any(frame.f_code.co_name.startswith("on_connect") for frame, _ in frames)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis import exceptions as redis_exceptions
-
 from coordinator.clock import bounded
-from coordinator.connection.boundary import UNAVAILABLE, text
+from coordinator.connection import redis_exceptions
+from coordinator.connection.boundary import text
+from coordinator.connection.redis_exceptions import unavailable
 from coordinator.json_shapes import JsonShape
 
 RECHECK_EVERY = 60.0  # seconds between two reads of the policy by a running daemon
@@ -73,7 +73,7 @@ async def check_eviction(redis: Any, timeout: float) -> RedisReport:
     is for a least-privilege ACL user, or Redis does not answer. Never raises for Redis."""
     try:
         reply = await bounded(redis.config_get("maxmemory-policy"), timeout)
-    except (redis_exceptions.RedisError, TimeoutError, *UNAVAILABLE):
+    except (redis_exceptions.RedisError, TimeoutError, *unavailable()):
         return RedisReport()
     return report_for(set(_policies(reply)))
 

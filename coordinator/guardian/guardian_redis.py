@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -34,7 +33,11 @@ class Connection:
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._buffer = b""
+        # what was received and not parsed yet starts at _start: a reply of thousands of
+        # lines (`coordinator status` of many controllers) is parsed without copying the
+        # rest of the buffer at every line
+        self._buffer = bytearray()
+        self._start = 0
 
     def call(self, *args: Any) -> Any:
         self._sock.sendall(encode_command(list(args)))
@@ -45,15 +48,26 @@ class Connection:
             self._sock.close()
 
     def _line(self) -> bytes:
-        while b"\r\n" not in self._buffer:
+        while (end := self._buffer.find(b"\r\n", self._start)) < 0:
             self._fill()
-        line, _, self._buffer = self._buffer.partition(b"\r\n")
+        line = bytes(self._buffer[self._start:end])
+        self._start = end + 2
         return line
+
+    def _take(self, size: int) -> bytes:
+        """The next ``size`` bytes and the CRLF after them."""
+        while len(self._buffer) - self._start < size + 2:
+            self._fill()
+        data = bytes(self._buffer[self._start:self._start + size])
+        self._start += size + 2
+        return data
 
     def _fill(self) -> None:
         data = self._sock.recv(65536)
         if not data:
             raise ConnectionError("Redis closed the connection")
+        del self._buffer[:self._start]
+        self._start = 0
         self._buffer += data
 
     def _reply(self) -> Any:
@@ -69,10 +83,7 @@ class Connection:
             size = int(rest)
             if size < 0:
                 return None
-            while len(self._buffer) < size + 2:
-                self._fill()
-            data, self._buffer = self._buffer[:size], self._buffer[size + 2:]
-            return data.decode(errors="replace")
+            return self._take(size).decode(errors="replace")
         if kind == b"*":
             count = int(rest)
             return None if count < 0 else [self._reply() for _ in range(count)]
@@ -90,6 +101,8 @@ def connect(host: str, port: int, *, timeout: float, tls: dict[str, Any] | None,
     sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if tls is not None:
+        import ssl  # here: `coordinator status` on a plain redis:// URL does without it
+
         # as the daemon's client does: the server's certificate must verify (against the CA
         # given, else the system's), its name is not checked
         context = ssl.create_default_context(cafile=tls.get("ca") or None)

@@ -18,8 +18,7 @@ import hashlib
 from functools import cache
 from typing import Any, Literal
 
-from redis import exceptions as redis_exceptions
-
+from coordinator.connection import redis_exceptions
 from coordinator.errors import CoordinatorError
 
 ScriptPath = Literal["functions", "scripts"]

@@ -13,8 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from redis import exceptions as redis_exceptions
-
+from coordinator.connection import redis_exceptions
 from coordinator.connection.boundary import redis_errors
 from coordinator.errors import (
     CorruptDataError,

@@ -6,7 +6,7 @@ the mode, and carries an ``error`` object naming the key, its type and the remed
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.connection.boundary import redis_errors, text
 from coordinator.connection.eviction import check_eviction
@@ -16,7 +16,9 @@ from coordinator.protocol.corrupt_keys import corrupt_key_remedy
 from coordinator.protocol.lease import read_lease
 from coordinator.protocol.membership import list_controllers, redis_time_ms
 from coordinator.protocol.records import LeaseRecord
-from coordinator.settings import Settings
+
+if TYPE_CHECKING:
+    from coordinator.settings import Settings
 
 # the columns of the controller table, in order
 _HEADER = ("NODE", "HOST", "ROLE", "STATE", "LIVENESS", "HEARTBEAT", "LEASE")
