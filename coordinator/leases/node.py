@@ -49,6 +49,7 @@ from coordinator.protocol.membership import Heartbeat
 from coordinator.protocol.modes import MODES
 
 SHUTDOWN_STEP_TIMEOUT = 0.3
+CONCURRENT_CALLS = 16
 
 LeaseHooks = Callable[[str], Awaitable[Hooks]]
 LeaseClosed = Callable[[str], Awaitable[None]]
@@ -88,10 +89,15 @@ class LeaseNode:
         self._members: dict[str, LeaseMember] = {}
         self._opening: dict[str, asyncio.Task[LeaseMember]] = {}
         self._taking: set[str] = set()  # leases with an acquire in flight
+        # acquires and handovers in flight at once: a crashed node's hundreds of leases must
+        # not take every pooled connection (redis-py's default pool holds 100), which the
+        # next renewal of the leases already held needs
+        self._calls = asyncio.Semaphore(CONCURRENT_CALLS)
         self._events = NodeEvents(self)
         self.view: LeasesView | None = None
         self.target: int | None = None  # this node's share in the last plan
         self.consecutive_failures = 0
+        self._registered_version = 0  # the registry's version after this node registered
         self.last_error: str | None = None
         self._last_heartbeat_at: int | None = None
         self._last_heartbeat_local: float | None = None
@@ -164,12 +170,7 @@ class LeaseNode:
                       namespace=self.settings.namespace, leases=self.settings.leases,
                       selector=self.settings.lease_selector,
                       capacity=self.settings.effective_capacity, instance_id=self.instance_id)
-        names = self.settings.lease_names
-        if names:
-            with contextlib.suppress(CoordinatorError, TimeoutError, *UNAVAILABLE):
-                change = await bounded(add_leases(self._redis, self.settings.namespace, names),
-                                       self._op_timeout)
-                self.log.info("leases.registered", added=len(change.names), version=change.version)
+        await self._register()
         for name in ("load_local_runs", "reconcile_local_runs"):
             hook = getattr(self._hooks, name)
             if hook is not None:
@@ -177,10 +178,14 @@ class LeaseNode:
                     await hook()
                 except Exception:
                     self.log.exception("hook.failed", hook=name)
+        # listening before the first round: a handover reserved for this node in that round
+        # is announced once, and taken at once only by a node that hears it
+        self._tasks.append(asyncio.ensure_future(self._events.run()))
+        with contextlib.suppress(TimeoutError):
+            await bounded(self._events.subscribed.wait(), self._op_timeout)
         await self.round()
         self._started = True
         self._tasks.append(asyncio.ensure_future(self._loop()))
-        self._tasks.append(asyncio.ensure_future(self._events.run()))
         self.log.info("daemon.started", leases=len(self.held_leases()))
 
     async def stop(self) -> None:
@@ -218,6 +223,19 @@ class LeaseNode:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    async def _register(self) -> None:
+        names = self.settings.lease_names
+        if not names:
+            return
+        try:
+            change = await bounded(add_leases(self._redis, self.settings.namespace, names),
+                                   self._op_timeout)
+        except (CoordinatorError, TimeoutError, *UNAVAILABLE) as e:
+            self.log.warning("leases.register_failed", error=describe(e))
+            return
+        self._registered_version = change.version
+        self.log.info("leases.registered", added=len(change.names), version=change.version)
+
     # ---- one round ----
 
     async def _loop(self) -> None:
@@ -248,6 +266,15 @@ class LeaseNode:
             return
         received = self._clock.monotonic()
         self.view = view
+        if view.version < self._registered_version:
+            # the registry is older than what this node registered: Redis lost it (restarted
+            # empty, restored from an older copy). An operator's removal raises the version,
+            # so it is never undone here
+            self.log.warning("leases.registry_lost", version=view.version,
+                             registered_version=self._registered_version)
+            await self._register()
+        elif self._registered_version == 0 and self.settings.lease_names:
+            await self._register()  # Redis was away when it started
         for name, member in self._members.items():  # each lease's own mode (pause --lease)
             member.lease_mode_seen(view.modes.get(name), view.redis_now, sent, received)
         await self._act(view, self._actions(view, leaving=False))
@@ -285,6 +312,8 @@ class LeaseNode:
         if not leaving:
             nodes.append(self._me)  # it beat a moment ago, whatever the view read
         holders = dict(view.holders)
+        for lease, target in view.reserved.items():  # handed to its target: as if it held it
+            holders.setdefault(lease, target)
         for name, member in self._members.items():  # what this process holds, it knows best
             if member.renewing:
                 holders[name] = self._me.node_id
@@ -295,11 +324,17 @@ class LeaseNode:
         return actions_from_plan(self._me.node_id, plan, view.leases, holders)
 
     async def _act(self, view: LeasesView, actions: Actions) -> None:
+        me = self._me.node_id
+        # reserved for this node by a handover whose announcement it missed (it was starting,
+        # or its subscription was down): nobody else may take it meanwhile
+        handed = [lease for lease, target in view.reserved.items()
+                  if target == me and lease not in view.holders and lease not in actions.acquire]
         moves = [self._hand_over(lease, to) for lease, to in actions.hand_over]
         drops = [self._drop(lease) for lease in actions.release]
-        takes = [self.take(lease) for lease in actions.acquire if lease not in view.corrupt]
+        takes = [self.take(lease) for lease in (*actions.acquire, *handed)
+                 if lease not in view.corrupt]
         await asyncio.gather(*moves, *drops, *takes)
-        planned = set(actions.acquire)
+        planned = {*actions.acquire, *handed}
         for name, member in list(self._members.items()):  # leases it tried for and lost
             if not (member.renewing or name in planned or name in self._opening
                     or name in self._taking):  # (an acquire in flight may yet grant it)
@@ -313,7 +348,8 @@ class LeaseNode:
         try:
             member = await self._member(lease)
             if member is not None and not member.renewing:
-                await member.lease_step()
+                async with self._calls:
+                    await member.lease_step()
         finally:
             self._taking.discard(lease)
 
@@ -322,7 +358,8 @@ class LeaseNode:
         if member is None or not member.renewing:
             return
         self.log.info("leases.hand_over", lease=lease, to=target)
-        await member.hand_over(target)
+        async with self._calls:
+            await member.hand_over(target)
         await self._drop(lease)
 
     async def _hand_over_on_stop(self) -> int:

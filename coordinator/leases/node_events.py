@@ -39,6 +39,7 @@ class NodeEvents:
         self._channel = keys.events_channel(settings.namespace)
         self._last_wake = float("-inf")
         self._background: set[asyncio.Task[Any]] = set()
+        self.subscribed = asyncio.Event()  # set once the channel is heard
         password = settings.redis_sentinel_password
         secret = None if password is None else password.get_secret_value()
         timeout = min(settings.renew_interval, 5.0)
@@ -64,6 +65,7 @@ class NodeEvents:
             pubsub = redis.pubsub()
             try:
                 await pubsub.subscribe(self._channel)
+                self.subscribed.set()
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None:

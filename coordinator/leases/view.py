@@ -48,6 +48,9 @@ class LeasesView:
     # lease -> its own automation mode as stored (only leases that have one; a value that is
     # no mode is kept as read, for the node to report; a key of another type reads "?type")
     modes: Mapping[str, str] = field(default_factory=dict)
+    # free lease -> the node a handover reserved it for, while the reservation stands: only
+    # that node can take it meanwhile (acquire.lua), so it takes it whatever its plan says
+    reserved: Mapping[str, str] = field(default_factory=dict)
 
 
 async def read_view(redis: Any, namespace: str) -> LeasesView:
@@ -101,11 +104,33 @@ async def read_view(redis: Any, namespace: str) -> LeasesView:
                               heard, replies[len(leases):len(leases) + len(heard)], strict=True)
                           if (node := _competing_node(node_id, score, reply, now)) is not None),
                          key=lambda n: n.node_id))
+    reserved = await _reservations(redis, namespace, [
+        lease for lease in leases if lease not in holders and lease not in corrupt], now)
     registered = set(leases)
     preferred = {lease: ids for lease, ids in _affinity(affinity_map).items() if lease in registered}
     return LeasesView(redis_now=now, version=version, leases=leases, holders=holders, terms=terms,
                       expires_at=expires_at, nodes=nodes, preferred=preferred, corrupt=corrupt,
-                      modes=modes)
+                      modes=modes, reserved=reserved)
+
+
+async def _reservations(redis: Any, namespace: str, free: list[str], now: int) -> dict[str, str]:
+    """The standing handover reservations of the free leases: a third round trip, only in a
+    round that finds a lease free (a handover, a crash, a new lease), never in a steady one."""
+    if not free:
+        return {}
+    with redis_errors(keys.leases_key(namespace)):
+        pipe = redis.pipeline(transaction=False)
+        for lease in free:
+            pipe.hmget(keys.tenure_key(namespace, lease), "reserved_for", "reserved_until")
+        replies = await pipe.execute(raise_on_error=False)
+    reserved: dict[str, str] = {}
+    for lease, reply in zip(free, replies, strict=True):
+        if isinstance(reply, Exception) or not reply or reply[0] is None:
+            continue  # a tenure hash of another type: acquire.lua reports it to whoever tries
+        until = text(reply[1])
+        if until is not None and until.isdigit() and int(until) > now:
+            reserved[lease] = str(text(reply[0]))
+    return reserved
 
 
 def _usable(name: str) -> bool:
