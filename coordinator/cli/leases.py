@@ -11,7 +11,6 @@ from coordinator.cli.common import EXIT_CORRUPT, EXIT_OK, EXIT_UNAVAILABLE, EXIT
 
 if TYPE_CHECKING:
     from coordinator.leases.registry import RegistryChange
-    from coordinator.leases.view import LeasesView
     from coordinator.settings import Settings
 
 _NAMES_HELP = ("lease names, separate or comma-separated, each may carry one range: "
@@ -115,8 +114,8 @@ async def _list(settings: Settings, *, as_json: bool) -> int:
 
     from coordinator.connection.backend import connect
     from coordinator.errors import CoordinatorError, CorruptDataError
+    from coordinator.leases.listing import lease_rows, unreadable_parts
     from coordinator.leases.view import read_view
-    from coordinator.protocol import keys
     from coordinator.protocol.corrupt_keys import corrupt_key_remedy
 
     redis: Any = connect(settings, op_timeout=2.0)
@@ -129,38 +128,14 @@ async def _list(settings: Settings, *, as_json: bool) -> int:
                     EXIT_UNAVAILABLE)
     finally:
         await redis.aclose()
-    rows = _rows(view)
+    rows = lease_rows(view)
     if as_json:
         print(json.dumps(rows))
     else:
         print(_table(rows, settings.namespace))
-    for lease, why in view.corrupt.items():
-        if lease in view.leases:
-            key = keys.lease_key(settings.namespace, lease)
-            fail(f"lease key {key}: {why}: {corrupt_key_remedy(key)}", EXIT_CORRUPT)
-        else:  # a registry member no lease can have: removed with ZREM, not the whole key
-            registry = keys.leases_key(settings.namespace)
-            fail(f"{registry}: member {lease!r} is {why.removeprefix('registered, but ')}: "
-                 f"remove it (redis-cli ZREM {registry} {json.dumps(lease)})", EXIT_CORRUPT)
+    for part in unreadable_parts(view, settings.namespace):
+        fail(part.message, EXIT_CORRUPT)
     return EXIT_CORRUPT if view.corrupt else EXIT_OK
-
-
-def _rows(view: LeasesView) -> list[dict[str, Any]]:
-    """The JSON shape: one object per registered lease, holder fields null when free."""
-    rows = []
-    for lease in view.leases:
-        held = lease in view.holders
-        row: dict[str, Any] = {
-            "name": lease,
-            "holder_id": view.holders[lease] if held else None,
-            "term": view.terms[lease] if held else None,
-            "expires_in_ms": max(0, view.expires_at[lease] - view.redis_now) if held else None,
-            "preferred": list(view.preferred.get(lease, ())),
-        }
-        if lease in view.corrupt:
-            row["corrupt"] = view.corrupt[lease]
-        rows.append(row)
-    return rows
 
 
 def _table(rows: list[dict[str, Any]], namespace: str) -> str:

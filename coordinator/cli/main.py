@@ -318,11 +318,14 @@ def _show_status(snapshot: dict[str, Any], *, as_json: bool) -> int:
         print(json.dumps(snapshot))
     else:
         print(render_status(snapshot))
+    status = EXIT_OK
     error = snapshot.get("error")
     if error is not None:
-        return fail(f"lease key {error['key']} holds a {error['type']}, not a lease record: "
-                    f"{error['remedy']}", EXIT_CORRUPT)
-    return EXIT_OK
+        status = fail(f"lease key {error['key']} holds a {error['type']}, not a lease record: "
+                      f"{error['remedy']}", EXIT_CORRUPT)
+    for problem in snapshot.get("leases_errors") or ():  # only with many leases registered
+        status = fail(problem["message"], EXIT_CORRUPT)
+    return status
 
 
 if __name__ == "__main__":
