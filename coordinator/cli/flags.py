@@ -105,6 +105,17 @@ def add_setting_flags(parser: argparse.ArgumentParser, command: str) -> None:
         add_url_file_flag(parser)
 
 
+def add_lease_filter_flag(parser: argparse.ArgumentParser) -> None:
+    """``--lease NAME``: ``watch`` and ``events`` show only what concerns these leases."""
+    parser.add_argument(
+        "--lease", dest="lease_filter", action="append", default=None, metavar="NAME",
+        help="only the events of this lease (repeatable, or comma-separated; a range such as "
+             "shard-{0..3} as in COORDINATOR_LEASES), plus the namespace-wide events that "
+             "name no lease (the namespace's automation mode changes, leases_changed, gaps in "
+             "the history); "
+             "watch then resyncs on and follows the lapse of each lease named")
+
+
 def add_url_file_flag(parser: argparse.ArgumentParser) -> None:
     """``--redis-url-file PATH``: the Redis URL (password included) read from a file."""
     parser.add_argument("--redis-url-file", dest="redis_url_file", default=None,

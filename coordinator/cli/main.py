@@ -17,7 +17,7 @@ from coordinator.cli.common import (
     quiet_broken_pipe,
     stdout_reader_gone,
 )
-from coordinator.cli.flags import add_setting_flags, overrides_for
+from coordinator.cli.flags import add_lease_filter_flag, add_setting_flags, overrides_for
 from coordinator.cli.modes import MODE_COMMANDS
 
 if TYPE_CHECKING:
@@ -74,11 +74,13 @@ def _fill(name: str, parser: argparse.ArgumentParser) -> None:
     elif name == "watch":
         parser.add_argument("--json", action="store_true",
                             help="one JSON object per event and line on stdout, nothing else")
+        add_lease_filter_flag(parser)
     elif name == "events":
         parser.add_argument("--since", metavar="ID|DURATION",
                             help="only events after a stream id, or younger than e.g. 90s, 10m, 2h")
         parser.add_argument("--json", action="store_true",
                             help="one JSON object per line on stdout")
+        add_lease_filter_flag(parser)
     elif name in MODE_COMMANDS:
         parser.add_argument("--lease", metavar="NAME", default=None,
                             help="many leases: set this lease's own mode (the stricter of it "
@@ -195,9 +197,10 @@ def _main(argv: Sequence[str]) -> int:
     if args.command in ("watch", "events"):
         from coordinator.cli.watch import events_command, watch_command
     if args.command == "watch":
-        return asyncio.run(watch_command(settings, as_json=args.json))
+        return asyncio.run(watch_command(settings, as_json=args.json, leases=args.lease_filter))
     if args.command == "events":
-        return asyncio.run(events_command(settings, since=args.since, as_json=args.json))
+        return asyncio.run(events_command(settings, since=args.since, as_json=args.json,
+                                          leases=args.lease_filter))
     if args.command == "demo":
         from coordinator.cli.demo import demo_command
 

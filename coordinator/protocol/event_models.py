@@ -100,7 +100,9 @@ class LeaseExpired(_Event):
 
 
 class StateChanged(_Event):
-    """A daemon's role changed (e.g. standby -> leader); ``at`` is that daemon's wall clock."""
+    """A daemon's role changed (e.g. standby -> leader); ``at`` is that daemon's wall clock.
+    A node of many leases says which of its leases (``lease``); a single lease's daemon
+    does not."""
 
     type: Literal["state_changed"] = "state_changed"
     node_id: str
@@ -109,20 +111,25 @@ class StateChanged(_Event):
     to: str
     term: int | None
     reason: str | None = None  # why, in a few words ("Redis clock jumped forward 15.0 s")
+    lease: str | None = None
     at: int
 
     def to_dict(self) -> dict[str, Any]:
-        """As published; ``reason`` only when the daemon gave one (older daemons do not)."""
+        """As published; ``reason`` only when the daemon gave one (older daemons do not),
+        ``lease`` only from a node of many leases."""
         out = super().to_dict()
-        if out.get("reason") is None:
-            out.pop("reason", None)
+        for optional in ("reason", "lease"):
+            if out.get(optional) is None:
+                out.pop(optional, None)
         return out
 
     def summary(self) -> str:
         """One human-readable line describing the event."""
         term = "" if self.term is None else f" (term {self.term})"
         why = f": {self.reason}" if self.reason else ""
-        return f"{self.node_id} on {self.host} went from {self.from_} to {self.to}{term}{why}"
+        lease = f"lease {self.lease}: " if self.lease is not None else ""
+        return (f"{lease}{self.node_id} on {self.host} went from {self.from_} to "
+                f"{self.to}{term}{why}")
 
 
 class AutomationModeChanged(_Event):

@@ -16,7 +16,7 @@ import contextlib
 import inspect
 import sys
 import types
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -164,17 +164,22 @@ class _Subscription:
 
 
 class _Watcher:
-    """The watcher's I/O: connect (replay + resync), next events, drop; it keeps the cursor."""
+    """The watcher's I/O: connect (replay + resync), next events, drop; it keeps the cursor.
 
-    def __init__(self, redis: Any, namespace: str, lease_name: str, resume_from: str | None,
-                 *, attempt_timeout: float, idle_ping: float, clock: Clock) -> None:
-        self._redis, self._namespace, self._lease_name = redis, namespace, lease_name
+    It follows the tenure of each lease in ``lease_names`` (one picture each): a resync per
+    lease, their leader changes and releases, and a lapse of any of them."""
+
+    def __init__(self, redis: Any, namespace: str, lease_names: tuple[str, ...],
+                 resume_from: str | None, *, attempt_timeout: float, idle_ping: float,
+                 clock: Clock) -> None:
+        self._redis, self._namespace, self._lease_names = redis, namespace, lease_names
         self._channel = keys.events_channel(namespace)
         self._attempt_timeout, self._idle_ping, self._clock = attempt_timeout, idle_ping, clock
         # the id of the last stored event handled; None until the first connect if not resuming
         self.cursor = resume_from
         self._subscription: _Subscription | None = None
-        self._picture = Picture()  # the lease's tenure as last learnt, and when to re-read it
+        # each lease's tenure as last learnt, and when to re-read it
+        self._pictures = dict.fromkeys(lease_names, Picture())
 
     @property
     def connected(self) -> bool:
@@ -189,22 +194,34 @@ class _Watcher:
             async with asyncio.timeout(self._attempt_timeout):
                 await subscription.open()
                 missed = await self._replay()
-                reading = await self._read_lease()
+                readings = {name: await self._read_lease(name) for name in self._lease_names}
         except BaseException:
             await subscription.close()
             raise
         self._subscription = subscription
-        self._picture = from_reading(reading)
-        resync = resync_of(self._lease_name, reading)
-        log.info("watch.resynced", lease=resync.lease, holder_id=resync.holder_id,
-                 term=resync.term, replayed=len(missed))
-        return [*missed, resync]
+        resyncs = []
+        for name, reading in readings.items():
+            self._pictures[name] = from_reading(reading)
+            resync = resync_of(name, reading)
+            log.info("watch.resynced", lease=resync.lease, holder_id=resync.holder_id,
+                     term=resync.term, replayed=len(missed))
+            resyncs.append(resync)
+        return [*missed, *resyncs]
+
+    def _recheck_at(self) -> float | None:
+        """The earliest local time a followed lease is to be re-read (None: none is)."""
+        due = [p.recheck_at for p in self._pictures.values() if p.recheck_at is not None]
+        return min(due) if due else None
+
+    def _apply(self, events: list[WatchEvent], local_now: float) -> None:
+        for name, picture in self._pictures.items():
+            self._pictures[name] = after_events(picture, _of_lease(events, name), local_now)
 
     async def next_events(self) -> list[WatchEvent]:
         """Wait for the doorbell or the lease's recheck, then return what changed (maybe none)."""
         if self._subscription is None:
             raise RuntimeError("next_events() before connect()")
-        payload = await self._subscription.next_payload(until=self._picture.recheck_at)
+        payload = await self._subscription.next_payload(until=self._recheck_at())
         if payload is None:
             return await self._recheck()
         try:
@@ -214,30 +231,40 @@ class _Watcher:
             return []
         async with asyncio.timeout(self._attempt_timeout):
             events = await self._read_after(self.cursor or "0-0")
-        self._picture = after_events(self._picture, events, self._clock.monotonic())
+        self._apply(events, self._clock.monotonic())
         return events
 
     async def _recheck(self) -> list[WatchEvent]:
-        """Re-read the lease, then the history after the cursor, and judge the lease.
+        """Re-read the leases due, then the history after the cursor, and judge each lease.
 
-        The history is read after the lease: a release or a successor recorded before the
-        lease read is then among the events. If any such event came, the read may predate
-        it, so the events are applied and the lease is re-read at once instead of judged.
+        The history is read after the leases: a release or a successor recorded before a
+        lease read is then among the events. If any such event of a lease came, its read may
+        predate it, so the events are applied and the lease is re-read at once instead of
+        judged.
         """
+        now = self._clock.monotonic()
+        due = [name for name, p in self._pictures.items()
+               if p.recheck_at is not None and p.recheck_at <= now]
         async with asyncio.timeout(self._attempt_timeout):
-            reading = await self._read_lease()
+            readings = {name: await self._read_lease(name) for name in due}
             events = await self._read_after(self.cursor or "0-0")
-        if touches_tenure(events):
-            self._picture = after_events(self._picture, events, reading.local_now)
-            return events
-        self._picture, found = after_recheck(self._picture, self._lease_name, reading)
-        for event in found:
-            if isinstance(event, LeaseExpired):
-                log.info("watch.lease_expired", lease=event.lease, holder_id=event.holder_id,
-                         term=event.term, expired_at=event.at, seen_at=reading.redis_now)
-            else:  # the lease changed hands with nothing in the history to say so
-                log.warning("watch.unannounced_change", lease=self._lease_name,
-                            holder_id=reading.record.holder_id if reading.record else None)
+        found: list[WatchEvent] = []
+        for name, reading in readings.items():
+            own = _of_lease(events, name)
+            if touches_tenure(own):
+                self._pictures[name] = after_events(self._pictures[name], own, reading.local_now)
+                continue
+            self._pictures[name], judged = after_recheck(self._pictures[name], name, reading)
+            for event in judged:
+                if isinstance(event, LeaseExpired):
+                    log.info("watch.lease_expired", lease=event.lease, holder_id=event.holder_id,
+                             term=event.term, expired_at=event.at, seen_at=reading.redis_now)
+                else:  # the lease changed hands with nothing in the history to say so
+                    log.warning("watch.unannounced_change", lease=name,
+                                holder_id=reading.record.holder_id if reading.record else None)
+            found.extend(judged)
+        for name in self._pictures.keys() - readings.keys():  # not due: the events still count
+            self._pictures[name] = after_events(self._pictures[name], _of_lease(events, name), now)
         return [*events, *found]
 
     async def drop(self) -> None:
@@ -275,13 +302,19 @@ class _Watcher:
     def _concerns_our_lease(self, event: WatchEvent) -> bool:
         # other leases of the namespace share the channel; the resync speaks of ours only
         return not isinstance(event, LeaderChanged | LeaseReleased) or (
-            event.lease == self._lease_name)
+            event.lease in self._pictures)
 
-    async def _read_lease(self) -> Reading:
-        record = await read_lease(self._redis, self._namespace, self._lease_name)
+    async def _read_lease(self, name: str) -> Reading:
+        record = await read_lease(self._redis, self._namespace, name)
         with redis_errors(self._channel):
             now = await redis_time_ms(self._redis)
         return Reading(record, now, self._clock.monotonic())
+
+
+def _of_lease(events: list[WatchEvent], name: str) -> list[WatchEvent]:
+    """The tenure events of lease ``name`` among ``events``."""
+    return [e for e in events if not isinstance(e, LeaderChanged | LeaseReleased)
+            or e.lease == name]
 
 
 def watch(
@@ -289,6 +322,7 @@ def watch(
     *,
     namespace: str = "coordinator",
     lease_name: str = "global",
+    leases: Sequence[str] | None = None,
     resume_from: str | None = None,
     max_backoff: float = MAX_BACKOFF,
     attempt_timeout: float = ATTEMPT_TIMEOUT,
@@ -300,10 +334,17 @@ def watch(
     A lease that lapses unrenewed is reported as ``lease_expired`` (a local event: the
     watcher re-reads the lease just after the expiry it knows). Runs until closed or
     cancelled. ``resume_from`` (a stream id) replays what was stored after it before the
-    first resync. Arguments are checked here, before any Redis call.
+    first resync. ``leases`` (names, at least one) follows those leases instead of
+    ``lease_name``: a resync each, their tenure events, a lapse of any. Arguments are checked
+    here, before any Redis call.
     """
     keys.check_name("namespace", namespace)
     keys.check_name("lease name", lease_name)
+    followed = (lease_name,)
+    if leases is not None:
+        followed = tuple(dict.fromkeys(keys.check_name("lease name", n) for n in leases))
+        if not followed:
+            raise InvalidArgumentError("leases: name at least one lease")
     if resume_from is not None:
         parse_stream_id(resume_from)
     for name, value in (("max_backoff", max_backoff), ("attempt_timeout", attempt_timeout),
@@ -311,7 +352,7 @@ def watch(
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise InvalidArgumentError(f"{name} must be a number of seconds > 0, got {value!r}")
     clock = clock or Clock()
-    watcher = _Watcher(redis, namespace, lease_name, resume_from,
+    watcher = _Watcher(redis, namespace, followed, resume_from,
                        attempt_timeout=attempt_timeout, idle_ping=idle_ping, clock=clock)
     return _run(watcher, clock, max_backoff)
 
