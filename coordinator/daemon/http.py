@@ -159,9 +159,16 @@ def readiness(daemon: Observed) -> str | None:
     age = daemon.heartbeat_age()
     if age is None:
         return "no heartbeat yet"
-    if age >= ALIVE_INTERVALS * daemon.settings.heartbeat_interval:
+    if age >= ALIVE_INTERVALS * beat_interval(daemon.settings):
         return f"last heartbeat {age:.1f}s ago"
     return None
+
+
+def beat_interval(settings: Settings) -> float:
+    """Seconds between two heartbeats: a node of many leases beats with each renew call
+    (every renew interval, the interval its liveness is judged on), a single lease's daemon
+    every heartbeat interval."""
+    return settings.renew_interval if settings.many_leases else settings.heartbeat_interval
 
 
 def route(daemon: Observed, request: Request) -> Response:
