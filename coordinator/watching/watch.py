@@ -340,7 +340,7 @@ def watch(
     """
     keys.check_name("namespace", namespace)
     keys.check_name("lease name", lease_name)
-    followed = (lease_name,)
+    followed: tuple[str, ...] = (lease_name,)
     if leases is not None:
         followed = tuple(dict.fromkeys(keys.check_name("lease name", n) for n in leases))
         if not followed:
