@@ -6,9 +6,12 @@ unreadable registry is named with its remedy (exit 3) while the rest is still sh
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from typing import Any
+
+import pytest
 
 from coordinator.leases.placement import plan_placement
 from coordinator.leases.registry import add_leases, remove_leases
@@ -211,3 +214,33 @@ def test_status_with_an_empty_registry_imports_no_leases_module(
     # (the settings check the lease names with coordinator.leases.names, as they did before)
     assert not [m for m in modules if m.startswith("coordinator.leases.")
                 and m != "coordinator.leases.names"]
+
+
+def _masked(stdout: str) -> str:
+    """stdout without what moves between two reads (times, ages, Redis's clock)."""
+    stdout = re.sub(r'"(redis_now|heartbeat_age_ms|expires_in_ms|remaining_ms)": \d+',
+                    r'"\1": 0', stdout)
+    return re.sub(r"\d+\.\ds", "N.Ns", stdout)
+
+
+@pytest.mark.parametrize("mode", [["--json"], []])
+def test_the_quick_and_the_full_status_path_agree_with_leases(
+        redis_server: RedisServer, tmp_path: Any, mode: list[str]) -> None:
+    from tests.test_status_quick import _run
+
+    subprocess.run(["redis-cli", "-p", str(redis_server.port), "FLUSHALL"], check=True,
+                   capture_output=True)
+    env = coordinator_env(redis_server.url)
+    assert _cli(redis_server, "leases", "add", "shard-{0..1}").returncode == 0
+    quick, full = _run(["status", *mode], env, tmp_path, full=False), _run(
+        ["status", *mode], env, tmp_path, full=True)
+    assert (quick[0], _masked(quick[1]), quick[2]) == (full[0], _masked(full[1]), full[2]) == (
+        0, _masked(full[1]), "")
+    assert "shard-1" in quick[1]
+    # a registry of another type: exit 3 and the remedy on both
+    subprocess.run(["redis-cli", "-p", str(redis_server.port), "SET", keys.leases_key(NS),
+                    "foreign"], check=True, capture_output=True)
+    quick, full = _run(["status", *mode], env, tmp_path, full=False), _run(
+        ["status", *mode], env, tmp_path, full=True)
+    assert (quick[0], _masked(quick[1]), quick[2]) == (full[0], _masked(full[1]), full[2])
+    assert quick[0] == 3 and f"DEL {keys.leases_key(NS)}" in quick[2]

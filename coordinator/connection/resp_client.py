@@ -45,6 +45,9 @@ class RespClient:
     async def type(self, key: str) -> Any:
         return self._call("TYPE", key)
 
+    async def exists(self, *names: str) -> int:
+        return int(self._call("EXISTS", *names))
+
     async def hgetall(self, key: str) -> dict[str, Any]:
         return _pairs(self._call("HGETALL", key))
 
