@@ -112,8 +112,7 @@ def add_lease_filter_flag(parser: argparse.ArgumentParser) -> None:
         help="only the events of this lease (repeatable, or comma-separated; a range such as "
              "shard-{0..3} as in COORDINATOR_LEASES), plus the namespace-wide events that "
              "name no lease (the namespace's automation mode changes, leases_changed, gaps in "
-             "the history); "
-             "watch then resyncs on and follows the lapse of each lease named")
+             "the history); watch then resyncs on and follows the lapse of each lease named")
 
 
 def add_url_file_flag(parser: argparse.ArgumentParser) -> None:
