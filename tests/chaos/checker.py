@@ -46,6 +46,9 @@ Liveness (per fault):
 - a standby killed or a clock jumped: no change of leader at all;
 - after every fault the cluster is whole again with a leader.
 
+Many leases (``rec.settings.leases``): these checks once per lease, and the checks only
+many leases have (holders of one lease overlapping, leases stranded): ``lease_checks.py``.
+
 Nothing lost: no daemon exits unless the harness killed or stopped it, each restart logs
 ``daemon.started``, and no daemon logs at error level.
 """
@@ -123,6 +126,8 @@ class Verdict:
     measures: list[Measure] = field(default_factory=list)
     overlaps: list[Overlap] = field(default_factory=list)
     resumed_child_ms: dict[int, int] = field(default_factory=dict)  # fault -> ran after SIGCONT
+    # many leases: (fault, ms from a handover's release to the lease's next grant; None: none)
+    handovers: list[tuple[int | None, int | None]] = field(default_factory=list)
 
     def longest_overlap(self, kind: str | None = None, faults: list[Fault] | None = None) -> int:
         """The longest overlap of two children (ms), only during faults of ``kind`` if given."""
@@ -176,6 +181,10 @@ def check(rec: Recording) -> Verdict:
         verdict.violations += _nothing_lost(rec)
         return verdict
     rec = unfaked(rec)
+    if rec.settings.leases:  # many leases: every check once per lease (lease_checks.py)
+        from tests.chaos.lease_checks import check_leases
+
+        return check_leases(rec, verdict)
     grants = _grants(rec)
     verdict.violations += _fence_order(rec)
     verdict.violations += _stale_writes(rec, grants)

@@ -46,7 +46,7 @@ def _bound(kind: str, ttl: float, renew: float) -> str:
 
 def _group_title(r: Recording) -> str:
     s = r.settings
-    known = setup_of(s.setup, s.min_replicas_ack, s.redis_faketime)
+    known = setup_of(s.setup, s.min_replicas_ack, s.redis_faketime, bool(s.leases))
     if known is not None:
         return f"`{known.name}`: {known.title}"
     return f"`{s.setup}`, `COORDINATOR_MIN_REPLICAS_ACK={s.min_replicas_ack}`"
