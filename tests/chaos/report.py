@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from tests.chaos.checker import (
     FAILOVER_KINDS,
     FROZEN_CHILD_END_MS,
+    GRACEFUL_GAP_MS,
     Verdict,
     median,
     restart_empty_bound_ms,
@@ -86,6 +87,69 @@ def _rows(results: Sequence[Result]) -> list[str]:
     return lines
 
 
+def _lease_bound(kind: str, ttl: float, renew: float) -> str:
+    if kind == "graceful_stop":
+        return (f"every lease held again ≤ TTL + renew = {ttl + renew:g} s; each of the stopped "
+                "node's leases granted ≤ 100 ms after its release; exit 0 within 1 s")
+    if kind == "clock_jump":
+        return f"no lease moves; every lease renewed ≤ TTL + renew = {ttl + renew:g} s"
+    since = "Redis answering again" if kind in REDIS_ONLY else "the fault"
+    extra = (f"; holders of a lease overlap ≤ renew + {restart_empty_bound_ms(renew) - renew * 1000:g}"
+             f" ms = {restart_empty_bound_ms(renew) / 1000:g} s (Redis forgot the leases)"
+             if kind == "redis_restart_empty" else "")
+    return (f"every lease held again (a new term for the leases of the node hit) ≤ TTL + renew = "
+            f"{ttl + renew:g} s after {since}, never > {ttl + renew + 1:g} s{extra}")
+
+
+def _lease_rows(results: Sequence[Result]) -> list[str]:
+    """Many leases: one row per fault kind, every check per lease."""
+    s = results[0][0].settings
+    planned = {k for r, _ in results for k in r.settings.kinds}
+    lines = [
+        "| fault | what is done | runs | injected | safety violations | liveness violations "
+        "| lost | duplicate terms | stale fenced writes accepted | longest overlap of two "
+        "holders of one lease | worst time until every lease is held again (re-home) | median "
+        "| bound |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for kind in ALL_KINDS:
+        injected = sum(1 for r, _ in results for f in r.faults if f.kind == kind)
+        if kind not in planned and not injected:
+            continue
+        in_runs = [r for r, _ in results if any(f.kind == kind for f in r.faults)]
+        counts = [sum(v.count(cat, kind, r.faults) for r, v in results)
+                  for cat in ("safety", "liveness", "lost")]
+        dup = sum(v.count_check("duplicate_term", kind, r.faults) for r, v in results)
+        stale = sum(v.stale_logged(kind, r.faults) for r, v in results)
+        overlap = max((v.longest_overlap(kind, r.faults) for r, v in results), default=0)
+        times = [m.to_leader_ms for _, v in results for m in v.measures
+                 if m.kind == kind and m.to_leader_ms is not None]
+        lines.append(
+            f"| `{kind}` | {DESCRIPTIONS[kind]} | {len(in_runs)} | {injected} | {counts[0]} | "
+            f"{counts[1]} | {counts[2]} | {dup} | {stale} | {_ms(overlap) if overlap else '0'} | "
+            f"{_ms(max(times) if times else None)} | {_ms(median(times))} | "
+            f"{_lease_bound(kind, s.lease_ttl, s.renew_interval)} |")
+    gaps = [ms for _, v in results for _, ms in v.handovers if ms is not None]
+    unanswered = sum(1 for _, v in results for _, ms in v.handovers if ms is None)
+    late = sum(1 for ms in gaps if ms > GRACEFUL_GAP_MS)
+    leases = len(s.leases)
+    lines += [
+        "",
+        f"{s.daemons} daemons, {leases} leases; \"the leader\" a fault hits is the node holding "
+        "the most leases. Handovers (a release reserved for a node: a stop, or a rebalance "
+        f"after a node came back): {len(gaps) + unanswered}, release to the lease's next grant "
+        f"median {_ms(median(gaps))}, worst {_ms(max(gaps) if gaps else None)}; {late} took "
+        f"more than {GRACEFUL_GAP_MS} ms, {unanswered} were followed by no grant of a newer "
+        "term. Overlap: two processes in the leader state of one lease at once (each lease's "
+        "`state.changed` lines, every process's clock put back after a `clock_jump`); a process "
+        "SIGSTOPped when it began may end it ≤ 1 s after SIGCONT (it can schedule nothing while "
+        "stopped, and its gate reads the monotonic deadline first). Re-home: the worst lease's "
+        "time to a new term (a lease the fault's node held) or a grant or renewal (any other). "
+        "Checks: `tests/chaos/lease_checks.py`.",
+    ]
+    return lines
+
+
 def render(results: Sequence[Result], command: str) -> str:
     """The whole report as Markdown: one table per setup."""
     first = results[0][0]
@@ -119,7 +183,7 @@ def render(results: Sequence[Result], command: str) -> str:
                      if group[0][0].settings.setup == "single"
                      else "the daemons, the children and `coordinator watch` follow the master "
                           "through Sentinel (`COORDINATOR_REDIS_SENTINELS`)."), ""]
-        lines += _rows(group)
+        lines += _lease_rows(group) if group[0][0].settings.leases else _rows(group)
     whole = [x for _, v in results for x in v.violations if x.fault is None]
     writes = [w for r, _ in results for w in r.writes]
     probe = [w for w in writes if w.source == "probe"]
