@@ -222,6 +222,16 @@ def test_a_clock_jump_that_moves_a_lease_is_flagged() -> None:
     assert "liveness.calm" in checks(rec)
 
 
+def test_a_clock_jump_that_never_settled_is_judged_until_the_next_fault() -> None:
+    rec = clean()  # the jump never settled; a later kill moves shard-1: not the jump's doing
+    rec.faults.append(Fault(1, "clock_jump", T0 + 5000, T0 + 6000, "b", None, None, [],
+                            {"offset_s": 600}, None))
+    rec.faults.append(Fault(2, "kill_standby", T0 + 7000, None, "b", None, None, ["b"], {},
+                            T0 + 8500))
+    rec.history.append(changed(L1, 30, "a", T0 + 7500))
+    assert "liveness.calm" not in checks(rec)
+
+
 def test_tenures_are_read_from_each_lease_s_state_changes() -> None:
     def line(lease: str, frm: str, to: str, term: int, second: int) -> dict[str, object]:
         return {"event": "state.changed", "lease": lease, "from": frm, "to": to, "term": term,

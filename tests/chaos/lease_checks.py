@@ -291,11 +291,11 @@ def handovers(rec: Recording) -> list[tuple[int | None, int | None]]:
 def _graceful(rec: Recording, fault: Fault) -> list[Violation]:
     after = _next_grant(rec)
     found = []
-    window_end = fault.settled_ms or rec.ended_ms
+    until = window_end(rec, fault)
     for e in _releases(rec):
         at = e.get("at")
         if e.get("holder_id") != fault.target or not isinstance(at, int) or not (
-                fault.started_ms <= at <= window_end):
+                fault.started_ms <= at <= until):
             continue
         gap = after(str(e.get("lease")), int(e.get("term") or 0), at)  # type: ignore[call-overload]
         if gap is None or gap > GRACEFUL_GAP_MS:
@@ -315,8 +315,14 @@ def _graceful(rec: Recording, fault: Fault) -> list[Violation]:
     return found
 
 
+def window_end(rec: Recording, fault: Fault) -> int:
+    """Until when ``fault`` is judged: it settled, or else the next fault began."""
+    later = [f.started_ms for f in rec.faults if f.index > fault.index]
+    return fault.settled_ms or (min(later) if later else rec.ended_ms)
+
+
 def _calm(rec: Recording, fault: Fault) -> list[Violation]:
-    until = fault.settled_ms or rec.ended_ms
+    until = window_end(rec, fault)
     moved = sorted({(e["at"], e.get("lease"), e["term"]) for e in [*rec.channel, *rec.history]
                     if e.get("type") == "leader_changed" and isinstance(e.get("at"), int)
                     and fault.started_ms <= e["at"] <= until})
