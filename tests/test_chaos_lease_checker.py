@@ -191,7 +191,8 @@ def test_a_stopped_holder_ending_soon_after_sigcont_is_measured_not_flagged() ->
     verdict = check(rec)
     assert verdict.ok, verdict.violations
     [overlap] = verdict.overlaps
-    assert overlap.allowed and overlap.ms == 490
+    assert overlap.allowed and overlap.frozen and overlap.ms == 490
+    assert verdict.resumed_holder_ms == {0: 100}
     rec.tenures[0].ended_ms = T0 + 4600  # 1100 ms after SIGCONT: beyond the bound
     assert "safety.holder_overlap" in checks(rec)
 

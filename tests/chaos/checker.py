@@ -116,6 +116,7 @@ class Overlap:
     detail: str
     allowed: bool = False  # a child resumed with its frozen host, or within bound_ms
     bound_ms: int | None = None  # the bound it was judged against (an empty restart), if any
+    frozen: bool = False  # many leases: the earlier holder was SIGSTOPped when it began
 
 
 @dataclass
@@ -128,6 +129,8 @@ class Verdict:
     resumed_child_ms: dict[int, int] = field(default_factory=dict)  # fault -> ran after SIGCONT
     # many leases: (fault, ms from a handover's release to the lease's next grant; None: none)
     handovers: list[tuple[int | None, int | None]] = field(default_factory=list)
+    # many leases: fault -> how long after SIGCONT a SIGSTOPped holder's tenure went on
+    resumed_holder_ms: dict[int, int] = field(default_factory=dict)
 
     def longest_overlap(self, kind: str | None = None, faults: list[Fault] | None = None) -> int:
         """The longest overlap of two children (ms), only during faults of ``kind`` if given."""

@@ -161,6 +161,8 @@ def holder_overlaps(rec: Recording, verdict: Verdict) -> list[Violation]:
                 if stopped is not None and stopped.ended_ms is not None:
                     bound = FROZEN_END_MS
                     allowed = end_a - stopped.ended_ms <= FROZEN_END_MS
+                    verdict.resumed_holder_ms[stopped.index] = max(
+                        verdict.resumed_holder_ms.get(stopped.index, 0), end_a - stopped.ended_ms)
                     detail += (f"; {a.node_id} was SIGSTOPped then, its tenure ended "
                                f"{end_a - stopped.ended_ms} ms after SIGCONT (bound "
                                f"{FROZEN_END_MS} ms)")
@@ -168,7 +170,8 @@ def holder_overlaps(rec: Recording, verdict: Verdict) -> list[Violation]:
                     bound = restart_empty_bound_ms(rec.settings.renew_interval)
                     allowed = ms <= bound
                     detail += f" after Redis restarted empty (bound {bound} ms)"
-                verdict.overlaps.append(Overlap(at_fault, start_b, ms, detail, allowed, bound))
+                verdict.overlaps.append(Overlap(at_fault, start_b, ms, detail, allowed, bound,
+                                                frozen=stopped is not None))
                 if not allowed:
                     found.append(Violation("safety", "holder_overlap", detail, at_fault))
     return found

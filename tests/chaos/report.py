@@ -93,12 +93,14 @@ def _lease_bound(kind: str, ttl: float, renew: float) -> str:
                 "node's leases granted ≤ 100 ms after its release; exit 0 within 1 s")
     if kind == "clock_jump":
         return f"no lease moves; every lease renewed ≤ TTL + renew = {ttl + renew:g} s"
-    since = "Redis answering again" if kind in REDIS_ONLY else "the fault"
     extra = (f"; holders of a lease overlap ≤ renew + {restart_empty_bound_ms(renew) - renew * 1000:g}"
              f" ms = {restart_empty_bound_ms(renew) / 1000:g} s (Redis forgot the leases)"
              if kind == "redis_restart_empty" else "")
-    return (f"every lease held again (a new term for the leases of the node hit) ≤ TTL + renew = "
-            f"{ttl + renew:g} s after {since}, never > {ttl + renew + 1:g} s{extra}")
+    if kind in REDIS_ONLY:
+        return (f"every lease granted or renewed ≤ TTL + renew = {ttl + renew:g} s after Redis "
+                f"answers again, never > {ttl + renew + 1:g} s{extra}")
+    return (f"every lease of the node(s) hit granted again (a new term), every other renewed, "
+            f"≤ TTL + renew = {ttl + renew:g} s after the fault, never > {ttl + renew + 1:g} s")
 
 
 def _lease_rows(results: Sequence[Result]) -> list[str]:
@@ -121,23 +123,33 @@ def _lease_rows(results: Sequence[Result]) -> list[str]:
                   for cat in ("safety", "liveness", "lost")]
         dup = sum(v.count_check("duplicate_term", kind, r.faults) for r, v in results)
         stale = sum(v.stale_logged(kind, r.faults) for r, v in results)
-        overlap = max((v.longest_overlap(kind, r.faults) for r, v in results), default=0)
+        kinds_of = [({f.index: f.kind for f in r.faults}, v) for r, v in results]
+        overlap = max((o.ms for k, v in kinds_of for o in v.overlaps if not o.frozen
+                       and k.get(o.fault if o.fault is not None else -1) == kind), default=0)
         times = [m.to_leader_ms for _, v in results for m in v.measures
                  if m.kind == kind and m.to_leader_ms is not None]
+        bound = _lease_bound(kind, s.lease_ttl, s.renew_interval)
+        resumed = [ms for k, v in kinds_of for i, ms in v.resumed_holder_ms.items()
+                   if k.get(i) == kind]
+        if resumed or kind == "pause_leader":
+            bound += (f"; a SIGSTOPped holder's tenure of a lease re-homed meanwhile ends ≤ 1 s "
+                      f"after SIGCONT (worst measured: {_ms(max(resumed) if resumed else None)})")
         lines.append(
             f"| `{kind}` | {DESCRIPTIONS[kind]} | {len(in_runs)} | {injected} | {counts[0]} | "
             f"{counts[1]} | {counts[2]} | {dup} | {stale} | {_ms(overlap) if overlap else '0'} | "
-            f"{_ms(max(times) if times else None)} | {_ms(median(times))} | "
-            f"{_lease_bound(kind, s.lease_ttl, s.renew_interval)} |")
+            f"{_ms(max(times) if times else None)} | {_ms(median(times))} | {bound} |")
     gaps = [ms for _, v in results for _, ms in v.handovers if ms is not None]
     unanswered = sum(1 for _, v in results for _, ms in v.handovers if ms is None)
     late = sum(1 for ms in gaps if ms > GRACEFUL_GAP_MS)
     leases = len(s.leases)
     lines += [
         "",
-        f"{s.daemons} daemons, {leases} leases; \"the leader\" a fault hits is the node holding "
-        "the most leases. Handovers (a release reserved for a node: a stop, or a rebalance "
-        f"after a node came back): {len(gaps) + unanswered}, release to the lease's next grant "
+        f"{s.daemons} `coordinator run` daemons (no leader-only child: a node of many leases "
+        f"runs one per held lease, {leases} children and their watchdogs would be too many "
+        f"processes here; no guardian either, a node of many leases has none), {leases} leases; "
+        "\"the leader\" a fault hits is the node holding the most leases. Handovers (a release "
+        f"reserved for a node: a stop, or a rebalance after a node came back): "
+        f"{len(gaps) + unanswered}, release to the lease's next grant "
         f"median {_ms(median(gaps))}, worst {_ms(max(gaps) if gaps else None)}; {late} took "
         f"more than {GRACEFUL_GAP_MS} ms, {unanswered} were followed by no grant of a newer "
         "term. Overlap: two processes in the leader state of one lease at once (each lease's "
