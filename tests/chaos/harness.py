@@ -3,6 +3,10 @@
 Setups: ``single`` (one redis-server, each daemon behind a TCP proxy of its own) and
 ``sentinel`` (a master, a replica and a real Sentinel the daemons follow; no proxies, so
 the faults that need them are left out), either with ``COORDINATOR_MIN_REPLICAS_ACK``.
+With ``Options.leases`` (``COORDINATOR_LEASES``) every daemon is a node of many leases run
+without a child (the probe writes each held lease's key); "the leader" a fault hits is the
+node holding the most leases, and the cluster is settled once every lease is held by a
+running node, renewed within a round, and every node is at its share.
 
 ``run(options)`` starts everything, injects faults until the time is up (each followed by a
 wait until the cluster is whole again with a leader), stops the daemons with SIGTERM and

@@ -4,11 +4,12 @@
   the history streams fill in what was published while it was away);
 - a poller reading, on every server, the role, the lease (holder, instance, term) and the
   probe record in one MULTI every 20 ms, stamped by Redis's TIME, keeping each change a
-  master showed with the time of the read before it;
+  master showed with the time of the read before it (many leases: every lease and its
+  probe key ``probe.LEASE`` in the one MULTI, every 50 ms);
 - the history stream of every server, read every second and kept (deduplicated), so a
   grant that a failover or an empty restart threw away stays on the record;
 - ``coordinator watch --json`` as a user would run it, whose final picture is compared
-  with Redis's lease at the end.
+  with Redis's lease at the end (many leases: it follows the first lease).
 """
 
 from __future__ import annotations
