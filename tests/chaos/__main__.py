@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.runs):
             options = Options(seed=run_seed, seconds=each, workdir=workdir / f"{name}-{run_seed}",
                               kinds=kinds or setup.kinds, setup=setup.topology,
-                              min_replicas_ack=setup.min_replicas_ack, say=_say(run_seed))
+                              min_replicas_ack=setup.min_replicas_ack, leases=setup.leases,
+                              say=_say(run_seed))
             recording = run(options)
             verdict = check(recording)
             results.append((recording, verdict))
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in failed:
             name = next((n for n, s in SETUPS.items() if s.topology == r.settings.setup
                          and s.min_replicas_ack == r.settings.min_replicas_ack
+                         and bool(s.leases) == bool(r.settings.leases)
                          and set(s.kinds) >= set(r.settings.kinds)), setups[0])
             print(f"chaos: FAILED - replay with: python -m tests.chaos --minutes "
                   f"{each / 60:g} --seed {r.seed} --runs 1 --setups {name}"

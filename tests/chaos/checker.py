@@ -46,6 +46,9 @@ Liveness (per fault):
 - a standby killed or a clock jumped: no change of leader at all;
 - after every fault the cluster is whole again with a leader.
 
+Many leases (``rec.settings.leases``): these checks once per lease, and the checks only
+many leases have (holders of one lease overlapping, leases stranded): ``lease_checks.py``.
+
 Nothing lost: no daemon exits unless the harness killed or stopped it, each restart logs
 ``daemon.started``, and no daemon logs at error level.
 """
@@ -113,6 +116,7 @@ class Overlap:
     detail: str
     allowed: bool = False  # a child resumed with its frozen host, or within bound_ms
     bound_ms: int | None = None  # the bound it was judged against (an empty restart), if any
+    frozen: bool = False  # many leases: the earlier holder was SIGSTOPped when it began
 
 
 @dataclass
@@ -123,6 +127,10 @@ class Verdict:
     measures: list[Measure] = field(default_factory=list)
     overlaps: list[Overlap] = field(default_factory=list)
     resumed_child_ms: dict[int, int] = field(default_factory=dict)  # fault -> ran after SIGCONT
+    # many leases: (fault, ms from a handover's release to the lease's next grant; None: none)
+    handovers: list[tuple[int | None, int | None]] = field(default_factory=list)
+    # many leases: fault -> how long after SIGCONT a SIGSTOPped holder's tenure went on
+    resumed_holder_ms: dict[int, int] = field(default_factory=dict)
 
     def longest_overlap(self, kind: str | None = None, faults: list[Fault] | None = None) -> int:
         """The longest overlap of two children (ms), only during faults of ``kind`` if given."""
@@ -176,6 +184,10 @@ def check(rec: Recording) -> Verdict:
         verdict.violations += _nothing_lost(rec)
         return verdict
     rec = unfaked(rec)
+    if rec.settings.leases:  # many leases: every check once per lease (lease_checks.py)
+        from tests.chaos.lease_checks import check_leases
+
+        return check_leases(rec, verdict)
     grants = _grants(rec)
     verdict.violations += _fence_order(rec)
     verdict.violations += _stale_writes(rec, grants)

@@ -12,6 +12,7 @@ can move one daemon's wall clock while the process runs (the monotonic clock is 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import glob
 import json
 import os
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.chaos.recording import TICK_GAP_MS, ChildRun, Incarnation, ProbeWrite
+from tests.chaos.recording import TICK_GAP_MS, ChildRun, Incarnation, ProbeWrite, Tenure
 from tests.processes import coordinator_env
 
 PROBE_NAME = "probe"
@@ -65,8 +66,10 @@ class Cluster:
     """Starts, signals, restarts and finally collects the daemons; ``close`` leaves none."""
 
     def __init__(self, workdir: Path, nodes: list[str], urls: dict[str, str],
-                 settings_env: dict[str, str], libfaketime: str | None) -> None:
+                 settings_env: dict[str, str], libfaketime: str | None, *,
+                 child: bool = True) -> None:
         self.workdir = workdir
+        self._child = child  # False (many leases): ``coordinator run`` alone, the probe only
         self.nodes = nodes
         self._urls = urls
         self.children_dir = workdir / "children"
@@ -92,10 +95,11 @@ class Cluster:
             env.update(LD_PRELOAD=self._libfaketime, FAKETIME_TIMESTAMP_FILE=str(clock_file),
                        FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1")
         with log_path.open("wb") as log:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "coordinator", "run", "--", sys.executable, "-m",
-                 "tests.chaos.child"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+            command = [sys.executable, "-m", "coordinator", "run"]
+            if self._child:
+                command += ["--", sys.executable, "-m", "tests.chaos.child"]
+            popen = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         self._processes[node].append(
             _Process(Incarnation(node, number, now_ms()), popen, log_path))
 
@@ -269,7 +273,7 @@ class Cluster:
                             node_id=proc.record.node_id, incarnation=proc.record.number,
                             term=int(entry["term"]), accepted=bool(entry["accepted"]),
                             redis_now=int(entry["redis_now"]), current_term=entry.get("current_term"),
-                            seq=int(entry.get("seq", 0))))
+                            seq=int(entry.get("seq", 0)), lease=entry.get("lease")))
                     elif entry.get("level") in ("error", "critical"):
                         proc.record.errors.append(str(event))
                 if "Traceback (most recent call last)" in proc.log_path.read_text(errors="replace"):
@@ -277,6 +281,16 @@ class Cluster:
                 incarnations.append(proc.record)
         return incarnations, writes
 
+
+    def collect_tenures(self) -> list[Tenure]:
+        """Many leases: every stretch a lease's daemon was leader, from its ``state.changed``
+        lines (they name the lease; ``leader.started`` / ``leader.stopped`` do not)."""
+        tenures = []
+        for procs in self._processes.values():
+            for proc in procs:
+                tenures += tenures_from_log(proc.record.node_id, proc.record.number,
+                                            _json_lines(proc.log_path))
+        return tenures
 
     def collect_children(self) -> tuple[list[ChildRun], list[ProbeWrite]]:
         """Every child's runs (ticks split at silences) and its fenced writes."""
@@ -305,6 +319,40 @@ class Cluster:
                         source="child"))
             runs.append(run)
         return runs, writes
+
+
+def log_ms(entry: dict[str, Any]) -> int | None:
+    """A log line's ``timestamp`` (ISO, UTC) in epoch ms, or None."""
+    stamp = entry.get("timestamp")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return round(moment.timestamp() * 1000)
+
+
+def tenures_from_log(node: str, number: int, entries: list[dict[str, Any]]) -> list[Tenure]:
+    """The lease tenures one incarnation's log shows: each ``state.changed`` to ``leader``
+    of a lease opens one, the next one from ``leader`` of that lease closes it."""
+    open_: dict[str, Tenure] = {}
+    out: list[Tenure] = []
+    for line, entry in enumerate(entries):
+        lease = entry.get("lease")
+        at = log_ms(entry)
+        if entry.get("event") != "state.changed" or not isinstance(lease, str) or at is None:
+            continue
+        if entry.get("to") == "leader" and entry.get("from") != "leader" and lease not in open_:
+            term = entry.get("term")
+            open_[lease] = Tenure(node, number, lease, term if isinstance(term, int) else None, at,
+                                  started_line=line)
+            out.append(open_[lease])
+        elif entry.get("from") == "leader" and entry.get("to") != "leader" and lease in open_:
+            tenure = open_.pop(lease)
+            tenure.ended_ms, tenure.reason = at, str(entry.get("reason") or "")
+            tenure.ended_line = line
+    return out
 
 
 def _alive(pid: int) -> bool:

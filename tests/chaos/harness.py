@@ -3,6 +3,10 @@
 Setups: ``single`` (one redis-server, each daemon behind a TCP proxy of its own) and
 ``sentinel`` (a master, a replica and a real Sentinel the daemons follow; no proxies, so
 the faults that need them are left out), either with ``COORDINATOR_MIN_REPLICAS_ACK``.
+With ``Options.leases`` (``COORDINATOR_LEASES``) every daemon is a node of many leases run
+without a child (the probe writes each held lease's key); "the leader" a fault hits is the
+node holding the most leases, and the cluster is settled once every lease is held by a
+running node, renewed within a round, and every node is at its share.
 
 ``run(options)`` starts everything, injects faults until the time is up (each followed by a
 wait until the cluster is whole again with a leader), stops the daemons with SIGTERM and
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coordinator.leases.names import parse_lease_names
 from tests.chaos.checker import clear_offset
 from tests.chaos.cluster import PROBE_NAME, Cluster, find_libfaketime, now_ms
 from tests.chaos.faults import choose, plan
@@ -54,10 +59,16 @@ class Options:
     kinds: tuple[str, ...] = KINDS
     setup: str = "single"  # or "sentinel"
     min_replicas_ack: int = 0
+    leases: str = ""  # COORDINATOR_LEASES (many leases, issue 15); "" = the single lease
     say: Callable[[str], None] = field(default=print)
 
+    def lease_names(self) -> list[str]:
+        """The leases the daemons register (COORDINATOR_LEASES expanded), [] for one lease."""
+        return list(parse_lease_names(self.leases)) if self.leases else []
+
     def env(self) -> dict[str, str]:
-        return {"COORDINATOR_LEASE_TTL": str(self.lease_ttl),
+        many = {"COORDINATOR_LEASES": self.leases} if self.leases else {}
+        return {**many, "COORDINATOR_LEASE_TTL": str(self.lease_ttl),
                 "COORDINATOR_RENEW_INTERVAL": str(self.renew_interval),
                 "COORDINATOR_HEARTBEAT_INTERVAL": str(self.heartbeat_interval),
                 "COORDINATOR_RENEW_FAILURE_THRESHOLD": str(self.renew_failure_threshold),
@@ -106,7 +117,8 @@ def run(options: Options) -> Recording:
         lease_ttl=o.lease_ttl, renew_interval=o.renew_interval,
         heartbeat_interval=o.heartbeat_interval, renew_failure_threshold=o.renew_failure_threshold,
         daemons=len(o.nodes), faketime=libfaketime is not None, setup=o.setup,
-        min_replicas_ack=o.min_replicas_ack, redis_faketime=redis_faketime, kinds=list(kinds)))
+        min_replicas_ack=o.min_replicas_ack, redis_faketime=redis_faketime, kinds=list(kinds),
+        leases=o.lease_names()))
     rec.notes += notes
     rec.code_digests.append(code_digest())
     with contextlib.ExitStack() as stack:
@@ -128,11 +140,11 @@ def run(options: Options) -> Recording:
         else:
             urls = {node: f"redis://127.0.0.1:{proxies.add(node, servers.master_port).port}/0"
                     for node in o.nodes}
-        recorder = Recorder(servers.ports, o.workdir, PROBE_NAME, watch_env)
+        recorder = Recorder(servers.ports, o.workdir, PROBE_NAME, watch_env, o.lease_names())
         recorder.port = servers.master_port
         stack.callback(recorder.stop)
         recorder.start()
-        cluster = Cluster(o.workdir, list(o.nodes), urls, env, libfaketime)
+        cluster = Cluster(o.workdir, list(o.nodes), urls, env, libfaketime, child=not o.leases)
         stack.callback(cluster.close)
         chaos = _Chaos(o, servers, proxies, recorder, cluster)
 
@@ -156,6 +168,8 @@ def run(options: Options) -> Recording:
 
         chaos.settle()
         rec.redis_final, rec.watcher_final = chaos.final_pictures()
+        if o.leases:
+            rec.leases_final = recorder.leases_now()
         rec.history = recorder.history()
         cluster.stop_all()
         rec.ended_ms = now_ms()
@@ -164,6 +178,7 @@ def run(options: Options) -> Recording:
         rec.channel = list(recorder.channel)
         rec.samples = sorted(recorder.samples, key=lambda x: x.at)
         rec.incarnations, rec.writes = cluster.collect()
+        rec.tenures = cluster.collect_tenures()
         time.sleep(0.3)  # the last children end with their daemons
         rec.children, child_writes = cluster.collect_children()
         rec.writes += child_writes
@@ -182,7 +197,27 @@ class _Chaos:
         self.failover_wait = o.lease_ttl + o.renew_interval + 3.0
         self.redis_clock: list[list[int]] = []
 
+    def holding(self) -> dict[str, int]:
+        """Many leases: how many leases each running node holds now (Redis's picture)."""
+        counts = {n: 0 for n in self.cluster.nodes if self.cluster.running(n)}
+        for s in self.recorder.latest_by_lease.values():
+            if s.holder_id in counts:
+                counts[s.holder_id] += 1
+        return counts
+
+    def every_lease_held(self, by: Callable[[str], bool] | None = None) -> bool:
+        """Many leases: every lease held, each by a running node (``by`` it, if given)."""
+        latest = self.recorder.latest_by_lease
+        return len(latest) == len(self.recorder.leases) and all(
+            s.holder_id is not None and self.cluster.running(s.holder_id)
+            and (by is None or by(s.holder_id)) for s in latest.values())
+
     def leader(self) -> tuple[str | None, int | None]:
+        if self.o.leases:  # "the leader": the node holding the most leases (ties: by name)
+            counts = self.holding()
+            if not counts or max(counts.values()) == 0:
+                return None, None
+            return sorted(counts, key=lambda n: (-counts[n], n))[0], None
         s = self.recorder.latest
         if s is None or s.holder_id is None or not self.cluster.running(s.holder_id):
             return None, s.term if s else None
@@ -192,6 +227,8 @@ class _Chaos:
         self.follow_master()
         leader, term = self.leader()
         fault = Fault(index, kind, now_ms(), leader_before=leader, term_before=term, params=params)
+        if self.o.leases:
+            fault.params["holding"] = self.holding()
         getattr(self, "_" + kind)(fault)
         fault.settled_ms = self.settle()
         return fault
@@ -212,9 +249,10 @@ class _Chaos:
                     self.cluster.start(node)
             ready = self.cluster.mark_ready()
             s = self.recorder.latest
-            leading = (s is not None and s.holder_id is not None and s.renewed_at is not None
-                       and self.cluster.running(s.holder_id)
-                       and s.at - s.renewed_at <= self.o.renew_interval * 1000 + 250)
+            leading = self._leases_settled() if self.o.leases else (
+                s is not None and s.holder_id is not None and s.renewed_at is not None
+                and self.cluster.running(s.holder_id)
+                and s.at - s.renewed_at <= self.o.renew_interval * 1000 + 250)
             if ready and leading:
                 steady_since = steady_since or now_ms()
                 if now_ms() - steady_since >= STEADY_MS:
@@ -223,6 +261,17 @@ class _Chaos:
                 steady_since = None
             time.sleep(0.05)
         return None
+
+    def _leases_settled(self) -> bool:
+        """Many leases: every lease held by a running node, renewed within a round (+ 250
+        ms), and every node at its share (floor or ceiling of leases / nodes): balanced."""
+        latest = self.recorder.latest_by_lease
+        fresh = all(s.renewed_at is not None and s.at - s.renewed_at
+                    <= self.o.renew_interval * 1000 + 250 for s in latest.values())
+        counts = self.holding()
+        share = len(self.recorder.leases) / max(1, len(counts))
+        balanced = all(int(share) <= c <= -int(-share // 1) for c in counts.values())
+        return self.every_lease_held() and fresh and balanced
 
     def follow_master(self) -> None:
         """Sentinel may have failed the master over by itself (e.g. a stepped clock stalled
@@ -255,6 +304,8 @@ class _Chaos:
         return False
 
     def _new_term(self, term: int | None) -> bool:
+        if self.o.leases:  # every lease of the node gone is held by a running one again
+            return self.every_lease_held()
         s = self.recorder.latest
         return s is not None and s.term is not None and s.term > (term or 0) and s.holder_id is not None
 
@@ -302,6 +353,8 @@ class _Chaos:
         survivor = f.target
 
         def survivor_leads() -> bool:
+            if self.o.leases:
+                return self.every_lease_held(by=lambda holder: holder == survivor)
             s = self.recorder.latest
             return s is not None and s.holder_id == survivor and (
                 survivor == f.leader_before or self._new_term(f.term_before))

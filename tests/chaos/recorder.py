@@ -4,11 +4,12 @@
   the history streams fill in what was published while it was away);
 - a poller reading, on every server, the role, the lease (holder, instance, term) and the
   probe record in one MULTI every 20 ms, stamped by Redis's TIME, keeping each change a
-  master showed with the time of the read before it;
+  master showed with the time of the read before it (many leases: every lease and its
+  probe key ``probe.LEASE`` in the one MULTI, every 50 ms);
 - the history stream of every server, read every second and kept (deduplicated), so a
   grant that a failover or an empty restart threw away stays on the record;
 - ``coordinator watch --json`` as a user would run it, whose final picture is compared
-  with Redis's lease at the end.
+  with Redis's lease at the end (many leases: it follows the first lease).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tests.chaos.recording import Sample
 from tests.processes import coordinator_env
 
 POLL_EVERY = 0.02
+LEASES_POLL_EVERY = 0.05
 NAMESPACE, LEASE = "coordinator", "global"
 
 
@@ -43,16 +45,28 @@ class Recorder:
     """Records the channel, the lease and the probe record until stopped."""
 
     def __init__(self, ports: list[int], workdir: Path, probe_name: str,
-                 watch_env: dict[str, str] | None = None) -> None:
+                 watch_env: dict[str, str] | None = None, leases: list[str] | None = None) -> None:
         self.ports = ports
         self.port = ports[0]  # the server the harness names the master (it moves it)
-        self._watch_env = watch_env or {}
+        self._watch_env = dict(watch_env or {})
         self.workdir = workdir
-        self.probe_key = keys.fenced_key(NAMESPACE, probe_name)
-        self.lease_key = keys.lease_key(NAMESPACE, LEASE)
+        # many leases: every lease and its probe key, read in the same MULTI; the watcher
+        # follows the first lease (``coordinator watch`` follows one)
+        self.leases = list(leases or [])
+        self._read = [(lease, keys.lease_key(NAMESPACE, lease),
+                       keys.fenced_key(NAMESPACE, f"{probe_name}.{lease}")) for lease in self.leases
+                      ] or [(None, keys.lease_key(NAMESPACE, LEASE),
+                             keys.fenced_key(NAMESPACE, probe_name))]
+        self.probe_key = self._read[0][2]
+        self.lease_key = self._read[0][1]
+        if self.leases:
+            self._watch_env["COORDINATOR_LEASE_NAME"] = self.leases[0]
+        # 2 x 32 reads a poll: every 50 ms keeps the recorder's share of two cores small
+        self._every = LEASES_POLL_EVERY if self.leases else POLL_EVERY
         self.samples: list[Sample] = []
         self.channel: list[dict[str, Any]] = []
-        self.latest: Sample | None = None  # the last read, changed or not
+        self.latest: Sample | None = None  # the last read, changed or not (the first lease)
+        self.latest_by_lease: dict[str, Sample] = {}  # many leases: the last read of each
         self._stop = threading.Event()
         self._history: dict[str, None] = {}  # raw event JSON, in the order first seen
         self._seen_channel: set[str] = set()
@@ -93,40 +107,50 @@ class Recorder:
 
     def _poll(self, port: int) -> None:
         client = _client(port)
-        previous: Sample | None = None
+        previous: dict[str | None, Sample] = {}
         try:
             while not self._stop.is_set():
                 try:
                     pipe = client.pipeline(transaction=True)
-                    pipe.time().hgetall(self.lease_key).get(self.probe_key).execute_command("ROLE")
-                    (secs, micros), lease, value, role = pipe.execute()
+                    pipe.time().execute_command("ROLE")
+                    for _, lease_key, probe_key in self._read:
+                        pipe.hgetall(lease_key).get(probe_key)
+                    (secs, micros), role, *read = pipe.execute()
                 except (redis.RedisError, OSError, ValueError):
-                    previous = None
+                    previous = {}
                     time.sleep(0.01)
                     continue
                 at = int(secs) * 1000 + int(micros) // 1000
                 if role[0] != "master":  # a replica's copy is not what anyone is granted
-                    previous = None
+                    previous = {}
                     if port == self.port:
                         self.latest = None
-                    time.sleep(POLL_EVERY)
+                        self.latest_by_lease = {}
+                    time.sleep(self._every)
                     continue
-                sample = Sample(
-                    at=at, prev_at=previous.at if previous else None,
-                    holder_id=lease.get("holder_id"),
-                    term=int(lease["term"]) if lease.get("term") else None,
-                    renewed_at=int(lease["renewed_at"]) if lease.get("renewed_at") else None,
-                    probe=value, instance_id=lease.get("instance_id"), server=port)
-                if previous is None or (sample.holder_id, sample.term, sample.renewed_at,
-                                        sample.probe, sample.instance_id) != (
-                        previous.holder_id, previous.term, previous.renewed_at, previous.probe,
-                        previous.instance_id):
-                    with self._lock:
-                        self.samples.append(sample)
-                previous = sample
-                if port == self.port:
-                    self.latest = sample
-                time.sleep(POLL_EVERY)
+                for (name, _, _), lease, value in zip(self._read, read[0::2], read[1::2],
+                                                      strict=True):
+                    before = previous.get(name)
+                    sample = Sample(
+                        at=at, prev_at=before.at if before else None,
+                        holder_id=lease.get("holder_id"),
+                        term=int(lease["term"]) if lease.get("term") else None,
+                        renewed_at=int(lease["renewed_at"]) if lease.get("renewed_at") else None,
+                        probe=value, instance_id=lease.get("instance_id"), server=port,
+                        lease=name)
+                    if before is None or (sample.holder_id, sample.term, sample.renewed_at,
+                                          sample.probe, sample.instance_id) != (
+                            before.holder_id, before.term, before.renewed_at, before.probe,
+                            before.instance_id):
+                        with self._lock:
+                            self.samples.append(sample)
+                    previous[name] = sample
+                    if port == self.port:
+                        if name is None or name == self._read[0][0]:
+                            self.latest = sample
+                        if name is not None:
+                            self.latest_by_lease[name] = sample
+                time.sleep(self._every)
         finally:
             client.close()
 
@@ -191,6 +215,19 @@ class Recorder:
         finally:
             client.close()
         return [lease["holder_id"], int(lease["term"])] if lease else None
+
+    def leases_now(self) -> dict[str, list[Any] | None]:
+        """Many leases: [holder_id, term] of every lease in Redis now (None: not held)."""
+        client = _client(self.port)
+        try:
+            pipe = client.pipeline(transaction=True)
+            for _, lease_key, _ in self._read:
+                pipe.hgetall(lease_key)
+            read = pipe.execute()
+        finally:
+            client.close()
+        return {str(name): ([r["holder_id"], int(r["term"])] if r else None)
+                for (name, _, _), r in zip(self._read, read, strict=True)}
 
     def watcher_picture(self) -> list[Any] | None:
         """[holder_id, term] as ``coordinator watch`` last described the lease."""

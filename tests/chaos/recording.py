@@ -45,6 +45,9 @@ class RunSettings:
     min_replicas_ack: int = 0
     redis_faketime: bool = False  # the Redis servers run under libfaketime
     kinds: list[str] = field(default_factory=list)  # the kinds this run could inject
+    # many leases (issue 15): the registered leases (COORDINATOR_LEASES expanded); empty for
+    # the single lease
+    leases: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -77,6 +80,7 @@ class ProbeWrite:
     current_term: int | None = None
     seq: int = 0
     source: str = "probe"  # "probe": the daemon's fence probe; "child": its leader-only child
+    lease: str | None = None  # many leases: the lease whose probe key it wrote
 
 
 @dataclass
@@ -95,6 +99,7 @@ class Sample:
     probe: str | None
     instance_id: str | None = None
     server: int | None = None  # the port of the Redis server read (a master at the time)
+    lease: str | None = None  # many leases: the lease read (and its probe key)
 
 
 @dataclass
@@ -110,6 +115,28 @@ class ChildRun:
     started_ms: int
     segments: list[list[int]] = field(default_factory=list)
     stopped_by_term: bool = False  # it logged SIGTERM (else it was killed, or the run ended)
+
+
+@dataclass
+class Tenure:
+    """Many leases: one stretch in which a node's daemon of one lease was leader (may
+    schedule), from its ``state.changed`` log lines.
+
+    ``started_ms`` / ``ended_ms`` are the daemon's own log stamps (its wall clock, which a
+    ``clock_jump`` moves: the checker puts them back); ``ended_ms`` is None when the
+    process ended while leading (killed: the incarnation's end is the tenure's end)."""
+
+    node_id: str
+    incarnation: int
+    lease: str
+    term: int | None
+    started_ms: int
+    ended_ms: int | None = None
+    reason: str = ""  # why it ended, as logged
+    # the lines of the log they came from: a process logs in real-time order, which is what
+    # tells a stamp of a clock jumped back from a real one of the same value
+    started_line: int = 0
+    ended_line: int | None = None
 
 
 @dataclass
@@ -150,6 +177,10 @@ class Recording:
     # digests of the product's code (coordinator/, lua/) at the run's start and end: a daemon
     # restarted after the checkout changed runs other code than the ones started before
     code_digests: list[str] = field(default_factory=list)
+    # many leases: every lease tenure the daemons logged; Redis's final holder and term of
+    # each lease; and the watched lease (``coordinator watch`` follows one lease)
+    tenures: list[Tenure] = field(default_factory=list)
+    leases_final: dict[str, list[Any] | None] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -163,6 +194,7 @@ class Recording:
         d["samples"] = [Sample(**s) for s in d.get("samples", [])]
         d["incarnations"] = [Incarnation(**i) for i in d.get("incarnations", [])]
         d["children"] = [ChildRun(**c) for c in d.get("children", [])]
+        d["tenures"] = [Tenure(**t) for t in d.get("tenures", [])]
         return cls(**d)
 
     def save(self, path: Path) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from tests.chaos.checker import (
     FAILOVER_KINDS,
     FROZEN_CHILD_END_MS,
+    GRACEFUL_GAP_MS,
     Verdict,
     median,
     restart_empty_bound_ms,
@@ -46,7 +47,7 @@ def _bound(kind: str, ttl: float, renew: float) -> str:
 
 def _group_title(r: Recording) -> str:
     s = r.settings
-    known = setup_of(s.setup, s.min_replicas_ack, s.redis_faketime)
+    known = setup_of(s.setup, s.min_replicas_ack, s.redis_faketime, bool(s.leases))
     if known is not None:
         return f"`{known.name}`: {known.title}"
     return f"`{s.setup}`, `COORDINATOR_MIN_REPLICAS_ACK={s.min_replicas_ack}`"
@@ -86,6 +87,81 @@ def _rows(results: Sequence[Result]) -> list[str]:
     return lines
 
 
+def _lease_bound(kind: str, ttl: float, renew: float) -> str:
+    if kind == "graceful_stop":
+        return (f"every lease held again ≤ TTL + renew = {ttl + renew:g} s; each of the stopped "
+                "node's leases granted ≤ 100 ms after its release; exit 0 within 1 s")
+    if kind == "clock_jump":
+        return f"no lease moves; every lease renewed ≤ TTL + renew = {ttl + renew:g} s"
+    extra = (f"; holders of a lease overlap ≤ renew + {restart_empty_bound_ms(renew) - renew * 1000:g}"
+             f" ms = {restart_empty_bound_ms(renew) / 1000:g} s (Redis forgot the leases)"
+             if kind == "redis_restart_empty" else "")
+    if kind in REDIS_ONLY:
+        return (f"every lease granted or renewed ≤ TTL + renew = {ttl + renew:g} s after Redis "
+                f"answers again, never > {ttl + renew + 1:g} s{extra}")
+    return (f"every lease of the node(s) hit granted again (a new term), every other renewed, "
+            f"≤ TTL + renew = {ttl + renew:g} s after the fault, never > {ttl + renew + 1:g} s")
+
+
+def _lease_rows(results: Sequence[Result]) -> list[str]:
+    """Many leases: one row per fault kind, every check per lease."""
+    s = results[0][0].settings
+    planned = {k for r, _ in results for k in r.settings.kinds}
+    lines = [
+        "| fault | what is done | runs | injected | safety violations | liveness violations "
+        "| lost | duplicate terms | stale fenced writes accepted | longest overlap of two "
+        "holders of one lease | worst time until every lease is held again (re-home) | median "
+        "| bound |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for kind in ALL_KINDS:
+        injected = sum(1 for r, _ in results for f in r.faults if f.kind == kind)
+        if kind not in planned and not injected:
+            continue
+        in_runs = [r for r, _ in results if any(f.kind == kind for f in r.faults)]
+        counts = [sum(v.count(cat, kind, r.faults) for r, v in results)
+                  for cat in ("safety", "liveness", "lost")]
+        dup = sum(v.count_check("duplicate_term", kind, r.faults) for r, v in results)
+        stale = sum(v.stale_logged(kind, r.faults) for r, v in results)
+        kinds_of = [({f.index: f.kind for f in r.faults}, v) for r, v in results]
+        overlap = max((o.ms for k, v in kinds_of for o in v.overlaps if not o.frozen
+                       and k.get(o.fault if o.fault is not None else -1) == kind), default=0)
+        times = [m.to_leader_ms for _, v in results for m in v.measures
+                 if m.kind == kind and m.to_leader_ms is not None]
+        bound = _lease_bound(kind, s.lease_ttl, s.renew_interval)
+        resumed = [ms for k, v in kinds_of for i, ms in v.resumed_holder_ms.items()
+                   if k.get(i) == kind]
+        if resumed or kind == "pause_leader":
+            bound += (f"; a SIGSTOPped holder's tenure of a lease re-homed meanwhile ends ≤ 1 s "
+                      f"after SIGCONT (worst measured: {_ms(max(resumed) if resumed else None)})")
+        lines.append(
+            f"| `{kind}` | {DESCRIPTIONS[kind]} | {len(in_runs)} | {injected} | {counts[0]} | "
+            f"{counts[1]} | {counts[2]} | {dup} | {stale} | {_ms(overlap) if overlap else '0'} | "
+            f"{_ms(max(times) if times else None)} | {_ms(median(times))} | {bound} |")
+    gaps = [ms for _, v in results for _, ms in v.handovers if ms is not None]
+    unanswered = sum(1 for _, v in results for _, ms in v.handovers if ms is None)
+    late = sum(1 for ms in gaps if ms > GRACEFUL_GAP_MS)
+    leases = len(s.leases)
+    lines += [
+        "",
+        f"{s.daemons} `coordinator run` daemons (no leader-only child: a node of many leases "
+        f"runs one per held lease, {leases} children and their watchdogs would be too many "
+        f"processes here; no guardian either, a node of many leases has none), {leases} leases; "
+        "\"the leader\" a fault hits is the node holding the most leases. Handovers (a release "
+        f"reserved for a node: a stop, or a rebalance after a node came back): "
+        f"{len(gaps) + unanswered}, release to the lease's next grant "
+        f"median {_ms(median(gaps))}, worst {_ms(max(gaps) if gaps else None)}; {late} took "
+        f"more than {GRACEFUL_GAP_MS} ms, {unanswered} were followed by no grant of a newer "
+        "term. Overlap: two processes in the leader state of one lease at once (each lease's "
+        "`state.changed` lines, every process's clock put back after a `clock_jump`); a process "
+        "SIGSTOPped when it began may end it ≤ 1 s after SIGCONT (it can schedule nothing while "
+        "stopped, and its gate reads the monotonic deadline first). Re-home: the worst lease's "
+        "time to a new term (a lease the fault's node held) or a grant or renewal (any other). "
+        "Checks: `tests/chaos/lease_checks.py`.",
+    ]
+    return lines
+
+
 def render(results: Sequence[Result], command: str) -> str:
     """The whole report as Markdown: one table per setup."""
     first = results[0][0]
@@ -119,7 +195,7 @@ def render(results: Sequence[Result], command: str) -> str:
                      if group[0][0].settings.setup == "single"
                      else "the daemons, the children and `coordinator watch` follow the master "
                           "through Sentinel (`COORDINATOR_REDIS_SENTINELS`)."), ""]
-        lines += _rows(group)
+        lines += _lease_rows(group) if group[0][0].settings.leases else _rows(group)
     whole = [x for _, v in results for x in v.violations if x.fault is None]
     writes = [w for r, _ in results for w in r.writes]
     probe = [w for w in writes if w.source == "probe"]
