@@ -129,6 +129,8 @@ class DaemonCore:
         self._stopping = False
         self.stopped = asyncio.Event()
         self.log = get_logger("coordinator.daemon").bind(node_id=settings.node_id)
+        if settings.many_leases:  # one daemon per lease of a node: every line names its lease
+            self.log = self.log.bind(lease=settings.lease_name)
         # hooks run in order, off the loops; one that overruns a TTL is abandoned. Two
         # queues: notifications (on_lease_state_change, on_automation_mode_change) never
         # hold up leader work (the wait for it, on_stopped_leading, on_started_leading)

@@ -46,7 +46,6 @@ class LeaseMember(Daemon):
         self._lease_mode: AutomationMode = lease_mode
         self._bad_mode_logged = OncePer()
         self._masters = None  # the node's Sentinel check (grantor) is used instead
-        self.log = self.log.bind(lease=settings.lease_name)
 
     @property
     def name(self) -> str:

@@ -61,18 +61,22 @@ class NodeEvents:
         if self._switches is not None:
             self._spawn(self._switches.run())
         redis = self._node._redis
-        while True:
+        # not `while True`: a cancel can reach redis-py's pubsub read as a connection error
+        # (and on Python 3.11 a wait_for may swallow it), so the node's stop is checked too
+        while not self._node._stopping:
             pubsub = redis.pubsub()
             try:
                 await pubsub.subscribe(self._channel)
                 self.subscribed.set()
-                while True:
+                while not self._node._stopping:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None:
                         self.heard(message.get("data"))
             except (*UNAVAILABLE, CoordinatorError) as e:
-                self._node.log.debug("events.follow_failed", error=describe(e))
                 self._spawn(_close(pubsub))
+                if self._node._stopping:
+                    return
+                self._node.log.debug("events.follow_failed", error=describe(e))
                 await asyncio.sleep(RETRY_WAIT)
             except asyncio.CancelledError:
                 self._spawn(_close(pubsub))
