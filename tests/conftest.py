@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -12,7 +11,6 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from tests.model_checks import BACKGROUND_CHECKS, BackgroundChecks
 from tests.redis_server import RedisServer, redis_server_binary, running_redis
 
 
@@ -92,17 +90,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if on_real or "redis_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.real)
 
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the SPIN model checks now, in the background, where tests/test_model.py is selected:
-    they use the CPU the rest of the suite leaves idle while it waits (tests/model_checks.py)."""
-    if session.config.option.collectonly or shutil.which("spin") is None:
-        return
-    if any(item.path.name == "test_model.py" for item in session.items):
-        session.config.stash[BACKGROUND_CHECKS] = BackgroundChecks()
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    checks = session.config.stash.get(BACKGROUND_CHECKS, None)
-    if checks is not None:
-        checks.close()

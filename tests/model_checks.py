@@ -1,13 +1,10 @@
-"""The SPIN model checks of model/*.pml, and a runner that starts them early.
+"""The SPIN model checks of model/*.pml, and a runner of them two at a time.
 
 Each check is ``spin -a``, ``gcc pan.c``, ``./pan`` (safety: assertions and end states; the
-liveness promise is a bounded-response assertion, see docs/protocol.md). The checks take a
-minute or more of CPU, and the rest of the suite mostly waits (on daemons, TTLs, Sentinels): so
-when tests/test_model.py is among the selected tests, conftest.py starts the checks at the end
-of collection, two at a time at the lowest CPU priority (``nice -n 19``, so they take only the
-idle CPU from the timing-sensitive tests), and the tests in test_model.py wait for the outputs.
-The optimisation level changes only how fast a search runs, not what it explores: the state
-counts and verdicts are the same at -O0, -O1 and -O2.
+liveness promise is a bounded-response assertion, see docs/protocol.md). gcc -O2 took more
+than half of the checks' time: most searches run a second or less, and -O0 compiles pan.c in
+about 1 s instead of 3 to 10 s. The optimisation level changes only how fast a search runs,
+not what it explores: the state counts and verdicts are the same at -O0, -O1 and -O2.
 """
 
 from __future__ import annotations
@@ -19,10 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 MODEL = Path(__file__).resolve().parent.parent / "model"
-LOWEST_PRIORITY = ("nice", "-n", "19")
 
 
 @dataclass(frozen=True)
@@ -122,15 +116,15 @@ def run_check(check: Check, work: Path) -> str:
                    capture_output=True, timeout=60)
     # safety checks only: no fairness code, no array bound checks (the model keeps its indices)
     level = "-O1" if check.big_search else "-O0"
-    subprocess.run([*LOWEST_PRIORITY, "gcc", level, "-DSAFETY", "-DNOFAIR", "-DNOBOUNDCHECK",
+    subprocess.run(["gcc", level, "-DSAFETY", "-DNOFAIR", "-DNOBOUNDCHECK",
                     "-DMEMLIM=2048", "-w", "-o", "pan", "pan.c"], cwd=work, check=True,
                    capture_output=True, timeout=120)
-    result = subprocess.run([*LOWEST_PRIORITY, "./pan", "-m100000"], cwd=work,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(["./pan", "-m100000"], cwd=work,
+                            capture_output=True, text=True, timeout=300)
     return result.stdout + result.stderr
 
 
-class BackgroundChecks:
+class ModelChecks:
     """Every check under way, two at a time (the machine has two cores), the big searches first."""
 
     def __init__(self) -> None:
@@ -149,5 +143,3 @@ class BackgroundChecks:
         self._pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-
-BACKGROUND_CHECKS = pytest.StashKey[BackgroundChecks]()

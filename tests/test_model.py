@@ -3,7 +3,7 @@ counterexample for each old bug.
 
 Each case is one check of tests/model_checks.py: ``spin -a``, ``gcc pan.c``, ``./pan``
 (safety: assertions and end states; the liveness promise is a bounded-response assertion, see
-docs/protocol.md); they run in the background from the end of collection on.
+docs/protocol.md).
 A clean check must also be complete: a search cut short by the memory limit proves nothing.
 An old-bug check must fail on the assertion that states the broken promise, not on another.
 """
@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
 
 import pytest
 
-from tests.model_checks import BACKGROUND_CHECKS, CHECKS, BackgroundChecks, Check
+from tests.model_checks import CHECKS, Check, ModelChecks
 
 pytestmark = [
     pytest.mark.e2e,  # runs in the full suite (spin + gcc + a search), not in the quick subset
@@ -25,12 +26,13 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def outputs(request: pytest.FixtureRequest) -> dict[str, str]:
-    """Every check's output: conftest.py started them at the end of collection."""
-    checks = request.config.stash.get(BACKGROUND_CHECKS, None)
-    if checks is None:  # collected some other way: run them now
-        checks = request.config.stash[BACKGROUND_CHECKS] = BackgroundChecks()
-    return checks.outputs()
+def outputs() -> Iterator[dict[str, str]]:
+    """Every check's output, two at a time (the machine has two cores), the big searches first."""
+    checks = ModelChecks()
+    try:
+        yield checks.outputs()
+    finally:
+        checks.close()
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=[c.name for c in CHECKS])
