@@ -89,4 +89,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         on_real = callspec is not None and "real" in callspec.params.values()
         if on_real or "redis_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.real)
-
