@@ -83,12 +83,18 @@ class ThreeSentinels:
             (directory / "users.acl").write_text(f"user default on >{ROOT_PASSWORD} ~* &* +@all\n" + users)
             args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
                     "--save", "", "--appendonly", "no", "--masterauth", ROOT_PASSWORD, "--aclfile",
-                    str(directory / "users.acl")]
+                    str(directory / "users.acl"), "--repl-diskless-sync-delay", "0"]
             if index == 1:
                 args += ["--replicaof", "127.0.0.1", str(self.redis_ports[0])]
             self._spawn(args, directory / "redis.log")
         self._until(lambda: _sync(self.redis_ports[1]).info("replication")
                     .get("master_link_status") == "up", 15, "replica link")
+        for port in self.redis_ports:  # the first sync started at once; later ones (after a
+            client = _sync(port)  # failover) wait Redis's default again
+            try:
+                client.config_set("repl-diskless-sync-delay", 5)
+            finally:
+                client.close()
         for index, port in enumerate(self.sentinel_ports):
             conf = self.workdir / f"sentinel-{index}.conf"
             conf.write_text(

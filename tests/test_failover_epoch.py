@@ -21,6 +21,7 @@ from tests.test_terms_faults import (
     fail_over,
     lease,
     master_and_replica,
+    no_sync_delay,
     redis_now_ms,
     replicate,
 )
@@ -199,6 +200,7 @@ async def test_a_masters_first_replica_is_no_failover_and_does_not_jump() -> Non
         try:
             first = await chain_ahead(master)
             before = (await master.info("replication"))["master_replid"]
+            await no_sync_delay(master_server.port)
             await replica.execute_command("REPLICAOF", "127.0.0.1", str(master_server.port))
             assert await master.execute_command("WAIT", 1, 5000) == 1
             assert (await master.info("replication"))["master_replid"] != before  # as claimed

@@ -37,7 +37,18 @@ async def redis_now_ms(redis: Any) -> int:
 
 # ---- a failover that lost the last grant (two real servers) ------------------------------
 
+async def no_sync_delay(master_port: int) -> None:
+    """The master starts a replica's full sync at once: Redis 7 waits repl-diskless-sync-delay
+    (5 s) for more replicas to share one transfer, a wait only these tests' set-up would pay."""
+    admin = aioredis.Redis(port=master_port)
+    try:
+        await admin.config_set("repl-diskless-sync-delay", 0)
+    finally:
+        await admin.aclose()
+
+
 async def replicate(replica: Any, master: RedisServer) -> None:
+    await no_sync_delay(master.port)
     await replica.execute_command("REPLICAOF", "127.0.0.1", str(master.port))
     for _ in range(500):
         info = await replica.info("replication")
