@@ -14,9 +14,11 @@ writes, handover), with four differences, all of them the node's (``coordinator/
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from coordinator.clock import bounded
 from coordinator.daemon.daemon import Daemon
 from coordinator.daemon.hooks import Hooks
 from coordinator.daemon.state import MasterSwitched
@@ -62,9 +64,15 @@ class LeaseMember(Daemon):
 
     async def _start_up(self) -> None:
         # the node did the checklist (Redis's configuration, the first heartbeat, the
-        # start-up hooks) once for all its leases
-        self._spawn(self._outbox.run())
+        # start-up hooks) once for all its leases; it publishes this lease's events at the end
+        # of each of its rounds (publish_events), so no task of this lease outlives a stop
         self._checklist_done = True
+
+    async def publish_events(self) -> None:
+        """Publish what this lease's state machine announced since the last call (bounded;
+        what fails stays queued for the next)."""
+        with contextlib.suppress(TimeoutError):
+            await bounded(self._outbox.flush(), self._op_timeout)
 
     async def _beat_stopping(self, wait: float) -> None:
         return None  # the node's heartbeat says it stops, once

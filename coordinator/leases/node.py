@@ -50,6 +50,7 @@ from coordinator.protocol.modes import MODES
 
 SHUTDOWN_STEP_TIMEOUT = 0.3
 CONCURRENT_CALLS = 16
+EXPIRY_MARGIN = 0.005  # seconds after a dead holder's lease expires before the round that takes it
 
 LeaseHooks = Callable[[str], Awaitable[Hooks]]
 LeaseClosed = Callable[[str], Awaitable[None]]
@@ -102,6 +103,7 @@ class LeaseNode:
         self._last_heartbeat_at: int | None = None
         self._last_heartbeat_local: float | None = None
         self._wake = asyncio.Event()
+        self._expiry_wake: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._stopping = False
@@ -196,6 +198,8 @@ class LeaseNode:
             return
         self._stopping = True
         self.log.info("daemon.stopping", leases=len(self.held_leases()))
+        if self._expiry_wake is not None:
+            self._expiry_wake.cancel()
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -255,7 +259,18 @@ class LeaseNode:
         self._wake.set()
 
     async def round(self) -> None:
-        """Renew and beat, read the view, act on the plan."""
+        """Renew and beat, read the view, act on the plan; then publish what the leases'
+        state machines announced meanwhile."""
+        try:
+            await self._round()
+        finally:
+            await self.publish_events()
+
+    async def publish_events(self) -> None:
+        """Publish every lease's queued ``state_changed`` events."""
+        await asyncio.gather(*(m.publish_events() for m in list(self._members.values())))
+
+    async def _round(self) -> None:
         if not await self._renew_all():
             return
         sent = self._clock.monotonic()
@@ -334,11 +349,26 @@ class LeaseNode:
         takes = [self.take(lease) for lease in (*actions.acquire, *handed)
                  if lease not in view.corrupt]
         await asyncio.gather(*moves, *drops, *takes)
+        self._wake_at_expiry(view, actions.acquire)
         planned = {*actions.acquire, *handed}
         for name, member in list(self._members.items()):  # leases it tried for and lost
             if not (member.renewing or name in planned or name in self._opening
                     or name in self._taking):  # (an acquire in flight may yet grant it)
                 await self._drop(name)
+
+    def _wake_at_expiry(self, view: LeasesView, planned: tuple[str, ...]) -> None:
+        """A lease planned here is still held by a node that is gone (a crash): its hash
+        expires at a known Redis time, so the next round starts then, not up to a renew
+        interval later (a crashed node's leases are taken at about the TTL)."""
+        ends = [view.expires_at[lease] for lease in planned
+                if lease in view.expires_at and view.holders.get(lease) != self._me.node_id]
+        if not ends:
+            return
+        delay = (min(ends) - view.redis_now) / 1000 + EXPIRY_MARGIN
+        if 0 < delay < self.settings.renew_interval:
+            if self._expiry_wake is not None:
+                self._expiry_wake.cancel()
+            self._expiry_wake = asyncio.get_running_loop().call_later(delay, self.wake)
 
     async def take(self, lease: str) -> None:
         """Acquire ``lease`` now (the plan or a handover reserved for this node sends it here)."""

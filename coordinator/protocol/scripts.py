@@ -62,6 +62,8 @@ def _lua_text(name: str) -> str:
 
 # the path each client takes, found on its first call (see ``functions.probe_path``)
 _paths: weakref.WeakKeyDictionary[Any, functions.ScriptPath] = weakref.WeakKeyDictionary()
+# each client's registered scripts (weakly: a closed client takes its entry along)
+_registered: weakref.WeakKeyDictionary[Any, Scripts] = weakref.WeakKeyDictionary()
 
 
 def use_path(redis: Any, path: functions.ScriptPath | None) -> None:
@@ -152,8 +154,18 @@ class Scripts:
 
 
 def register_scripts(redis: Any) -> Scripts:
-    """Register every script on ``redis`` (a ``redis.asyncio`` client or FakeAsyncRedis)."""
-    return Scripts(**{name: ScriptRunner(redis, name) for name in SCRIPT_NAMES})
+    """Register every script on ``redis`` (a ``redis.asyncio`` client or FakeAsyncRedis),
+    once per client: a node of many leases makes a lease's objects each time it takes one,
+    and hashing every script again for each was most of that cost."""
+    try:
+        scripts = _registered.get(redis)
+    except TypeError:  # a client that cannot be weakly referenced: registered each time
+        scripts = None
+    if scripts is None:
+        scripts = Scripts(**{name: ScriptRunner(redis, name) for name in SCRIPT_NAMES})
+        with contextlib.suppress(TypeError):
+            _registered[redis] = scripts
+    return scripts
 
 
 async def release_command(redis: Any, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
