@@ -78,9 +78,14 @@ class EventsLog:
             raise TimeoutError(f"the bench's marker {n} did not come back within {timeout} s")
         return len(self.events)
 
-    def count(self, kind: str, since: int = 0, until: int | None = None) -> int:
-        """Events of type ``kind`` among ``events[since:until]``."""
-        return sum(1 for e in self.events[since:until] if e.get("type") == kind)
+    def by_lease(self, kind: str, since: int = 0, until: int | None = None) -> dict[str, int]:
+        """Events of type ``kind`` among ``events[since:until]``, counted by their lease."""
+        counts: dict[str, int] = {}
+        for event in self.events[since:until]:
+            if event.get("type") == kind:
+                lease = str(event.get("lease"))
+                counts[lease] = counts.get(lease, 0) + 1
+        return counts
 
     async def close(self) -> None:
         """Stop collecting and drop the subscription."""

@@ -103,10 +103,10 @@ class LeaseFleet:
         """The live nodes' ids."""
         return [node.settings.node_id for node in self.nodes]
 
-    async def leave(self, node: LeaseNode) -> tuple[int, float, float | None]:
+    async def leave(self, node: LeaseNode) -> tuple[int, float, list[float] | None]:
         """Stop ``node`` gracefully: how many leases it held, seconds its ``stop()`` took, and
-        seconds from calling it until every one of them is held by another node (as that node
-        believes; None if not within 30 s)."""
+        seconds from calling it until each of them was held by another node (as that node
+        believes; None if not all within 30 s)."""
         gone = set(node.held_leases())
         self.nodes.remove(node)
         began = time.monotonic()
@@ -119,9 +119,9 @@ class LeaseFleet:
         rehomed = await self._until_held(gone, began)
         return len(gone), await stopping, rehomed
 
-    async def crash(self, node: LeaseNode, bound: float) -> tuple[set[str], float | None]:
+    async def crash(self, node: LeaseNode, bound: float) -> tuple[set[str], list[float] | None]:
         """Stop ``node``'s rounds without releasing anything (its leases run out at their
-        TTL); the leases it held, and seconds until every one is held by another node."""
+        TTL); the leases it held, and seconds until each was held by another node."""
         gone = set(node.held_leases())
         self.nodes.remove(node)
         self._crashed.append(node)
@@ -131,15 +131,20 @@ class LeaseFleet:
         return gone, await self._until_held(gone, began, timeout=bound)
 
     async def _until_held(self, leases: set[str], began: float,
-                          timeout: float = 30.0) -> float | None:
-        def all_held() -> bool:
-            return all(any(n.leadership(lease).leading for n in self.nodes) for lease in leases)
-
-        while not all_held():
-            if time.monotonic() - began > timeout:
+                          timeout: float = 30.0) -> list[float] | None:
+        """Seconds from ``began`` until each of ``leases`` was first seen held by a live node,
+        in order; None if not all within ``timeout``."""
+        seen: dict[str, float] = {}
+        while True:
+            now = time.monotonic() - began
+            for lease in leases - seen.keys():
+                if any(n.leadership(lease).leading for n in self.nodes):
+                    seen[lease] = now
+            if len(seen) == len(leases):
+                return sorted(seen.values())
+            if now > timeout:
                 return None
             await asyncio.sleep(POLL)
-        return time.monotonic() - began
 
     async def until(self, check: Callable[[], Awaitable[bool]], timeout: float,
                     step: float) -> float | None:

@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from coordinator.bench.events_log import EventsLog
-from coordinator.bench.lease_fleet import (Holders, LeaseFleet, balance, changes, read_holders,
-                                           share_bounds)
+from coordinator.bench.lease_fleet import Holders, LeaseFleet, balance, changes, read_holders, share_bounds
+from coordinator.bench.loop_health import LoopHealth
 from coordinator.bench.many_leases import lease_names
 from coordinator.bench.redis_info import command_stats, cpu_seconds, script_calls, stats_delta
 from coordinator.bench.stats import summary_ms
@@ -59,9 +59,31 @@ class _Phase:
         after = await read_holders(self._redis, self._fleet.namespace)
         mark = await self._events.caught_up()
         self.after = after
-        return {"grants": self._events.count("leader_changed", self._mark, mark),
+        per_lease = self._events.by_lease("leader_changed", self._mark, mark)
+        gaps, untargeted = _handover_gaps(self._events.events[self._mark:mark])
+        return {"grants": sum(per_lease.values()),
+                "leases_granted_more_than_once": sum(1 for n in per_lease.values() if n > 1),
                 **changes(self.before, after),
+                "handover_release_to_grant_ms": summary_ms(gaps),
+                "released_without_handover": untargeted,
                 "balance": balance(after, self._fleet.node_ids, self._leases)}
+
+
+def _handover_gaps(events: list[dict[str, Any]]) -> tuple[list[float], int]:
+    """Redis ms from each handover's release (``lease_released`` with ``handoff_to``) to the
+    next grant of that lease, and how many releases named no one."""
+    released: dict[str, int] = {}
+    gaps: list[float] = []
+    untargeted = 0
+    for event in events:
+        lease, kind = str(event.get("lease")), event.get("type")
+        if kind == "lease_released" and event.get("handoff_to"):
+            released[lease] = int(event.get("at", 0))
+        elif kind == "lease_released":
+            untargeted += 1
+        elif kind == "leader_changed" and lease in released:
+            gaps.append(float(int(event.get("at", 0)) - released.pop(lease)))
+    return gaps, untargeted
 
 
 async def placement(redis: Any, url: str, namespace: str, *, nodes: int, leases: int,
@@ -82,6 +104,8 @@ async def placement(redis: Any, url: str, namespace: str, *, nodes: int, leases:
                   "client, against the real Redis",
         "nodes": nodes, "leases": leases, "ttl_s": ttl, "renew_interval_s": renew,
         "steady_s": steady}
+    health = LoopHealth()
+    health.start()
     try:
         phase = _Phase(redis, fleet, events, leases)
         await phase.begin()
@@ -91,13 +115,17 @@ async def placement(redis: Any, url: str, namespace: str, *, nodes: int, leases:
         to_balance = await phase.settle(settle, step)
         out["start"] = {"start_calls_s": round(started, 3), **_seconds("balanced_s", to_balance,
                                                                      started),
-                        **await phase.end()}
-        out["steady"] = await _steady(redis, fleet, events, leases, steady, renew,
-                                      disturb_steady)
-        out["join"] = await _join(redis, fleet, events, leases, settle, step)
-        out["leave"] = await _leave(redis, fleet, events, leases, settle, step)
-        out["crash"] = await _crash(redis, fleet, events, leases, ttl, renew, settle, step)
+                        **await phase.end(), **health.take()}
+        out["steady"] = {**await _steady(redis, fleet, events, leases, steady, renew,
+                                         disturb_steady), **health.take()}
+        out["join"] = {**await _join(redis, fleet, events, leases, settle, step),
+                       **health.take()}
+        out["leave"] = {**await _leave(redis, fleet, events, leases, settle, step),
+                        **health.take()}
+        out["crash"] = {**await _crash(redis, fleet, events, leases, ttl, renew, settle, step),
+                        **health.take()}
     finally:
+        await health.stop()
         await fleet.close()
         await events.close()
     return out
@@ -178,7 +206,8 @@ async def _leave(redis: Any, fleet: LeaseFleet, events: EventsLog, leases: int, 
     to_balance = await phase.settle(settle, step)
     return {"node": leaving.settings.node_id, "leases_it_held": held,
             "stop_call_ms": round(stop_s * 1000, 1),
-            "rehomed_ms": None if rehomed is None else round(rehomed * 1000, 1),
+            "rehomed_ms": None if rehomed is None else round(max(rehomed, default=0) * 1000, 1),
+            "each_lease_rehomed_ms": summary_ms([s * 1000 for s in rehomed or []]),
             **_seconds("balanced_after_rehome_s", to_balance), **await phase.end()}
 
 
@@ -188,9 +217,11 @@ async def _crash(redis: Any, fleet: LeaseFleet, events: EventsLog, leases: int, 
     await phase.begin()
     crashed = fleet.nodes[0]
     bound = ttl + renew
-    gone, rehomed = await fleet.crash(crashed, bound=max(settle, 3 * bound))
+    gone, each = await fleet.crash(crashed, bound=max(settle, 3 * bound))
     to_balance = await phase.settle(settle, step)
+    rehomed = None if each is None else max(each, default=0.0)
     return {"node": crashed.settings.node_id, "leases_it_held": len(gone),
             **_seconds("rehomed_s", rehomed), "bound_s": bound,
             "within_bound": rehomed is not None and rehomed <= bound,
+            "each_lease_rehomed_ms": summary_ms([s * 1000 for s in each or []]),
             **_seconds("balanced_after_rehome_s", to_balance), **await phase.end()}
