@@ -88,7 +88,8 @@ def _handover_gaps(events: list[dict[str, Any]]) -> tuple[list[float], int]:
 
 async def placement(redis: Any, url: str, namespace: str, *, nodes: int, leases: int,
                     ttl: float, renew: float, steady: float,
-                    disturb_steady: Disturbance | None = None) -> dict[str, Any]:
+                    disturb_steady: Disturbance | None = None,
+                    progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Run the phases of the module docstring; every figure in one JSON-ready dict.
 
     ``disturb_steady`` (for tests) runs in the middle of the steady stretch, to show its
@@ -109,6 +110,7 @@ async def placement(redis: Any, url: str, namespace: str, *, nodes: int, leases:
     try:
         phase = _Phase(redis, fleet, events, leases)
         await phase.begin()
+        progress("placement: start")
         began = time.monotonic()
         await fleet.start(nodes)
         started = time.monotonic() - began
@@ -116,12 +118,16 @@ async def placement(redis: Any, url: str, namespace: str, *, nodes: int, leases:
         out["start"] = {"start_calls_s": round(started, 3), **_seconds("balanced_s", to_balance,
                                                                      started),
                         **await phase.end(), **health.take()}
+        progress("placement: steady")
         out["steady"] = {**await _steady(redis, fleet, events, leases, steady, renew,
                                          disturb_steady), **health.take()}
+        progress("placement: join")
         out["join"] = {**await _join(redis, fleet, events, leases, settle, step),
                        **health.take()}
+        progress("placement: leave")
         out["leave"] = {**await _leave(redis, fleet, events, leases, settle, step),
                         **health.take()}
+        progress("placement: crash")
         out["crash"] = {**await _crash(redis, fleet, events, leases, ttl, renew, settle, step),
                         **health.take()}
     finally:
@@ -217,11 +223,16 @@ async def _crash(redis: Any, fleet: LeaseFleet, events: EventsLog, leases: int, 
     await phase.begin()
     crashed = fleet.nodes[0]
     bound = ttl + renew
+    after_crash = fleet.counters[crashed.settings.node_id]
+    after_crash.reset()
     gone, each = await fleet.crash(crashed, bound=max(settle, 3 * bound))
     to_balance = await phase.settle(settle, step)
+    # a crashed node sends nothing more; what it did send says what kept running in it
+    sent_after = dict(after_crash.calls)
     rehomed = None if each is None else max(each, default=0.0)
     return {"node": crashed.settings.node_id, "leases_it_held": len(gone),
             **_seconds("rehomed_s", rehomed), "bound_s": bound,
             "within_bound": rehomed is not None and rehomed <= bound,
             "each_lease_rehomed_ms": summary_ms([s * 1000 for s in each or []]),
+            "crashed_node_calls_after_crash": sent_after,
             **_seconds("balanced_after_rehome_s", to_balance), **await phase.end()}

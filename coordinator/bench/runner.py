@@ -60,7 +60,8 @@ async def run_bench(url: str, options: BenchOptions,
             results["placement"] = await placement(
                 pooled, url, namespace.part("placement"), nodes=options.placement_nodes,
                 leases=options.placement_leases, ttl=options.placement_ttl,
-                renew=options.placement_renew, steady=options.placement_steady)
+                renew=options.placement_renew, steady=options.placement_steady,
+                progress=progress)
         if options.runs("watch"):
             progress("watch: tenure changes to subscribers in other processes")
             results["watch"] = await watch_latency(timed, url, namespace.part("watch"),
