@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from coordinator.errors import InvalidArgumentError
 
-PARTS = ("latency", "cpu", "scale", "many", "watch", "failover", "idle", "peers")
+PARTS = ("latency", "cpu", "scale", "many", "placement", "watch", "failover", "idle", "peers")
 DEFAULT_PARTS = PARTS[:-1]  # peers only on request: they need extra packages and take minutes
 
 # the failover settings of the issue's targets, used by our daemons and the matched peers
@@ -35,6 +35,11 @@ class BenchOptions:
     many_nodes: int = 100  # simulated many-lease nodes (issue 15's example: 100 x 1,000)
     many_leases: int = 1000  # leases shared among them (and as many single-lease daemons)
     many_rounds: int = 10  # renew intervals' traffic priced each way
+    placement_nodes: int = 20  # real LeaseNodes in this process (part placement)
+    placement_leases: int = 200  # leases placed among them
+    placement_ttl: float = 3.0  # their lease TTL (s): a crash is re-homed within TTL + renew
+    placement_renew: float = 0.5  # their renew interval (s): one round each per interval
+    placement_steady: float = 5.0  # seconds of the steady stretch (moves, CPU, round trips)
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.parts if p not in PARTS]
@@ -48,13 +53,19 @@ class BenchOptions:
                 raise InvalidArgumentError(f"--{field.name.replace('_', '-')} must be > 0, "
                                            f"got {value!r}")
 
+        if self.placement_renew > self.placement_ttl / 3:
+            raise InvalidArgumentError(
+                f"--placement-renew must be at most a third of --placement-ttl, got "
+                f"{self.placement_renew:g} and {self.placement_ttl:g}")
+
     def quick(self) -> BenchOptions:
         """The same parts, sized for a smoke run of a few seconds."""
         return dataclasses.replace(
             self, pairs=200, cpu_calls=200, controllers=500, scale_seconds=0.5, status_runs=1,
             watch_events=20, handovers=2, crashes=1, idle_seconds=1.0, peer_handovers=2,
             peer_crashes=1, peer_crash_cap=5.0, many_nodes=10, many_leases=100,
-            many_rounds=2)
+            many_rounds=2, placement_nodes=4, placement_leases=24, placement_ttl=1.5,
+            placement_renew=0.25, placement_steady=1.0)
 
     def runs(self, part: str) -> bool:
         """Whether ``part`` is selected."""

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from coordinator.bench.options import FAILOVER_RENEW, FAILOVER_TTL
+from coordinator.bench.placement_report import placement_rows
 
 Row = tuple[str, str, str, str]  # figure, measured, target, verdict
 
@@ -70,6 +71,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
                     "< 10 µs", _verdict(v, lambda x: x < 10)))
     out += _scale_rows(results)
     out += _many_leases_rows(results)
+    out += placement_rows(results)
     watch = results.get("watch") or {}
     for kind, label in (("pubsub", "bare asyncio subscriber"),
                         ("watcher", "coordinator watch()")):

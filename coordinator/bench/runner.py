@@ -19,6 +19,7 @@ from coordinator.bench.machine import load_average, machine_info
 from coordinator.bench.many_leases import many_leases
 from coordinator.bench.namespace import BenchNamespace, delete_all, scan_keys
 from coordinator.bench.options import BenchOptions
+from coordinator.bench.placement import placement
 from coordinator.bench.scale import heartbeat_cost, register, status_time, sustained_load
 from coordinator.bench.watch_latency import watch_latency
 
@@ -52,6 +53,15 @@ async def run_bench(url: str, options: BenchOptions,
             results["many_leases"] = await many_leases(
                 pooled, namespace.part("many"), options.many_nodes, options.many_leases,
                 options.many_rounds)
+        if options.runs("placement"):
+            progress(f"placement: {options.placement_nodes} real nodes x "
+                     f"{options.placement_leases} leases in this process: start, steady, "
+                     "join, leave, crash")
+            results["placement"] = await placement(
+                pooled, url, namespace.part("placement"), nodes=options.placement_nodes,
+                leases=options.placement_leases, ttl=options.placement_ttl,
+                renew=options.placement_renew, steady=options.placement_steady,
+                progress=progress)
         if options.runs("watch"):
             progress("watch: tenure changes to subscribers in other processes")
             results["watch"] = await watch_latency(timed, url, namespace.part("watch"),

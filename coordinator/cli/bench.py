@@ -28,6 +28,11 @@ _SIZES = {  # flag -> (BenchOptions field, type, help)
     "--many-nodes": ("many_nodes", int, "simulated many-lease nodes (part many)"),
     "--many-leases": ("many_leases", int, "leases among them, and as many single-lease daemons"),
     "--many-rounds": ("many_rounds", int, "renew intervals' traffic priced each way"),
+    "--placement-nodes": ("placement_nodes", int, "real many-lease nodes in-process (placement)"),
+    "--placement-leases": ("placement_leases", int, "leases placed among them"),
+    "--placement-ttl": ("placement_ttl", float, "their lease TTL in seconds"),
+    "--placement-renew": ("placement_renew", float, "their renew interval in seconds"),
+    "--placement-steady": ("placement_steady", float, "seconds of steady rounds measured"),
 }
 
 
