@@ -89,8 +89,8 @@ class Heartbeat:
         # would encode each argument on every beat)
         self._head = [_arg(v) for v in (node_id, host, role, priority)]
         self._middle = [_arg(v) for v in (version, instance_id)]
-        self._tail = [_arg(v) for v in (self._retention_ms, self._interval_ms, self._preferred,
-                                        self._lease, *self._many)]
+        self._tail = [_arg(self._retention_ms), _arg(self._interval_ms), _arg(self._preferred),
+                      _arg(self._lease), *(_arg(v) for v in self._many)]
 
     @property
     def script_keys(self) -> list[str]:
