@@ -12,7 +12,7 @@ local function write_heartbeat(zset_key, controller_key, preferred_key, a, now)
   local lease_name, capacity, selector = a[12], a[13] or '', a[14] or ''
 
   local known = redis.pcall('HMGET', controller_key, 'instance_id', 'started_at',
-    'last_heartbeat_at', 'status', 'steady_since', 'preferred', 'metadata_json')
+    'last_heartbeat_at', 'status', 'steady_since', 'preferred')
   if known.err then return nil, controller_key end
   local same_process = known[1] == instance_id and tonumber(known[2]) ~= nil
   -- a foreign key fails the whole beat with nothing applied, on every branch: the preferred
@@ -39,18 +39,8 @@ local function write_heartbeat(zset_key, controller_key, preferred_key, a, now)
   local window = math.floor(now / period)
   local started_at = known[2]
   if same_process then
-    -- only what moved: the hash ends as if every field had been written
-    local fields, n = {'last_heartbeat_at', now}, 2
-    if known[4] ~= status then
-      fields[n + 1], fields[n + 2], n = 'status', status, n + 2
-    end
-    if known[5] ~= steady_since then
-      fields[n + 1], fields[n + 2], n = 'steady_since', steady_since, n + 2
-    end
-    if known[7] ~= metadata_json then
-      fields[n + 1], fields[n + 2], n = 'metadata_json', metadata_json, n + 2
-    end
-    redis.call('HSET', controller_key, (unpack or table.unpack)(fields))
+    redis.call('HSET', controller_key, 'status', status, 'last_heartbeat_at', now,
+      'steady_since', steady_since, 'metadata_json', metadata_json)
   else
     started_at = now
     local fields = {'node_id', node_id, 'host', host, 'role', role,
