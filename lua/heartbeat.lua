@@ -2,13 +2,16 @@
 --
 -- The sorted set is scored by the Redis server's time in ms, so "who is alive" is a range
 -- query. Entries older than the retention window are pruned by score range (no scan) on
--- about one heartbeat in sixteen, and the per-controller hash expires after the same window.
+-- about one heartbeat in sixteen, and the per-controller hash expires after the same window:
+-- at least the retention and at most retention + P after its last beat, P = min(16 heartbeat
+-- intervals, the retention) (its expiry is moved once per period P, not on every beat).
 -- Preferred controllers are also kept in a small sorted set of their own, so a leader finds
 -- them without reading everyone. steady_since is when this controller's current unbroken run
 -- of "alive" heartbeats began (a new process, a gap of over two intervals or another status
 -- starts a new run): it keeps a flapping preferred node from taking the leadership back.
 -- A controller's fixed fields are written when its process first beats; later beats (the hot
--- path) write only what moves. The work is write_heartbeat.lua's, shared with renew_many.lua.
+-- path) write only what moves: TIME, HMGET, the preferred set's type check (ZSCORE), ZADD,
+-- HSET. The work is write_heartbeat.lua's, shared with renew_many.lua.
 -- include: write_heartbeat
 --
 -- KEYS[1] heartbeats sorted set      KEYS[2] this controller's hash

@@ -10,7 +10,9 @@
 -- KEYS[1] lease hash      KEYS[2] automation mode string (rides along, read only)
 -- ARGV[1] holder id       ARGV[2] instance id          ARGV[3] ttl in ms
 -- Returns {"renew", now_ms, automation_mode, term, lease_expires_at} | {"lost", now_ms}
---       | error COORDINATOR_CORRUPT <key> <field>.
+--       | error COORDINATOR_CORRUPT <key> <field>. The term is an integer reply, as the times
+-- are (it was checked to be below 2^53, so the Lua number holds it exactly): the caller's
+-- client parses it as a number, with no string to convert on every renewal.
 local lease_key, mode_key = KEYS[1], KEYS[2]
 local holder_id, instance_id, ttl_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
@@ -25,4 +27,4 @@ elseif code == 'corrupt' then
 end
 local mode = redis.pcall('GET', mode_key)
 if type(mode) ~= 'string' then mode = '' end
-return {'renew', now, mode, term, expires}
+return {'renew', now, mode, tonumber(term), expires}

@@ -15,21 +15,28 @@ local function write_heartbeat(zset_key, controller_key, preferred_key, a, now)
     'last_heartbeat_at', 'status', 'steady_since', 'preferred')
   if known.err then return nil, controller_key end
   local same_process = known[1] == instance_id and tonumber(known[2]) ~= nil
-  -- both sorted sets are checked before the first write (reads that fail on another type),
-  -- so a foreign key fails the whole beat with nothing applied, on every branch
-  for _, key in ipairs({zset_key, preferred_key}) do
-    local score = redis.pcall('ZSCORE', key, node_id)
-    if type(score) == 'table' and score.err then return nil, key end
-  end
+  -- a foreign key fails the whole beat with nothing applied, on every branch: the preferred
+  -- set is checked by a read before the first write, and the heartbeats set by its own ZADD,
+  -- which is the first write (a write that fails on another type changes nothing)
+  local score = redis.pcall('ZSCORE', preferred_key, node_id)
+  if type(score) == 'table' and score.err then return nil, preferred_key end
+  local added = redis.pcall('ZADD', zset_key, now, node_id)
+  if type(added) == 'table' and added.err then return nil, zset_key end
 
+  local last_beat = tonumber(known[3])
   local steady_since = known[5]
   if status ~= 'alive' then
     steady_since = ''
   elseif not same_process or known[4] ~= 'alive' or not tonumber(steady_since)
-      or now - (tonumber(known[3]) or 0) > 2 * interval_ms then
+      or now - (last_beat or 0) > 2 * interval_ms then
     steady_since = now
   end
 
+  -- the hash's expiry moves on once per period of P = min(16 intervals, retention) ms, on
+  -- the first beat of the period, to the period's end + retention: a record lives at least
+  -- the retention and at most retention + P after its last beat
+  local period = math.max(1, math.min(16 * interval_ms, retention_ms))
+  local window = math.floor(now / period)
   local started_at = known[2]
   if same_process then
     redis.call('HSET', controller_key, 'status', status, 'last_heartbeat_at', now,
@@ -49,9 +56,10 @@ local function write_heartbeat(zset_key, controller_key, preferred_key, a, now)
     end
     redis.call('HSET', controller_key, (unpack or table.unpack)(fields))
   end
-  redis.call('PEXPIRE', controller_key, retention_ms)
+  if not same_process or not last_beat or math.floor(last_beat / period) ~= window then
+    redis.call('PEXPIREAT', controller_key, (window + 1) * period + retention_ms)
+  end
 
-  redis.call('ZADD', zset_key, now, node_id)
   if preferred == '1' or known[6] == '1' or not same_process then
     if preferred == '1' then
       redis.call('ZADD', preferred_key, now, node_id)

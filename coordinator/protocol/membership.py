@@ -53,6 +53,15 @@ class Controller(JsonShape):
         }
 
 
+_NO_METADATA = b"{}"
+_STATUS: dict[str, bytes] = {s: s.encode() for s in ("alive", "degraded", "stopping")}
+
+
+def _arg(value: str | int) -> bytes:
+    """One script argument as the client would send it."""
+    return str(value).encode()
+
+
 class Heartbeat:
     """Writes one controller's heartbeats."""
 
@@ -74,10 +83,14 @@ class Heartbeat:
         self._scripts = register_scripts(redis)
         self._keys = [keys.heartbeats_key(namespace), keys.controller_key(namespace, node_id),
                       keys.preferred_key(namespace)]
-        self._fixed = [node_id, host, role, priority]
-        self._version, self._instance_id = version, instance_id
         self._interval_ms = round(interval * 1000)
         self._retention_ms = round(retention * 1000)
+        # what every beat sends around its status and metadata, encoded once (the client
+        # would encode each argument on every beat)
+        self._head = [_arg(v) for v in (node_id, host, role, priority)]
+        self._middle = [_arg(v) for v in (version, instance_id)]
+        self._tail = [_arg(self._retention_ms), _arg(self._interval_ms), _arg(self._preferred),
+                      _arg(self._lease), *(_arg(v) for v in self._many)]
 
     @property
     def script_keys(self) -> list[str]:
@@ -88,9 +101,9 @@ class Heartbeat:
     def arguments(self, status: ControllerStatus = "alive",
                   metadata: dict[str, Any] | None = None) -> list[Any]:
         """heartbeat.lua's ARGV for one beat (renew_many.lua takes the same, after its own)."""
-        return [*self._fixed, status, self._version, self._instance_id,
-                json.dumps(metadata or {}, separators=(",", ":")), self._retention_ms,
-                self._interval_ms, self._preferred, self._lease, *self._many]
+        encoded = _NO_METADATA if not metadata else _arg(json.dumps(metadata, separators=(",", ":")))
+        return [*self._head, _STATUS.get(status) or _arg(status), *self._middle, encoded,
+                *self._tail]
 
     async def beat(self, status: ControllerStatus = "alive", metadata: dict[str, Any] | None = None) -> int:
         """Write one heartbeat; returns its Redis-clock time in ms."""

@@ -137,6 +137,47 @@ class ScriptRunner:
         raise AssertionError("unreachable")
 
 
+    def prepared(self, keys: Sequence[str], args: Sequence[Any]) -> PreparedCall:
+        """A call of this script whose keys and args never change (a lease's renewal)."""
+        return PreparedCall(self, keys, args)
+
+
+def _encoded(value: Any) -> Any:
+    """An argument as redis-py would send it (str as UTF-8, numbers as their text)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value).encode()
+    raise InvalidArgumentError(f"a script argument must be bytes, str or a number, not {value!r}")
+
+
+class PreparedCall:
+    """One ``ScriptRunner`` call with fixed keys and args: on the FCALL path the whole
+    command is built and encoded once (the client would encode every argument on every call);
+    on the EVALSHA path, or when the library went missing, it is the runner's own call."""
+
+    def __init__(self, runner: ScriptRunner, keys: Sequence[str], args: Sequence[Any]) -> None:
+        self._runner = runner
+        self._client = runner.registered_client
+        self.keys, self.args = list(keys), list(args)
+        name = runner._fcall_head[1]
+        self._fcall = ("FCALL", name.encode(), len(self.keys),
+                       *(_encoded(k) for k in self.keys), *(_encoded(a) for a in self.args))
+
+    async def __call__(self) -> Any:
+        if _paths.get(self._client) == "functions":
+            try:
+                pending = self._client.execute_command(*self._fcall)
+                return await pending if inspect.isawaitable(pending) else pending
+            except redis_exceptions.ResponseError as e:
+                if not functions.is_function_missing(e):
+                    raise
+                use_path(self._client, None)  # e.g. Redis restarted empty: probe again
+        return await self._runner(keys=self.keys, args=self.args)
+
+
 @dataclass(frozen=True)
 class Scripts:
     """The scripts registered on one client (see ``ScriptRunner``)."""
