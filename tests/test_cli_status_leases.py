@@ -67,6 +67,9 @@ async def test_status_lists_every_lease_and_each_nodes_count_against_its_share(
     by_id = {c["node_id"]: c for c in snapshot["controllers"]}
     assert {n: (c["leases_held"], c["leases_target"]) for n, c in by_id.items()} == {
         "a": (3, 4), "b": (1, 2), "solo": (None, None)}
+    # a node of many leases that holds some is a leader (of those); "solo" holds no lease
+    assert {n: c["state"] for n, c in by_id.items()} == {
+        "a": "leader", "b": "leader", "solo": "standby"}
     rows = {row["name"]: row for row in snapshot["leases"]}
     assert list(rows) == [f"shard-{i}" for i in range(6)]
     assert rows["shard-0"]["holder_id"] == "a" and rows["shard-3"]["holder_id"] == "b"

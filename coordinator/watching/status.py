@@ -133,6 +133,8 @@ async def leases_status(redis: Any, namespace: str,
         many = c.get("lease") == MANY_LEASES
         c["leases_held"] = held.get(c["node_id"], 0) if many else None
         c["leases_target"] = targets.get(c["node_id"], 0) if many else None
+        if many and c["leases_held"] and c.get("state") == "standby":
+            c["state"] = "leader"  # of the leases it holds (HELD/SHARE says how many)
     problems = []
     for part in unreadable_parts(view, namespace):
         try:
@@ -198,7 +200,8 @@ def _controller_lines(controllers: list[dict[str, Any]], *, with_share: bool) ->
             held, target = c.get("leases_held"), c.get("leases_target")
             row = (*row, "-" if held is None else f"{held}/{target}")
         rows.append(row)
-        marks.append("*" if state == "leader" else "")
+        # the single lease's leader; a node of many leases leads only some (HELD/SHARE)
+        marks.append("*" if state == "leader" and c.get("lease") != "*" else "")
         child = (c.get("metadata") or {}).get("child")
         children.append(render_child(child) if isinstance(child, dict) else None)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
