@@ -114,6 +114,11 @@ async def test_wait_safeguard_refuses_to_lead_on_a_lease_no_replica_has(tmp_path
         r = redis.Redis(port=replica.port)
         r.replicaof("127.0.0.1", master.port)
         assert wait_until(lambda: r.info("replication")["master_link_status"] == "up", 10)
+        # "up" can come before the replica answers WAIT within the daemon's 0.1 s (a loaded
+        # machine, the sync just done): the start below needs a replica that acknowledges
+        m = redis.Redis(port=master.port)
+        assert wait_until(lambda: m.set("synced", 1) and m.execute_command("WAIT", 1, 1000) == 1, 10)
+        m.close()
         settings = load_settings(node_id="a", redis_url=master.url, min_replicas_ack=1,
                                  replica_ack_timeout=0.1, **FAST)
         client = connect(settings)
