@@ -35,6 +35,30 @@ def coordinator(*args: str, redis_url: str, timeout: float = 15, **env: str) -> 
         redis_url, **env), capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def wait_for(check: Any, timeout: float, what: str = "the condition") -> Any:
+    """Poll ``check`` every 20 ms until it returns something truthy (returned); fail the test
+    after ``timeout`` seconds."""
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    pytest.fail(f"{what}: not within {timeout} s")
+
+
+def spread(held: dict[str, Any]) -> list[int]:
+    """How many leases each holder holds, fewest first (``held``: lease -> holder, or
+    lease -> (holder, term))."""
+    per: dict[str, int] = {}
+    for value in held.values():
+        node = value[0] if isinstance(value, tuple) else value
+        per[node] = per.get(node, 0) + 1
+    return sorted(per.values())
+
+
 @dataclass
 class DaemonProcess:
     """One ``coordinator run`` and its log file."""

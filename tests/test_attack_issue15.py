@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.processes import coordinator_env
+from tests.processes import coordinator_env, spread, wait_for
 from tests.redis_server import RedisServer, redis_server_binary, running_redis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
@@ -97,23 +97,6 @@ def holders(client: redis.Redis, leases: list[str], ns: str = NS) -> dict[str, s
     for lease in leases:
         pipe.hget(f"{{{ns}}}:lease:{lease}", "holder_id")
     return {lease: h.decode() for lease, h in zip(leases, pipe.execute(), strict=True) if h is not None}
-
-
-def spread(held: dict[str, str]) -> list[int]:
-    per: dict[str, int] = {}
-    for node in held.values():
-        per[node] = per.get(node, 0) + 1
-    return sorted(per.values())
-
-
-def wait_for(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"{what}: not within {timeout} s")
 
 
 def longest_free(client: redis.Redis, leases: list[str], seconds: float, ns: str = NS, *,

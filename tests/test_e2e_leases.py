@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.processes import coordinator_env
+from tests.processes import coordinator_env, spread, wait_for
 from tests.redis_server import RedisServer, redis_server_binary, running_redis
 
 pytestmark = pytest.mark.e2e
@@ -96,16 +96,6 @@ def alive(pid: int) -> bool:
     return False
 
 
-def wait_for(check: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"not within {timeout} s")
-
-
 def running_children(workdir: Path) -> dict[str, tuple[str, int]]:
     """lease -> (node, term) of every child alive now; fails on two alive for one lease."""
     out: dict[str, tuple[str, int]] = {}
@@ -114,14 +104,6 @@ def running_children(workdir: Path) -> dict[str, tuple[str, int]]:
             assert lease not in out, f"two children of {lease} alive: {out[lease]}, {(node, term)}"
             out[lease] = (node, term)
     return out
-
-
-def spread(held: dict[str, tuple[str, int]]) -> list[int]:
-    """How many leases each holder holds, fewest first."""
-    per: dict[str, int] = {}
-    for node, _ in held.values():
-        per[node] = per.get(node, 0) + 1
-    return sorted(per.values())
 
 
 def test_one_child_per_held_lease_rehomed_after_a_kill(server: RedisServer, tmp_path: Path) -> None:

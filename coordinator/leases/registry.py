@@ -70,6 +70,12 @@ async def registry_version(redis: Any, namespace: str) -> int:
     key = keys.leases_version_key(namespace)
     with reading(key, "a version string"):
         raw = await redis.get(key)
+    return parse_version(key, raw)
+
+
+def parse_version(key: str, raw: Any) -> int:
+    """The registry's version as read from ``key`` (0 when never changed); anything but
+    decimal digits is reported, never guessed."""
     if raw is None:
         return 0
     value = str(text(raw))

@@ -22,6 +22,7 @@ from coordinator.connection.boundary import redis_errors, text
 from coordinator.errors import CorruptDataError, InvalidArgumentError
 from coordinator.leases.names import parse_lease_selector
 from coordinator.leases.placement import Node
+from coordinator.leases.registry import parse_version
 from coordinator.protocol import keys
 from coordinator.protocol.membership import ALIVE_INTERVALS, MANY_LEASES
 from coordinator.protocol.records import parse_term
@@ -73,7 +74,7 @@ async def read_view(redis: Any, namespace: str) -> LeasesView:
     # a member that is no lease name was not added by leases_change.lua: reported, never placed
     corrupt = {m: "registered, but not a usable lease name" for m in named if not _usable(m)}
     leases = tuple(m for m in named if m not in corrupt)
-    version = _version(version_key, version_text)
+    version = parse_version(version_key, version_text)
     heard = [(str(text(m)), int(score)) for m, score in scored]
 
     with redis_errors(registry):
@@ -148,15 +149,6 @@ def _refuse_error(key: str, reply: Any) -> None:
     if isinstance(reply, Exception):
         with redis_errors(key):
             raise reply
-
-
-def _version(key: str, raw: Any) -> int:
-    if raw is None:
-        return 0
-    value = str(text(raw))
-    if not value.isascii() or not value.isdigit():
-        raise CorruptDataError(key, f"the registry version is not a whole number: {value!r}")
-    return int(value)
 
 
 def _live_lease(reply: Any, now: int) -> tuple[str, int, int] | None:
